@@ -174,3 +174,14 @@ def video_level_dataset(data: str | Sequence[str], num_classes: int, batch_size:
         return features, multi_hot(labels, num_classes)
 
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def read_id_labels(data: str | Sequence[str], batch_size: int = 1024) -> dict[str, list[int]]:
+    """``{video id: label ids}`` of video-level Examples (only ``id`` and ``labels`` are parsed)."""
+    spec = {"id": VIDEO_FEATURES["id"], "labels": VIDEO_FEATURES["labels"]}
+    out: dict[str, list[int]] = {}
+    for batch in tf.data.TFRecordDataset(_files(data)).batch(batch_size):
+        parsed = tf.io.parse_example(batch, spec)
+        for vid, labels in zip(parsed["id"].numpy(), tf.RaggedTensor.from_sparse(parsed["labels"]).to_list()):
+            out[vid.decode()] = labels
+    return out

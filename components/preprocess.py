@@ -1,0 +1,22 @@
+"""Preprocess component: validate, fold-split and featurize frame-level TFRecords (Beam)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Metrics, Output
+
+from yt8m_pipeline.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def preprocess_op(input_pattern: str, num_classes: int, folds: int, holdout_fraction: float, runner: str,
+                  dataset: Output[Dataset], counts: Output[Metrics]):
+    """Run the Beam job; the dataset artifact holds fold shards, video-level features and quarantine."""
+    from yt8m_pipeline.beam_jobs.preprocess import run_preprocess
+
+    result = run_preprocess(input_pattern, dataset.path, num_classes=num_classes, folds=folds,
+                            holdout_fraction=holdout_fraction, runner=runner)
+    total = result["total"]
+    dataset.metadata.update({"source": input_pattern, "num_classes": num_classes, "folds": folds,
+                             "holdout_fraction": holdout_fraction, "records_read": total["read"],
+                             "records_written": total["written"], "records_quarantined": total["quarantined"]})
+    for key in ("read", "written", "quarantined"):
+        counts.log_metric(f"records_{key}", total[key])

@@ -1,0 +1,62 @@
+"""Model families by name: a builder, its input level and named presets (configs as data)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name: str
+    input_level: str  # "video" (mean_rgb, mean_audio) or "frame" (rgb, audio, num_frames)
+    builder: Callable[..., keras.Model]
+    presets: dict[str, dict]
+    description: str = ""
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(name: str, input_level: str, presets: dict[str, dict], description: str = ""):
+    """Decorator: register ``builder(num_classes, **params) -> keras.Model`` under ``name``."""
+    if input_level not in ("video", "frame"):
+        raise ValueError(f"input_level must be 'video' or 'frame', got {input_level!r}")
+
+    def wrap(builder):
+        FAMILIES[name] = Family(name, input_level, builder, presets, description)
+        return builder
+
+    return wrap
+
+
+def get_family(name: str) -> Family:
+    _load_families()
+    if name not in FAMILIES:
+        raise KeyError(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]
+
+
+def resolve_params(family: str, preset: str, overrides: dict | None = None) -> dict:
+    """The preset's parameters with ``overrides`` applied; unknown keys are an error."""
+    fam = get_family(family)
+    if preset not in fam.presets:
+        raise KeyError(f"model family {family!r} has no preset {preset!r}; presets: {', '.join(fam.presets)}")
+    params = dict(fam.presets[preset])
+    for key, value in (overrides or {}).items():
+        if key not in params:
+            raise KeyError(f"override {key!r} is not a parameter of {family!r} (parameters: {', '.join(params)})")
+        params[key] = value
+    return params
+
+
+def build_model(family: str, num_classes: int, preset: str = "small", overrides: dict | None = None) -> keras.Model:
+    params = resolve_params(family, preset, overrides)
+    return get_family(family).builder(num_classes, **params)
+
+
+def _load_families() -> None:
+    # Importing the family modules registers them.
+    from yt8m.models import frame_level, video_level  # noqa: F401

@@ -1,0 +1,59 @@
+"""Score YT8M frame-level TFRecords with an exported SavedModel (raw records in, scores out).
+
+Also a module entry point, so a model can be loaded and checked in a FRESH process:
+``python -m yt8m.scoring --model DIR --data PATTERN --out FILE.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from yt8m import readers, storage
+
+log = logging.getLogger(__name__)
+
+
+def score_files(model_dir: str, data: str | list[str], batch_size: int = 64):
+    """(video ids, scores [N, C], label id lists) for every record of ``data`` in file order."""
+    files = storage.expand_pattern(data, "data") if isinstance(data, str) else list(data)
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    ids, scores, labels = [], [], []
+    started = time.time()
+    for batch in tf.data.TFRecordDataset(files).batch(batch_size):
+        out = serve(serialized=batch)
+        ids.extend(v.decode() for v in out["video_id"].numpy())
+        scores.append(out["scores"].numpy())
+        parsed = tf.io.parse_sequence_example(batch, {"labels": readers.CONTEXT_FEATURES["labels"]})[0]["labels"]
+        labels.extend(tf.RaggedTensor.from_sparse(parsed).to_list())
+    secs = time.time() - started
+    log.info("scored %d videos from %d files in %.1fs (%.0f videos/s)", len(ids), len(files), secs,
+             len(ids) / max(secs, 1e-9))
+    if not ids:
+        raise ValueError(f"no records in {data!r}")
+    return ids, np.concatenate(scores), labels
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True, help="npz with video_ids, scores and labels (ragged as lists)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    ids, scores, labels = score_files(args.model, args.data, args.batch_size)
+    lengths = np.asarray([len(l) for l in labels], np.int64)
+    flat = np.asarray([x for l in labels for x in l], np.int64)
+    with storage.gfile.GFile(args.out, "wb") as f:
+        np.savez(f, video_ids=np.asarray(ids), scores=scores, label_lengths=lengths, label_values=flat)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    sys.exit(main())
