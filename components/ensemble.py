@@ -17,7 +17,7 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
     from yt8m import ensemble, readers, training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    num_classes, folds = dataset.metadata["num_classes"], dataset.metadata["folds"]
+    num_classes, folds = int(dataset.metadata["num_classes"]), int(dataset.metadata["folds"])
     labels = {split: readers.read_id_labels(training.split_files(dataset.path, "video", names))
               for split, names in (("oof", [f"fold-{k}" for k in range(folds)]), ("holdout", ["holdout"]))}
     report = ensemble.build_ensemble([m.path for m in members], merged_model.path, num_classes,

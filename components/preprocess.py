@@ -17,6 +17,8 @@ def preprocess_op(input_pattern: str, num_classes: int, folds: int, holdout_frac
     total = result["total"]
     dataset.metadata.update({"source": input_pattern, "num_classes": num_classes, "folds": folds,
                              "holdout_fraction": holdout_fraction, "records_read": total["read"],
-                             "records_written": total["written"], "records_quarantined": total["quarantined"]})
-    for key in ("read", "written", "quarantined"):
+                             "records_written": total["written_total"],
+                             "records_quarantined": total["quarantined_total"], "written_per_split": total["written"],
+                             "quarantined_per_reason": total["quarantined"]})
+    for key in ("read", "written_total", "quarantined_total"):
         counts.log_metric(f"records_{key}", total[key])

@@ -15,8 +15,8 @@ def train_op(model_config: dict, dataset: Input[Dataset], model: Output[Model], 
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config.model_config_from_dict(model_config)
-    result = training.train_member(cfg, dataset.path, model.path, num_classes=dataset.metadata["num_classes"],
-                                   folds=dataset.metadata["folds"])
+    result = training.train_member(cfg, dataset.path, model.path, num_classes=int(dataset.metadata["num_classes"]),
+                                   folds=int(dataset.metadata["folds"]))
     model.metadata.update({"name": cfg.name, "family": cfg.family, "preset": cfg.preset,
                            "parameters": result["parameters"], "size_bytes": result["saved_model_bytes"],
                            "oof_gap": result["oof"]["gap"], "holdout_gap": result["holdout"]["gap"],

@@ -28,7 +28,7 @@ def yt8m_pipeline(train_pattern: str, model_configs: list, run_config: dict, pub
                          quantize_min_elements=quantize_min_elements).set_display_name("ensemble")
     gate = gate_op(merged_model=merged.outputs["merged_model"], dataset=data.outputs["dataset"], min_gap=min_gap,
                    max_size_bytes=max_size_bytes).set_display_name("gate")
-    with dsl.If(gate.outputs["decision"] == "publish", name="gate-passed"):
+    with dsl.If(gate.outputs["Output"] == "publish", name="gate-passed"):
         publish_op(merged_model=merged.outputs["merged_model"], dataset=data.outputs["dataset"],
-                   publish_root=publish_root, test_pattern=test_pattern,
+                   gate_metrics=gate.outputs["metrics"], publish_root=publish_root, test_pattern=test_pattern,
                    run_config=run_config).set_display_name("publish")

@@ -8,6 +8,7 @@ just files of these kinds.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 
 import yaml
@@ -120,6 +121,8 @@ def _coerce(hint, value, where: str):
             pass
     if hint in (int, str) and isinstance(value, hint) and not isinstance(value, bool):
         return value
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # pipeline parameters travel as protobuf Struct, where every number is a float
     raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
 
 
@@ -177,7 +180,8 @@ def load_model_config(path: str) -> ModelConfig:
 
 
 def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+    """Plain JSON-compatible data (tuples become lists), as pipeline parameters need."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 def dump_yaml(cfg) -> str:

@@ -176,12 +176,18 @@ def video_level_dataset(data: str | Sequence[str], num_classes: int, batch_size:
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def read_id_labels(data: str | Sequence[str], batch_size: int = 1024) -> dict[str, list[int]]:
-    """``{video id: label ids}`` of video-level Examples (only ``id`` and ``labels`` are parsed)."""
-    spec = {"id": VIDEO_FEATURES["id"], "labels": VIDEO_FEATURES["labels"]}
+def read_id_labels(data: str | Sequence[str]) -> dict[str, list[int]]:
+    """``{video id: label ids}`` of frame-level OR video-level records.
+
+    A SequenceExample's ``context`` and an Example's ``features`` are both field 1 of type
+    Features, so parsing either as an Example yields ``id`` and ``labels``.
+    """
     out: dict[str, list[int]] = {}
-    for batch in tf.data.TFRecordDataset(_files(data)).batch(batch_size):
-        parsed = tf.io.parse_example(batch, spec)
-        for vid, labels in zip(parsed["id"].numpy(), tf.RaggedTensor.from_sparse(parsed["labels"]).to_list()):
-            out[vid.decode()] = labels
+    for path in _files(data):
+        for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            feature = tf.train.Example.FromString(raw).features.feature
+            ids = feature["id"].bytes_list.value if "id" in feature else []
+            if len(ids) != 1:
+                raise ValueError(f"record without a video id in {path}")
+            out[ids[0].decode()] = list(feature["labels"].int64_list.value) if "labels" in feature else []
     return out

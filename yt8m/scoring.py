@@ -7,6 +7,7 @@ Also a module entry point, so a model can be loaded and checked in a FRESH proce
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 import time
@@ -49,8 +50,10 @@ def main(argv=None) -> int:
     ids, scores, labels = score_files(args.model, args.data, args.batch_size)
     lengths = np.asarray([len(l) for l in labels], np.int64)
     flat = np.asarray([x for l in labels for x in l], np.int64)
+    buffer = io.BytesIO()  # zipfile needs a seekable, readable file: build in memory, then write
+    np.savez(buffer, video_ids=np.asarray(ids), scores=scores, label_lengths=lengths, label_values=flat)
     with storage.gfile.GFile(args.out, "wb") as f:
-        np.savez(f, video_ids=np.asarray(ids), scores=scores, label_lengths=lengths, label_values=flat)
+        f.write(buffer.getvalue())
     return 0
 
 

@@ -1,0 +1,226 @@
+"""The ``yt8m`` command line: synth, run, predict, evaluate, compile.
+
+Every verb has ``--help`` and exits non-zero with a one-line reason on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+
+log = logging.getLogger("yt8m")
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def cmd_synth(args) -> int:
+    from yt8m import synth
+
+    if args.classes < 2:
+        raise UsageError(f"--classes must be >= 2, got {args.classes}")
+    info = synth.generate(args.out, videos=args.videos, classes=args.classes, seed=args.seed)
+    print(json.dumps({k: info[k] for k in info if k in ("videos", "classes", "seed", "counts", "splits")},
+                     default=str))
+    print(args.out)
+    return 0
+
+
+def _summary_gaps(result, clean_labels_path: str | None, num_classes: int) -> dict:
+    """Oracle (ceiling) and class-prior (floor) GAP on the holdout next to the model's."""
+    import numpy as np
+
+    from yt8m import metrics, readers, storage, synth, training
+
+    holdout = readers.read_id_labels(training.split_files(result.dataset_dir, "video", ["holdout"]))
+    train = readers.read_id_labels(training.split_files(result.dataset_dir, "video", ["fold-*"]))
+    ids = list(holdout)
+    labels = metrics.dense_labels([holdout[v] for v in ids], num_classes)
+    prior = metrics.dense_labels(list(train.values()), num_classes).mean(axis=0)
+    out = {"class_prior_gap": metrics.gap_at_k(np.tile(prior, (len(ids), 1)), labels)}
+    if clean_labels_path and storage.gfile.exists(clean_labels_path):
+        clean = synth.read_clean_labels(clean_labels_path)
+        out["oracle_gap"] = metrics.gap_at_k(synth.oracle_scores(ids, clean, prior), labels)
+    return out
+
+
+def cmd_run(args) -> int:
+    from yt8m import config as config_lib
+    from yt8m import storage
+    from yt8m_pipeline import local_run
+
+    if not args.local:
+        raise UsageError("only --local is available in this version (Vertex submission comes with `yt8m submit`)")
+    cfg = config_lib.load_run_config(args.config or local_run.default_config_path())
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    workdir = os.path.abspath(args.workdir or os.path.join("runs", f"local-{stamp}"))
+    clean_labels = None
+    if args.data:
+        storage.expand_pattern(args.data, "--data")
+        if args.test_data:
+            storage.expand_pattern(args.test_data, "--test-data")
+        train_pattern, test_pattern = args.data, args.test_data or ""
+        num_classes = args.num_classes or cfg.data.num_classes
+    else:
+        from yt8m import synth
+
+        data_dir = os.path.join(workdir, "data")
+        log.info("generating %d synthetic videos, %d classes into %s", cfg.synth.videos, cfg.synth.classes, data_dir)
+        synth.generate(data_dir, videos=cfg.synth.videos, classes=cfg.synth.classes, seed=cfg.synth.seed)
+        train_pattern = os.path.join(data_dir, "train", "*.tfrecord")
+        test_pattern = os.path.join(data_dir, "test", "*.tfrecord")
+        num_classes = cfg.synth.classes
+        clean_labels = os.path.join(data_dir, "oracle", "train_clean_labels.csv")
+    publish_root = os.path.abspath(args.publish_root or os.path.join(workdir, "published"))
+    arguments = local_run.pipeline_arguments(cfg, train_pattern, test_pattern, publish_root, num_classes)
+    result = local_run.run_local(arguments, workdir)
+    gaps = _summary_gaps(result, clean_labels, num_classes)
+    print(result.gate_report)
+    if result.published_dir is None:
+        print(f"NOT published: the gate refused the model (see {result.run_dir})", file=sys.stderr)
+        return 1
+    manifest = storage.read_json(os.path.join(result.published_dir, "manifest.json"))
+    gap = manifest["gate"]["gap"]
+    line = f"holdout GAP@20 {gap:.4f}"
+    if "oracle_gap" in gaps:
+        line += f" (oracle ceiling {gaps['oracle_gap']:.4f}"
+    line += f", class-prior baseline {gaps['class_prior_gap']:.4f})" if "oracle_gap" in gaps else \
+        f" (class-prior baseline {gaps['class_prior_gap']:.4f})"
+    print(f"{line}; model size {manifest['model_bytes'] / 1e6:.1f} MB")
+    print(result.published_dir)
+    return 0
+
+
+def _saved_model_dir(path: str) -> str:
+    from yt8m import storage
+
+    if storage.gfile.exists(storage.join(path, "saved_model.pb")):
+        return path
+    if storage.gfile.exists(storage.join(path, "saved_model", "saved_model.pb")):
+        return storage.join(path, "saved_model")
+    raise UsageError(f"--model {path}: no SavedModel there (expected saved_model.pb or saved_model/)")
+
+
+def cmd_predict(args) -> int:
+    from yt8m import predictions, scoring
+
+    model_dir = _saved_model_dir(args.model)
+    ids, scores, _ = scoring.score_files(model_dir, args.data, batch_size=args.batch_size)
+    predictions.write_kaggle_csv(args.out, ids, scores, k=args.top_k)
+    print(f"wrote {len(ids)} predictions to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from yt8m import metrics, predictions, readers
+
+    ids, label_ids, scores = predictions.read_kaggle_csv(args.predictions)
+    truth = readers.read_id_labels(args.data)
+    missing = [v for v in truth if v not in set(ids)]
+    unknown = [v for v in ids if v not in truth]
+    if unknown:
+        raise UsageError(f"{len(unknown)} predicted video ids are not in --data (e.g. {unknown[0]!r})")
+    bad = [int(l) for ls in label_ids for l in ls if not 0 <= l < args.num_classes]
+    if bad:
+        raise UsageError(f"predicted label {bad[0]} is outside [0, {args.num_classes}); set --num-classes")
+    all_ids = ids + missing  # videos without a prediction score zero everywhere
+    dense = predictions.scores_from_pairs(label_ids + [np.zeros(0, np.int64)] * len(missing),
+                                          scores + [np.zeros(0, np.float32)] * len(missing), args.num_classes)
+    labels = metrics.dense_labels([truth[v] for v in all_ids], args.num_classes)
+    acc = metrics.EvaluationAccumulator(args.num_classes, k=20)
+    acc.add(dense, labels)
+    result = acc.result()
+    result["videos_without_prediction"] = len(missing)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(f"GAP@20 {result['gap']:.5f}  Hit@1 {result['hit_at_1']:.5f}  PERR {result['perr']:.5f}  "
+              f"mAP {result['map']:.5f}  videos {result['num_videos']}")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from yt8m_pipeline import local_run
+
+    print(local_run.compile_pipeline(args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yt8m", description="YouTube-8M pipeline: data, training, ensembling, "
+                                                               "gated publishing (locally or on Vertex AI)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("synth", help="generate a synthetic YT8M-format dataset (frame-level shards + oracle)")
+    p.add_argument("--out", required=True, help="output directory (local or gs://)")
+    p.add_argument("--videos", type=_positive_int, default=2000)
+    p.add_argument("--classes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("run", help="run the whole pipeline (locally under kfp.local)")
+    p.add_argument("--local", action="store_true", help="run on this machine (kfp.local, Beam DirectRunner)")
+    p.add_argument("--data", help="frame-level TFRecord pattern (default: generate a synthetic set)")
+    p.add_argument("--test-data", help="frame-level TFRecords to write Kaggle predictions for")
+    p.add_argument("--num-classes", type=_positive_int, help="number of classes of --data")
+    p.add_argument("--config", help="run config YAML (default: the packaged local.yaml)")
+    p.add_argument("--workdir", help="where data, pipeline outputs and published models go (default runs/local-*)")
+    p.add_argument("--publish-root", help="publish location (default WORKDIR/published)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("predict", help="Kaggle-format CSV (top 20) from a SavedModel")
+    p.add_argument("--model", required=True, help="SavedModel directory or a published version directory")
+    p.add_argument("--data", required=True, help="frame-level TFRecord pattern")
+    p.add_argument("--out", required=True, help="CSV path")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--top-k", type=_positive_int, default=20)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="GAP@20, Hit@1, PERR, mAP of a Kaggle CSV against labelled TFRecords")
+    p.add_argument("--predictions", required=True, help="Kaggle CSV (VideoId,LabelConfidencePairs)")
+    p.add_argument("--data", required=True, help="labelled TFRecords (frame- or video-level)")
+    p.add_argument("--num-classes", type=_positive_int, default=3862)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compile", help="compile the pipeline to kfp IR YAML")
+    p.add_argument("--out", default="yt8m_pipeline.yaml")
+    p.set_defaults(func=cmd_compile)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from yt8m.config import ConfigError
+
+    try:
+        return args.func(args)
+    except (UsageError, ConfigError, FileNotFoundError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"yt8m {args.verb}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
