@@ -126,9 +126,10 @@ def build_pipeline_options(
     gco.project = project or gco.project
     gco.region = region or gco.region
     base = output_dir.rstrip("/")
-    gco.temp_location = temp_location or gco.temp_location or (f"{base}/_beam/tmp" if base.startswith("gs://") else None)
+    on_gcs = base.startswith("gs://")
+    gco.temp_location = temp_location or gco.temp_location or (f"{base}/_beam/tmp" if on_gcs else None)
     gco.staging_location = (staging_location or gco.staging_location
-                            or (f"{base}/_beam/staging" if base.startswith("gs://") else None))
+                            or (f"{base}/_beam/staging" if on_gcs else None))
     if job_name or not gco.job_name:
         gco.job_name = job_name or f"yt8m-preprocess-{_dt.datetime.now(_dt.timezone.utc):%Y%m%d-%H%M%S}"
     workers = options.view_as(WorkerOptions)
@@ -211,7 +212,8 @@ class ParseAndValidateFn(beam.DoFn):
                 (source, err.reason, quarantine_example(raw, err.reason, err.detail, source, err.video_id)))
             return
         mean_rgb, mean_audio = validation.video_level_means(video)
-        video_bytes = writers.video_level_example(video.video_id, video.labels, mean_rgb, mean_audio).SerializeToString()
+        video_bytes = writers.video_level_example(
+            video.video_id, video.labels, mean_rgb, mean_audio).SerializeToString()
         self._valid.inc()
         yield source, video.video_id, raw, video_bytes
 
@@ -299,10 +301,12 @@ def count_tfrecords(path: str) -> int:
     return n
 
 
-def _write_tfrecords(pcoll, prefix: str, num_shards: int, kind: str, split: str, label: str):
-    """WriteToTFRecord + count what landed on disk; returns the count-pairs PCollection."""
+def _write_tfrecords(pcoll, prefix: str, num_shards: int, kind: str, split: str, label: str, verify: bool = True):
+    """WriteToTFRecord (+ count what landed on disk if ``verify``); returns a count-pairs PCollection or None."""
     files = pcoll | f"Write{label}" >> beam.io.WriteToTFRecord(
         prefix, file_name_suffix=SHARD_SUFFIX, num_shards=int(num_shards))
+    if not verify:
+        return None
     return (files
             | f"Restamp{label}" >> beam.Map(lambda f: beam.window.TimestampedValue(f, 0))
             | f"CountOnDisk{label}" >> beam.ParDo(CountOutputRecordsFn(kind, split)))
@@ -314,8 +318,12 @@ def _count_line(kv) -> str:
 
 
 def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: str, num_classes: int, folds: int,
-                   holdout_fraction: float, shards: Mapping[str, int]) -> None:
-    """Attach the preprocessing graph to ``pipeline`` (used by run_preprocess; handy in tests)."""
+                   holdout_fraction: float, shards: Mapping[str, int], verify_outputs: bool = True) -> None:
+    """Attach the preprocessing graph to ``pipeline`` (used by run_preprocess; handy in tests).
+
+    ``verify_outputs``: count the records in the written files (header walk) so the reconciliation
+    also covers the writes; costs one extra read of the outputs.
+    """
     splits = folds_lib.split_names(folds, holdout_fraction)
     records = pipeline | "ReadWithSource" >> ReadWithSource(files)
     parsed = records | "ParseAndValidate" >> ParseAndValidate(num_classes)
@@ -323,7 +331,8 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: st
     quarantine = parsed[QUARANTINE_TAG]
 
     counts = [
-        records | "CountRead" >> beam.FlatMap(lambda e: [(("read", e[0], ""), 1), (("read_bytes", e[0], ""), len(e[1]))]),
+        records | "CountRead" >> beam.FlatMap(lambda e: [(("read", e[0], ""), 1),
+                                                        (("read_bytes", e[0], ""), len(e[1]))]),
         by_split["assigned"] | "CountWritten" >> beam.Map(lambda e: (("written", e[1], e[0]), 1)),
         quarantine | "CountQuarantined" >> beam.Map(lambda e: (("quarantined", e[0], e[1]), 1)),
     ]
@@ -332,18 +341,18 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: st
         frames = part | f"FrameBytes/{split}" >> beam.Map(lambda e: e[3])
         videos = part | f"VideoBytes/{split}" >> beam.Map(lambda e: e[4])
         counts.append(_write_tfrecords(frames, storage.join(output_dir, "frame", split, "part"), shards[split],
-                                       "frame", split, f"Frame/{split}"))
+                                       "frame", split, f"Frame/{split}", verify_outputs))
         counts.append(_write_tfrecords(videos, storage.join(output_dir, "video", split, "part"), shards[split],
-                                       "video", split, f"Video/{split}"))
+                                       "video", split, f"Video/{split}", verify_outputs))
     q_bytes = quarantine | "QuarantineBytes" >> beam.Map(lambda e: e[2])
     counts.append(_write_tfrecords(q_bytes, storage.join(output_dir, "quarantine", "part"), shards["quarantine"],
-                                   "quarantine", "", "Quarantine"))
-    _ = (counts
+                                   "quarantine", "", "Quarantine", verify_outputs))
+    _ = ([c for c in counts if c is not None]
          | "FlattenCounts" >> beam.Flatten()
          | "CountRecords" >> beam.CombinePerKey(sum)
          | "CountLines" >> beam.Map(_count_line)
-         | "WriteCounts" >> beam.io.WriteToText(storage.join(output_dir, "_counts", "counts"), file_name_suffix=".jsonl",
-                                                num_shards=1, shard_name_template=""))
+         | "WriteCounts" >> beam.io.WriteToText(storage.join(output_dir, "_counts", "counts"),
+                                                file_name_suffix=".jsonl", num_shards=1, shard_name_template=""))
 
 
 # ----------------------------------------------------------------------------- counts & reconciliation
@@ -399,8 +408,8 @@ def assemble_counts(lines: Sequence[str], files: Sequence[str], splits: Sequence
             "unexpected_sources": sorted(unexpected_sources)}
 
 
-def reconcile(counts: dict) -> list[str]:
-    """Every way the counts disagree (empty list = reconciled)."""
+def reconcile(counts: dict, verify_outputs: bool = True) -> list[str]:
+    """Every way the counts disagree (empty list = reconciled); on-disk counts only if ``verify_outputs``."""
     problems = []
     for src in counts["unexpected_sources"]:
         problems.append(f"records came from a file that was not in the input list: {src}")
@@ -412,6 +421,8 @@ def reconcile(counts: dict) -> list[str]:
     if t["read"] != t["written_total"] + t["quarantined_total"]:
         problems.append(f"total: read {t['read']} != written {t['written_total']} + quarantined "
                         f"{t['quarantined_total']}")
+    if not verify_outputs:
+        return problems
     for kind in ("frame", "video"):
         for split, n in t["written"].items():
             on_disk = counts["output_records"][kind].get(split, 0)
@@ -481,14 +492,17 @@ def run_preprocess(
     num_shards: int | Mapping[str, int] | None = None,
     pipeline_options: PipelineOptions | None = None,
     clear_output: bool = True,
+    verify_outputs: bool = True,
 ) -> dict:
     """Run the job and return the reconciled counts (also written to ``OUT/counts.json``).
 
     ``num_shards``: shards per split output (an int, or ``{split: n, "quarantine": n}``);
     0 lets Beam decide; default 2 per split and 1 for quarantine locally, 0 on Dataflow.
     ``pipeline_args`` go to ``build_pipeline_options`` (e.g. ``--project``, ``--region`` for
-    Dataflow) unless ``pipeline_options`` is given. Raises FileNotFoundError if no input
-    file matches, RuntimeError if the counts do not reconcile.
+    Dataflow) unless ``pipeline_options`` is given. ``verify_outputs`` also counts the records
+    found in the written files (one extra read of the outputs; turn off for very large
+    Dataflow runs if that read is too costly). Raises FileNotFoundError if no input file
+    matches, RuntimeError if the counts do not reconcile.
     """
     kind = _normalise_runner(runner)
     if int(num_classes) < 1:
@@ -517,7 +531,7 @@ def run_preprocess(
         pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
     else:
         pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, files, output_dir, int(num_classes), folds, holdout_fraction, shards)
+    build_pipeline(pipeline, files, output_dir, int(num_classes), folds, holdout_fraction, shards, verify_outputs)
     result = pipeline.run()
     state = result.wait_until_finish()
     elapsed = time.time() - start
@@ -528,14 +542,16 @@ def run_preprocess(
     count_file = storage.join(output_dir, "_counts", "counts.jsonl")
     lines = storage.read_text(count_file).splitlines()
     counts = assemble_counts(lines, files, splits)
-    problems = reconcile(counts)
+    problems = reconcile(counts, verify_outputs)
+    if not verify_outputs:
+        counts["output_records"] = counts["output_files"] = None
     total = counts["total"]
     counts.update({
         "input_pattern": input_pattern, "num_input_files": len(files), "runner": kind,
         "elapsed_seconds": round(elapsed, 3),
         "records_per_second": round(total["read"] / elapsed, 2) if elapsed > 0 else None,
         "mb_per_second": round(total["read_bytes"] / 1e6 / elapsed, 2) if elapsed > 0 else None,
-        "reconciled": not problems, "problems": problems,
+        "reconciled": not problems, "problems": problems, "outputs_verified": bool(verify_outputs),
     })
     storage.write_json(storage.join(output_dir, "counts.json"), counts)
     if problems:
@@ -590,6 +606,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-num-workers", type=int)
     g.add_argument("--sdk-container-image")
     g.add_argument("--job-name")
+    p.add_argument("--no-verify-outputs", dest="verify_outputs", action="store_false",
+                   help="do not re-count the records in the written files (saves one read of the outputs)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -607,7 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra_args=beam_args)
     try:
         counts = run_preprocess(args.input, args.output, args.num_classes, args.folds, args.holdout, args.runner,
-                                num_shards=args.num_shards, pipeline_options=options)
+                                num_shards=args.num_shards, pipeline_options=options,
+                                verify_outputs=args.verify_outputs)
     except (FileNotFoundError, ValueError) as exc:
         print(f"preprocess: error: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import tensorflow as tf
-from apache_beam.options.pipeline_options import DebugOptions, GoogleCloudOptions, SetupOptions, StandardOptions, WorkerOptions
+from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptions, SetupOptions, StandardOptions,
+                                                  WorkerOptions)
 
 from yt8m import folds, schema, storage, validation, writers
 from yt8m_pipeline.beam_jobs import preprocess
@@ -103,7 +104,7 @@ def run1(data):
 
 @pytest.fixture(scope="module")
 def run2(data):
-    """The same records, shuffled and resharded into 5 files, written with num_shards=0 (Beam decides)."""
+    """The same records, shuffled and resharded into 5 files; num_shards=0 (Beam decides), no on-disk recount."""
     rng = np.random.default_rng(1)
     records = [g[0] for g in data["good"].values()] + [raw for _, raw in data["bad"]]
     order = rng.permutation(len(records))
@@ -112,7 +113,8 @@ def run2(data):
     for k in range(5):
         writers.write_tfrecords(str(in_dir / f"shard{k}.tfrecord"), [records[i] for i in order[k::5]])
     out = str(data["root"] / "out2")
-    counts = preprocess.run_preprocess(str(in_dir / "*.tfrecord"), out, NUM_CLASSES, FOLDS, HOLDOUT, num_shards=0)
+    counts = preprocess.run_preprocess(str(in_dir / "*.tfrecord"), out, NUM_CLASSES, FOLDS, HOLDOUT, num_shards=0,
+                                       verify_outputs=False)
     return {"out": out, "counts": counts}
 
 
@@ -228,7 +230,8 @@ def test_video_level_means_match_numpy(data, run1):
 
 
 def test_split_assignment_independent_of_sharding(data, run1, run2):
-    assert run2["counts"]["reconciled"]
+    assert run2["counts"]["reconciled"] and not run2["counts"]["outputs_verified"]
+    assert run2["counts"]["output_records"] is None and run1["counts"]["outputs_verified"]
     assert run2["counts"]["total"]["written"] == run1["counts"]["total"]["written"]
     assert run2["counts"]["total"]["quarantined"] == run1["counts"]["total"]["quarantined"]
     first, second = _frame_ids_by_split(run1["out"]), _frame_ids_by_split(run2["out"])
@@ -331,3 +334,20 @@ def test_cli_help(capsys):
     for flag in ("--input", "--output", "--num-classes", "--folds", "--holdout", "--runner", "--project",
                  "--region", "--temp-location", "--setup-file", "--num-shards"):
         assert flag in text
+
+
+def test_dataflow_graph_builds_offline():
+    """The whole graph translates for the DataflowRunner (dry_run: no GCS calls, nothing submitted)."""
+    import apache_beam as beam
+
+    opts = preprocess.build_pipeline_options("dataflow", "gs://my-bucket/out", project="my-project-123",
+                                             region="us-central1", extra_args=["--dry_run=True"])
+    pipeline = beam.Pipeline(options=opts)
+    shards = preprocess._resolve_shards(None, SPLITS, "dataflow")
+    assert set(shards.values()) == {0}
+    preprocess.build_pipeline(pipeline, ["gs://my-bucket/in/train0000.tfrecord"], "gs://my-bucket/out", NUM_CLASSES,
+                              FOLDS, HOLDOUT, shards)
+    names = {t.unique_name for t in pipeline.to_runner_api().components.transforms.values()}
+    for stage in ("ReadWithSource", "ParseAndValidate", "AssignSplit", "CountRecords", "WriteCounts"):
+        assert stage in names
+    assert type(pipeline.runner).__name__ == "DataflowRunner"

@@ -85,7 +85,7 @@ def decode_frame_batch(serialized, max_frames: int = schema.MAX_FRAMES, num_clas
             frame_mask = tf.sequence_mask(lengths[name], tf.shape(lists[name])[1])
             ok = tf.reduce_all(tf.logical_or(tf.equal(tf.strings.length(lists[name]), size),
                                              tf.logical_not(frame_mask)), axis=1)
-            checks.append(_check(ok, f"'{name}' frames must have {size} bytes", ids, sources))
+            checks.append(_check(ok, f"{name} frames must have {size} bytes", ids, sources))
         if num_classes is not None:
             in_range = tf.logical_and(context["labels"].values >= 0, context["labels"].values < num_classes)
             row_ok = tf.math.unsorted_segment_min(tf.cast(in_range, tf.int32), context["labels"].indices[:, 0],
@@ -102,7 +102,9 @@ def decode_frame_batch(serialized, max_frames: int = schema.MAX_FRAMES, num_clas
             pad = max_frames - tf.shape(x)[1]
             features[name] = tf.pad(x * mask, [[0, 0], [0, pad], [0, 0]])
             features[name].set_shape([None, max_frames, schema.FEATURE_SIZES[name]])
-    return ids, features["rgb"], features["audio"], num_frames, context["labels"]
+        labels = context["labels"]
+        labels = tf.SparseTensor(labels.indices, tf.identity(labels.values), labels.dense_shape)
+    return ids, features["rgb"], features["audio"], num_frames, labels
 
 
 def sample_frames(rgb, audio, num_frames, num_samples: int, seed: int | None = None):
