@@ -162,10 +162,10 @@ def run_config_from_dict(raw: dict, where: str = "config") -> RunConfig:
 
 
 def load_yaml(path: str) -> dict:
+    if not storage.gfile.exists(path):
+        raise ConfigError(f"{path}: config file not found")
     try:
         raw = yaml.safe_load(storage.read_text(path))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return raw

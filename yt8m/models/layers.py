@@ -1,9 +1,32 @@
-"""Reusable Keras 3 layers of the winning YT8M models (written once with ``keras.ops``)."""
+"""Reusable Keras 3 layers of the winning YT8M models (written once with ``keras.ops``).
+
+Frame-level layers take ``[B, F, D]`` frames plus ``num_frames`` ``[B]``: frames at index
+``>= num_frames`` are zero padding and never reach a pooled output (masking everywhere),
+so appending padding frames does not change a model's prediction.
+"""
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import ops
+
+_EPS = 1e-6
+
+
+def frame_mask(num_frames, frames, dtype="float32"):
+    """``[B, F]`` mask, 1 for frames ``< num_frames``, 0 for padding."""
+    positions = ops.expand_dims(ops.arange(frames, dtype="int32"), 0)
+    return ops.cast(positions < ops.expand_dims(ops.cast(num_frames, "int32"), 1), dtype)
+
+
+def l2_normalize(x, axis=-1):
+    return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True)), _EPS)
+
+
+def _normal(dim: int, mean: float = 0.0):
+    return keras.initializers.RandomNormal(mean=mean, stddev=1.0 / math.sqrt(dim))
 
 
 @keras.saving.register_keras_serializable("yt8m")
@@ -11,22 +34,70 @@ class FrameL2Normalize(keras.layers.Layer):
     """L2-normalise each frame of ``[B, F, D]`` (zero frames stay zero)."""
 
     def call(self, x):
-        return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True)), 1e-6)
+        return l2_normalize(x, axis=-1)
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class FeatureSlice(keras.layers.Layer):
+    """``x[..., start:stop]`` (splits a fused rgb+audio vector back into its modalities)."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop = start, stop
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.stop - self.start,)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class FrameMask(keras.layers.Layer):
+    """Boolean ``[B, F]`` mask of the real frames (the ``mask=`` of Keras RNN layers)."""
+
+    def call(self, x, num_frames):
+        return frame_mask(num_frames, ops.shape(x)[1], "bool")
+
+    def compute_output_spec(self, x, num_frames):
+        return keras.KerasTensor(x.shape[:2], dtype="bool")
 
 
 @keras.saving.register_keras_serializable("yt8m")
 class MaskedMeanPool(keras.layers.Layer):
-    """Mean over the first ``num_frames`` frames of ``[B, F, D]``."""
+    """Mean over the first ``num_frames`` frames of ``[B, F, D]`` (0 for an empty video)."""
 
     def call(self, x, num_frames):
-        mask = ops.cast(ops.expand_dims(ops.arange(ops.shape(x)[1]), 0) < ops.expand_dims(num_frames, 1), x.dtype)
+        mask = frame_mask(num_frames, ops.shape(x)[1], x.dtype)
         total = ops.sum(x * ops.expand_dims(mask, -1), axis=1)
         return total / ops.maximum(ops.expand_dims(ops.cast(num_frames, x.dtype), -1), 1.0)
 
 
 @keras.saving.register_keras_serializable("yt8m")
+class MaskedMaxPool(keras.layers.Layer):
+    """Max over the first ``num_frames`` frames of ``[B, F, D]`` (0 for an empty video)."""
+
+    def call(self, x, num_frames):
+        return masked_max(x, frame_mask(num_frames, ops.shape(x)[1], "bool"))
+
+
+def masked_max(x, mask_bool):
+    """Max over axis 1 of ``[B, F, D]`` ignoring frames where ``mask_bool`` [B, F] is False."""
+    m = ops.expand_dims(mask_bool, -1)
+    pooled = ops.max(ops.where(m, x, ops.full_like(x, -1e30)), axis=1)
+    return ops.where(ops.any(mask_bool, axis=1, keepdims=True), pooled, ops.zeros_like(pooled))
+
+
+@keras.saving.register_keras_serializable("yt8m")
 class ContextGating(keras.layers.Layer):
-    """WILLOW's context gating: ``x * sigmoid(BN(x W))``."""
+    """WILLOW's context gating: ``x * sigmoid(BN(x W))``.
+
+    On a hidden layer it re-weights features; on output probabilities ([B, C], WILLOW's
+    ``moe_prob_gating``) it captures label correlations and keeps scores in [0, 1].
+    """
 
     def build(self, input_shape):
         dim = input_shape[-1]
@@ -66,36 +137,233 @@ class MixtureOfExperts(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("yt8m")
-class NetVLAD(keras.layers.Layer):
-    """NetVLAD pooling of ``[B, F, D]`` frames into ``[B, K * D]`` with masked padding frames."""
+class LabelEmbeddingHead(keras.layers.Layer):
+    """Scores ``sigmoid(<P x, e_c> + b_c)``: dot products of the projected features with learned
+    class embeddings ``e_c`` (``embedding_dim`` each), one bias per class."""
+
+    def __init__(self, num_classes: int, embedding_dim: int = 256, l2: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes, self.embedding_dim, self.l2 = num_classes, embedding_dim, l2
+
+    def build(self, input_shape):
+        reg = keras.regularizers.L2(self.l2) if self.l2 else None
+        self.project = keras.layers.Dense(self.embedding_dim, kernel_regularizer=reg)
+        self.project.build(input_shape)
+        self.class_embeddings = self.add_weight(name="class_embeddings", shape=(self.num_classes, self.embedding_dim),
+                                                initializer=_normal(self.embedding_dim), regularizer=reg)
+        self.class_bias = self.add_weight(name="class_bias", shape=(self.num_classes,), initializer="zeros")
+
+    def call(self, x):
+        logits = ops.matmul(self.project(x), ops.transpose(self.class_embeddings)) + self.class_bias
+        return ops.sigmoid(logits)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "embedding_dim": self.embedding_dim,
+                "l2": self.l2}
+
+
+class _SoftAssignment(keras.layers.Layer):
+    """Shared part of the VLAD / FV / soft-DBoF poolings: ``softmax(BN(x W))`` per frame, masked."""
 
     def __init__(self, num_clusters: int, **kwargs):
         super().__init__(**kwargs)
         self.num_clusters = num_clusters
 
     def build(self, input_shape):
-        dim = int(input_shape[-1])
-        self.dim = dim
-        init = keras.initializers.RandomNormal(stddev=1.0 / dim**0.5)
-        self.cluster_weights = self.add_weight(name="cluster_weights", shape=(dim, self.num_clusters),
-                                               initializer=init)
-        self.cluster_centers = self.add_weight(name="cluster_centers", shape=(1, dim, self.num_clusters),
-                                               initializer=init)
+        self.dim = int(input_shape[-1])
+        self.cluster_weights = self.add_weight(name="cluster_weights", shape=(self.dim, self.num_clusters),
+                                               initializer=_normal(self.dim))
+        self.norm = keras.layers.BatchNormalization()
+        self.norm.build((None, self.num_clusters))
+
+    def assign(self, x, num_frames, training=None):
+        """``[B, F, K]`` soft assignments, zero for padding frames; and the float mask ``[B, F]``."""
+        frames = ops.shape(x)[1]
+        flat = ops.reshape(x, (-1, self.dim))
+        activation = ops.softmax(self.norm(ops.matmul(flat, self.cluster_weights), training=training), axis=-1)
+        activation = ops.reshape(activation, (-1, frames, self.num_clusters))
+        mask = frame_mask(num_frames, frames, x.dtype)
+        return activation * ops.expand_dims(mask, -1), mask
+
+    def get_config(self):
+        return {**super().get_config(), "num_clusters": self.num_clusters}
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class NetVLAD(_SoftAssignment):
+    """NetVLAD pooling of ``[B, F, D]`` frames into ``[B, K * D]``: soft-assigned residuals to
+    learned cluster centres, intra-normalised per cluster, then L2-normalised."""
+
+    residual = True
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.residual:
+            self.cluster_centers = self.add_weight(name="cluster_centers", shape=(1, self.dim, self.num_clusters),
+                                                   initializer=_normal(self.dim))
+
+    def call(self, x, num_frames, training=None):
+        activation, _ = self.assign(x, num_frames, training)
+        vlad = ops.transpose(ops.matmul(ops.transpose(activation, (0, 2, 1)), x), (0, 2, 1))  # [B, D, K]
+        if self.residual:
+            vlad = vlad - ops.sum(activation, axis=1, keepdims=True) * self.cluster_centers
+        vlad = l2_normalize(vlad, axis=1)
+        return l2_normalize(ops.reshape(vlad, (-1, self.dim * self.num_clusters)))
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class NetRVLAD(NetVLAD):
+    """Residual-less VLAD (WILLOW's "lightvlad"): soft-assignment-weighted sums of the frames."""
+
+    residual = False
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class NetFV(_SoftAssignment):
+    """NetFV (WILLOW): first- and second-order Fisher-vector statistics ``[B, 2 * K * D]``."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.covar_weights = self.add_weight(name="covar_weights", shape=(self.dim, self.num_clusters),
+                                             initializer=_normal(self.dim, mean=1.0))
+        self.cluster_centers = self.add_weight(name="cluster_centers", shape=(1, self.dim, self.num_clusters),
+                                               initializer=_normal(self.dim))
+
+    def call(self, x, num_frames, training=None):
+        activation, _ = self.assign(x, num_frames, training)
+        a_sum = ops.sum(activation, axis=1, keepdims=True)  # [B, 1, K]
+        covar = ops.square(self.covar_weights) + _EPS  # [D, K]
+        centers = self.cluster_centers
+        at = ops.transpose(activation, (0, 2, 1))  # [B, K, F]
+        fv1 = ops.transpose(ops.matmul(at, x), (0, 2, 1))  # [B, D, K]
+        fv2 = ops.transpose(ops.matmul(at, ops.square(x)), (0, 2, 1))
+        fv2 = (a_sum * ops.square(centers) + fv2 - 2.0 * fv1 * centers) / ops.square(covar) - a_sum
+        fv2 = l2_normalize(ops.reshape(fv2, (-1, self.dim * self.num_clusters)))
+        fv1 = l2_normalize((fv1 - a_sum * centers) / covar, axis=1)
+        fv1 = l2_normalize(ops.reshape(fv1, (-1, self.dim * self.num_clusters)))
+        return ops.concatenate([fv1, fv2], axis=-1)
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class SoftDBoF(_SoftAssignment):
+    """Soft deep bag of frames (WILLOW): softmax cluster assignments, sum-pooled over the real
+    frames, L2-normalised -> ``[B, K]`` (``max_pool`` appends the normalised max -> ``[B, 2K]``)."""
+
+    def __init__(self, num_clusters: int, max_pool: bool = False, **kwargs):
+        super().__init__(num_clusters, **kwargs)
+        self.max_pool = max_pool
+
+    def call(self, x, num_frames, training=None):
+        activation, mask = self.assign(x, num_frames, training)
+        out = l2_normalize(ops.sum(activation, axis=1))
+        if self.max_pool:
+            out = ops.concatenate([out, l2_normalize(masked_max(activation, mask > 0))], axis=-1)
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "max_pool": self.max_pool}
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class GatedSoftDBoF(_SoftAssignment):
+    """WILLOW's gated DBoF pooling: the sum-pooled soft assignments ``[B, K]`` are gated by
+    ``sigmoid(BN(l2(maxpool) W_red W_2))`` (``W_red`` [K, D], ``W_2`` [D, K]), then L2-normalised."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.dim_red = self.add_weight(name="dim_red", shape=(self.num_clusters, self.dim), initializer=_normal(self.dim))
+        self.gate_weights = self.add_weight(name="gate_weights", shape=(self.dim, self.num_clusters),
+                                            initializer=_normal(self.dim))
+        self.gate_norm = keras.layers.BatchNormalization()
+        self.gate_norm.build((None, self.num_clusters))
+
+    def call(self, x, num_frames, training=None):
+        activation, mask = self.assign(x, num_frames, training)
+        summed = ops.sum(activation, axis=1)
+        maxed = l2_normalize(masked_max(activation, mask > 0))
+        gates = ops.sigmoid(self.gate_norm(ops.matmul(ops.matmul(maxed, self.dim_red), self.gate_weights),
+                                           training=training))
+        return l2_normalize(gates * summed)
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class DBoF(keras.layers.Layer):
+    """The starter code's deep bag of frames: ``relu6(BN(x W))`` per frame into ``num_clusters``
+    dims, max- (or mean-) pooled over the real frames -> ``[B, K]``."""
+
+    def __init__(self, num_clusters: int, pooling: str = "max", **kwargs):
+        super().__init__(**kwargs)
+        if pooling not in ("max", "mean"):
+            raise ValueError(f"DBoF pooling must be 'max' or 'mean', got {pooling!r}")
+        self.num_clusters, self.pooling = num_clusters, pooling
+
+    def build(self, input_shape):
+        self.dim = int(input_shape[-1])
+        self.cluster_weights = self.add_weight(name="cluster_weights", shape=(self.dim, self.num_clusters),
+                                               initializer=_normal(self.dim))
         self.norm = keras.layers.BatchNormalization()
         self.norm.build((None, self.num_clusters))
 
     def call(self, x, num_frames, training=None):
         frames = ops.shape(x)[1]
-        flat = ops.reshape(x, (-1, self.dim))
-        activation = ops.softmax(self.norm(ops.matmul(flat, self.cluster_weights), training=training), axis=-1)
+        flat = ops.matmul(ops.reshape(x, (-1, self.dim)), self.cluster_weights)
+        activation = ops.relu6(self.norm(flat, training=training))
         activation = ops.reshape(activation, (-1, frames, self.num_clusters))
-        mask = ops.cast(ops.expand_dims(ops.arange(frames), 0) < ops.expand_dims(num_frames, 1), x.dtype)
-        activation = activation * ops.expand_dims(mask, -1)
-        a = ops.sum(activation, axis=1, keepdims=True) * self.cluster_centers  # [B, D, K]
-        vlad = ops.transpose(ops.matmul(ops.transpose(activation, (0, 2, 1)), x), (0, 2, 1)) - a
-        vlad = vlad / ops.maximum(ops.sqrt(ops.sum(ops.square(vlad), axis=1, keepdims=True)), 1e-6)
-        vlad = ops.reshape(vlad, (-1, self.dim * self.num_clusters))
-        return vlad / ops.maximum(ops.sqrt(ops.sum(ops.square(vlad), axis=-1, keepdims=True)), 1e-6)
+        mask = frame_mask(num_frames, frames, x.dtype)
+        if self.pooling == "max":
+            return masked_max(activation, mask > 0)
+        total = ops.sum(activation * ops.expand_dims(mask, -1), axis=1)
+        return total / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
 
     def get_config(self):
-        return {**super().get_config(), "num_clusters": self.num_clusters}
+        return {**super().get_config(), "num_clusters": self.num_clusters, "pooling": self.pooling}
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class SinusoidalPositions(keras.layers.Layer):
+    """Adds the fixed sinusoidal position encoding of "Attention is all you need" to ``[B, F, D]``
+    (no maximum length: works for any number of frames)."""
+
+    def call(self, x):
+        frames, dim = ops.shape(x)[1], x.shape[-1]
+        positions = ops.cast(ops.arange(frames), x.dtype)[:, None]
+        rates = ops.exp(ops.cast(ops.arange(0, dim, 2), x.dtype) * (-math.log(10000.0) / dim))[None, :]
+        angles = positions * rates  # [F, ceil(D/2)]
+        enc = ops.reshape(ops.stack([ops.sin(angles), ops.cos(angles)], axis=-1), (frames, -1))[:, :dim]
+        return x + ops.expand_dims(enc, 0)
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class TransformerEncoderBlock(keras.layers.Layer):
+    """Pre-LayerNorm transformer encoder block; padding frames are masked out as attention keys."""
+
+    def __init__(self, num_heads: int, ff_dim: int, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.ff_dim, self.dropout = num_heads, ff_dim, dropout
+
+    def build(self, input_shape):
+        dim = int(input_shape[-1])
+        if dim % self.num_heads:
+            raise ValueError(f"model width {dim} is not divisible by num_heads={self.num_heads}")
+        self.norm1 = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.norm1.build(input_shape)
+        self.attention = keras.layers.MultiHeadAttention(self.num_heads, dim // self.num_heads, dropout=self.dropout)
+        self.attention.build(input_shape, input_shape)
+        self.norm2 = keras.layers.LayerNormalization(epsilon=1e-6)
+        self.norm2.build(input_shape)
+        self.ff1 = keras.layers.Dense(self.ff_dim, activation="gelu")
+        self.ff1.build(input_shape)
+        self.ff2 = keras.layers.Dense(dim)
+        self.ff2.build(tuple(input_shape[:-1]) + (self.ff_dim,))
+        self.drop = keras.layers.Dropout(self.dropout)
+
+    def call(self, x, num_frames, training=None):
+        keys = frame_mask(num_frames, ops.shape(x)[1], "bool")  # [B, F]
+        attention_mask = ops.logical_and(ops.expand_dims(keys, 1), ops.ones_like(ops.expand_dims(keys, 2)))
+        h = self.norm1(x)
+        x = x + self.drop(self.attention(h, h, attention_mask=attention_mask, training=training), training=training)
+        h = self.ff2(self.ff1(self.norm2(x)))
+        return x + self.drop(h, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "ff_dim": self.ff_dim, "dropout": self.dropout}

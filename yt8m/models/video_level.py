@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import keras
 
+from yt8m import schema
+from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import video_inputs
-from yt8m.models.layers import MixtureOfExperts
+from yt8m.models.layers import ContextGating, FeatureSlice, MixtureOfExperts
 from yt8m.models.registry import register
 
 
@@ -24,9 +26,69 @@ def logistic(num_classes: int, l2: float):
     return keras.Model(inputs, out, name="logistic")
 
 
-@register("moe", "video", {"small": {"num_mixtures": 2, "l2": 1e-6}, "published": {"num_mixtures": 2, "l2": 1e-6}},
-          "Mixture-of-Experts: softmax gates over sigmoid experts + dummy expert (starter-code baseline)")
-def moe(num_classes: int, num_mixtures: int, l2: float):
+MOE_PRESETS = {
+    "small": {"num_mixtures": 2, "l2": 1e-6, "output_gating": False},
+    # The starter-code baseline (22.3M parameters); ``output_gating`` adds WILLOW's C x C gating.
+    "published": {"num_mixtures": 2, "l2": 1e-6, "output_gating": False},
+}
+
+
+@register("moe", "video", MOE_PRESETS,
+          "Mixture-of-Experts: softmax gates over sigmoid experts + dummy expert (starter-code baseline); "
+          "optional context gating on the output probabilities")
+def moe(num_classes: int, num_mixtures: int, l2: float, output_gating: bool = False):
     inputs = video_inputs()
     out = MixtureOfExperts(num_classes, num_mixtures, l2)(_normalized_video_vector(inputs))
+    if output_gating:
+        out = ContextGating(name="output_gating")(out)
     return keras.Model(inputs, out, name="moe")
+
+
+_HEAD_DEFAULTS = {"num_mixtures": 2, "l2": 1e-6, "label_dim": 256, "output_gating": False}
+
+RESNET_PRESETS = {
+    "small": {"inner": 48, "branch_blocks": 1, "fused_blocks": 1, "dropout": 0.4, "head": "logistic",
+              **_HEAD_DEFAULTS, "label_dim": 16},
+    # Samsung AI Moscow (2018 2nd place): width 2048, 4 identity blocks in each of the rgb and audio
+    # branches and 4 after fusing them, dropout 0.4, sigmoid output: 153.1M parameters at 3,862 classes.
+    "published": {"inner": 2048, "branch_blocks": 4, "fused_blocks": 4, "dropout": 0.4, "head": "logistic",
+                  **_HEAD_DEFAULTS},
+}
+
+
+def _fc_block(x, units: int, dropout: float):
+    x = keras.layers.Dense(units)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.LeakyReLU(negative_slope=0.3)(x)
+    return keras.layers.Dropout(dropout)(x) if dropout else x
+
+
+def _identity_block(x, inner: int, dropout: float):
+    """``x + Dense_out(fc_block(x))``: a residual MLP block whose shortcut is the identity."""
+    y = _fc_block(x, inner, dropout)
+    y = keras.layers.Dense(x.shape[-1])(y)
+    return keras.layers.LeakyReLU(negative_slope=0.3)(keras.layers.Add()([x, y]))
+
+
+@register("resnet_like", "video", RESNET_PRESETS,
+          "ResNet-like video-level MLP (Samsung 2018): per-modality FC + identity blocks, fusion, "
+          "identity blocks, FC, sigmoid output (train with mixup)")
+def resnet_like(num_classes: int, inner: int, branch_blocks: int, fused_blocks: int, dropout: float, head: str,
+                num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+    check_head(head)
+    inputs = video_inputs()
+    x = _normalized_video_vector(inputs)
+    rgb = FeatureSlice(0, schema.RGB_SIZE)(x)
+    audio = FeatureSlice(schema.RGB_SIZE, schema.RGB_SIZE + schema.AUDIO_SIZE)(x)
+    branches = []
+    for branch in (rgb, audio):
+        b = _fc_block(branch, inner, dropout)
+        for _ in range(branch_blocks):
+            b = _identity_block(b, inner, dropout)
+        branches.append(b)
+    x = keras.layers.Concatenate()(branches)
+    for _ in range(fused_blocks):
+        x = _identity_block(x, inner, dropout)
+    x = _fc_block(x, inner, dropout)
+    out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
+    return keras.Model(inputs, out, name="resnet_like")

@@ -1,0 +1,42 @@
+import pytest
+
+from yt8m import config
+from yt8m_pipeline import local_run
+
+
+def test_packaged_local_config_is_valid_and_round_trips():
+    cfg = config.load_run_config(local_run.default_config_path())
+    assert [m.family for m in cfg.models] == ["moe", "netvlad"]
+    again = config.run_config_from_dict(config.to_dict(cfg))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"models": [{"name": "a", "family": "nope"}]}, "unknown model family 'nope'"),
+    ({"models": [{"name": "a", "family": "moe", "preset": "huge"}]}, "has no preset 'huge'"),
+    ({"models": [{"name": "a", "family": "moe", "overrides": {"bogus": 1}}]}, "override 'bogus'"),
+    ({"models": [{"name": "a", "family": "moe", "training": {"epochs": "ten"}}]}, "training.epochs: expected int"),
+    ({"models": [{"name": "a", "family": "moe", "training": {"epochs": 0}}]}, "epochs: must be >= 1"),
+    ({"models": [{"name": "a", "family": "moe"}], "colour": 1}, "unknown field(s) colour"),
+    ({"models": [{"family": "moe"}]}, "missing required field 'name'"),
+    ({"models": [{"name": "a", "family": "moe"}, {"name": "a", "family": "moe"}]}, "names must be unique"),
+    ({"models": []}, "expected a non-empty list"),
+])
+def test_bad_configs_name_the_field(raw, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.run_config_from_dict(raw, where="run.yaml")
+    assert message in str(err.value) and str(err.value).startswith("run.yaml")
+
+
+def test_pipeline_numbers_arrive_as_floats_and_are_accepted():
+    cfg = config.model_config_from_dict({"name": "m", "family": "moe", "training": {"epochs": 3.0}})
+    assert cfg.training.epochs == 3 and isinstance(cfg.training.epochs, int)
+
+
+def test_missing_and_invalid_yaml_files(tmp_path):
+    with pytest.raises(config.ConfigError, match="not found"):
+        config.load_run_config(str(tmp_path / "none.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [\n")
+    with pytest.raises(config.ConfigError, match="not valid YAML"):
+        config.load_run_config(str(bad))

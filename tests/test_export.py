@@ -1,0 +1,92 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import independent_sequence_example
+from yt8m import export, readers, scoring, writers
+from yt8m.models import registry
+
+NUM_CLASSES = 40
+
+
+def _member(family, seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = registry.build_model(family, NUM_CLASSES, "small")
+    return export.Member(family, model, registry.get_family(family).input_level, {"family": family})
+
+
+@pytest.fixture(scope="module")
+def members():
+    return [_member("moe", 0), _member("netvlad", 1)]
+
+
+@pytest.fixture(scope="module")
+def records():
+    rng = np.random.default_rng(0)
+    out = []
+    for i, n in enumerate([3, 120, 301, 40]):
+        rgb = rng.integers(0, 256, (n, 1024), np.uint8)
+        audio = rng.integers(0, 256, (n, 128), np.uint8)
+        out.append((f"vid{i}".encode(), [i], rgb, audio))
+    return out
+
+
+def _in_memory_scores(members, weights, serialized):
+    ids, rgb, audio, num_frames, _ = readers.decode_frame_batch(tf.constant(serialized))
+    total = 0
+    for w, m in zip(weights, members):
+        if m.input_level == "video":
+            denom = tf.cast(num_frames, tf.float32)[:, None]
+            inputs = {"mean_rgb": tf.reduce_sum(rgb, 1) / denom, "mean_audio": tf.reduce_sum(audio, 1) / denom}
+        else:
+            inputs = {"rgb": rgb, "audio": audio, "num_frames": num_frames}
+        total = total + w * m.model(inputs, training=False).numpy()
+    return total
+
+
+def test_merged_graph_serves_raw_records_and_matches_in_memory_ensemble(tmp_path, members, records):
+    serialized = [independent_sequence_example(*r) for r in records]
+    out_dir = str(tmp_path / "merged")
+    export.export_serving_model(members, out_dir, member_weights=[0.25, 0.75])
+    served = tf.saved_model.load(out_dir).signatures["serving_default"](serialized=tf.constant(serialized))
+    assert served["scores"].shape == (4, NUM_CLASSES)
+    assert [v.decode() for v in served["video_id"].numpy()] == ["vid0", "vid1", "vid2", "vid3"]
+    np.testing.assert_allclose(served["scores"].numpy(), _in_memory_scores(members, [0.25, 0.75], serialized),
+                               atol=1e-5)
+
+
+def test_uint8_quantization_shrinks_large_tensors_about_4x_and_keeps_scores_close(tmp_path, members, records):
+    serialized = tf.constant([writers.frame_level_example(*r).SerializeToString() for r in records])
+    fp32 = export.export_serving_model(members, str(tmp_path / "fp32"))
+    uint8 = export.export_serving_model(members, str(tmp_path / "uint8"), quantize_min_elements=17_000)
+    assert fp32 / uint8 > 3.5
+    a = tf.saved_model.load(str(tmp_path / "fp32")).signatures["serving_default"](serialized=serialized)["scores"]
+    b = tf.saved_model.load(str(tmp_path / "uint8")).signatures["serving_default"](serialized=serialized)["scores"]
+    assert np.abs(a.numpy() - b.numpy()).max() < 0.02
+    # the size is the weights' bytes once, not twice (Keras model.export would double it)
+    params = sum(int(np.prod(v.shape)) for m in members for v in m.model.weights)
+    assert fp32 < params * 4 * 1.3
+
+
+def test_exported_model_loads_and_scores_in_a_fresh_process(tmp_path, members, records):
+    export.export_serving_model(members[:1], str(tmp_path / "m"))
+    data = str(tmp_path / "data.tfrecord")
+    writers.write_tfrecords(data, [independent_sequence_example(*r) for r in records])
+    out = str(tmp_path / "scores.npz")
+    subprocess.run([sys.executable, "-m", "yt8m.scoring", "--model", str(tmp_path / "m"), "--data", data,
+                    "--out", out], check=True, capture_output=True)
+    z = np.load(out)
+    ids, scores, labels = scoring.score_files(str(tmp_path / "m"), data)
+    assert list(z["video_ids"]) == ids == ["vid0", "vid1", "vid2", "vid3"]
+    np.testing.assert_allclose(z["scores"], scores, atol=1e-6)
+    assert labels == [[0], [1], [2], [3]]
+
+
+def test_export_rejects_bad_member_weights(members, tmp_path):
+    with pytest.raises(ValueError, match="non-negative"):
+        export.export_serving_model(members, str(tmp_path / "x"), member_weights=[1.0, -1.0])

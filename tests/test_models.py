@@ -1,0 +1,224 @@
+"""The model zoo: every family's small preset trains, outputs probabilities, honours num_frames,
+exports into the serving graph unchanged, and validates its overrides."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from yt8m import export
+from yt8m.models import layers, registry
+
+NUM_CLASSES = 7
+FRAMES = 6
+
+FAMILIES = sorted(["logistic", "moe", "resnet_like", "dbof", "soft_dbof", "gated_soft_dbof", "netvlad", "netrvlad",
+                   "netfv", "lstm", "gru", "transformer"])
+FRAME_FAMILIES = [f for f in FAMILIES if f not in ("logistic", "moe", "resnet_like")]
+
+# (family, overrides): every family's small preset plus the options that change the graph.
+CASES = [(f, {}) for f in FAMILIES] + [
+    ("moe", {"output_gating": True}),
+    ("resnet_like", {"head": "moe"}),
+    ("dbof", {"pooling": "mean", "context_gating": True}),
+    ("soft_dbof", {"max_pool": True}),
+    ("gated_soft_dbof", {"gated_pooling": True, "max_pool": True}),
+    ("netvlad", {"head": "label_embedding", "output_gating": True}),
+    ("lstm", {"bidirectional": True}),
+    ("gru", {"bidirectional": True, "state": "all", "head": "label_embedding"}),
+    ("transformer", {"positional": False, "head": "logistic"}),
+]
+FRAME_CASES = [c for c in CASES if c[0] in FRAME_FAMILIES]
+
+
+def _case_id(case):
+    family, overrides = case
+    return family + "".join(f"-{k}={v}" for k, v in sorted(overrides.items()))
+
+
+def _frames(rng, n, frames=FRAMES, num_frames=None):
+    """Random frame batch, zero beyond each video's num_frames (as the readers deliver it)."""
+    if num_frames is None:
+        num_frames = rng.integers(1, frames + 1, n)
+    num_frames = np.asarray(num_frames, np.int32)
+    mask = (np.arange(frames)[None, :] < num_frames[:, None])[..., None]
+    return {"rgb": (rng.normal(size=(n, frames, 1024)) * mask).astype(np.float32),
+            "audio": (rng.normal(size=(n, frames, 128)) * mask).astype(np.float32),
+            "num_frames": num_frames}
+
+
+def _video(frames):
+    """The masked mean of the frames: what export._video_features feeds a video-level member."""
+    denom = np.maximum(frames["num_frames"], 1).astype(np.float32)[:, None]
+    return {"mean_rgb": frames["rgb"].sum(1) / denom, "mean_audio": frames["audio"].sum(1) / denom}
+
+
+def _inputs(family, frames):
+    return frames if registry.get_family(family).input_level == "frame" else _video(frames)
+
+
+def _pad(frames, extra, fill=0.0, rng=None):
+    """Append ``extra`` frames after the last one; ``num_frames`` unchanged."""
+    out = dict(frames)
+    for key in ("rgb", "audio"):
+        b, f, d = frames[key].shape
+        tail = np.full((b, extra, d), fill, np.float32) if rng is None else rng.normal(size=(b, extra, d))
+        out[key] = np.concatenate([frames[key], tail.astype(np.float32)], axis=1)
+    return out
+
+
+def _with_garbage_padding(frames, rng):
+    """Fill every padding position (index >= num_frames) with noise."""
+    out = dict(frames)
+    mask = (np.arange(frames["rgb"].shape[1])[None, :] < frames["num_frames"][:, None])[..., None]
+    for key in ("rgb", "audio"):
+        out[key] = np.where(mask, frames[key], rng.normal(size=frames[key].shape)).astype(np.float32)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """Each case's model after 3 training steps (built once per module)."""
+    import keras
+
+    cache = {}
+
+    def get(case):
+        key = _case_id(case)
+        if key not in cache:
+            family, overrides = case
+            keras.utils.set_random_seed(0)
+            model = registry.build_model(family, NUM_CLASSES, "small", overrides)
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.BinaryCrossentropy())
+            rng = np.random.default_rng(1)
+            x = _inputs(family, _frames(rng, 12))
+            y = (rng.random((12, NUM_CLASSES)) < 0.3).astype(np.float32)
+            before = [w.numpy().copy() for w in model.trainable_weights]
+            history = model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+            changed = sum(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+            cache[key] = (model, history.history["loss"], changed, len(before))
+        return cache[key]
+
+    return get
+
+
+def test_registry_has_every_family_with_small_and_published_presets():
+    registry._load_families()
+    assert sorted(registry.FAMILIES) == FAMILIES
+    for name in FAMILIES:
+        family = registry.get_family(name)
+        assert {"small", "published"} <= set(family.presets), name
+        assert set(family.presets["small"]) == set(family.presets["published"]), name
+        assert family.input_level == ("frame" if name in FRAME_FAMILIES else "video")
+        assert family.description
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_small_preset_trains_and_outputs_probabilities(trained, case):
+    family, overrides = case
+    model, losses, changed, total = trained(case)
+    assert np.isfinite(losses).all()
+    assert changed == total, f"{changed}/{total} trainable tensors were updated"
+    x = _inputs(family, _frames(np.random.default_rng(2), 5))
+    probs = np.asarray(model(x, training=False))
+    assert probs.shape == (5, NUM_CLASSES)
+    assert np.isfinite(probs).all() and probs.min() >= 0.0 and probs.max() <= 1.0
+    assert model.count_params() < 5_000_000  # small presets stay CPU-test sized
+
+
+@pytest.mark.parametrize("case", FRAME_CASES, ids=_case_id)
+def test_frames_beyond_num_frames_do_not_change_the_prediction(trained, case):
+    model = trained(case)[0]
+    rng = np.random.default_rng(3)
+    x = _frames(rng, 4, num_frames=[FRAMES, 3, 1, 5])
+    base = np.asarray(model(x, training=False))
+    padded = np.asarray(model(_pad(x, 9), training=False))  # F=6 -> F=15, e.g. eval at 300 vs training samples
+    np.testing.assert_allclose(padded, base, atol=1e-5, rtol=0)
+    garbage = np.asarray(model(_with_garbage_padding(_pad(x, 3), rng), training=False))
+    np.testing.assert_allclose(garbage, base, atol=1e-5, rtol=0)
+    # and a prediction does depend on the real frames
+    assert np.abs(np.asarray(model(_pad(x, 0), training=False)) - base).max() == 0
+    truncated = dict(x, num_frames=np.asarray([2, 3, 1, 5], np.int32))
+    assert np.abs(np.asarray(model(truncated, training=False))[0] - base[0]).max() > 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_exported_graph_matches_in_memory_prediction(tmp_path, trained, case):
+    family, overrides = case
+    model = trained(case)[0]
+    level = registry.get_family(family).input_level
+    config = {"family": family, "preset": "small", "overrides": overrides}
+    export.export_serving_model([export.Member(_case_id(case), model, level, config)], str(tmp_path))
+    x = _frames(np.random.default_rng(4), 4, num_frames=[FRAMES, 3, 1, 5])
+    served = tf.saved_model.load(str(tmp_path)).signatures["predict_features"](
+        rgb=tf.constant(x["rgb"]), audio=tf.constant(x["audio"]), num_frames=tf.constant(x["num_frames"]))
+    expected = np.asarray(model(_inputs(family, x), training=False))
+    assert served["scores"].shape == (4, NUM_CLASSES)
+    np.testing.assert_allclose(served["scores"].numpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_overrides_change_the_model_and_unknown_keys_raise():
+    base = registry.build_model("moe", NUM_CLASSES, "small").count_params()
+    gated = registry.build_model("moe", NUM_CLASSES, "small", {"output_gating": True}).count_params()
+    assert gated - base == NUM_CLASSES * NUM_CLASSES + 4 * NUM_CLASSES  # C x C gating + BN
+    assert registry.resolve_params("lstm", "small", {"units": 8})["units"] == 8
+    uni = registry.build_model("lstm", NUM_CLASSES, "small", {"units": 8}).count_params()
+    bi = registry.build_model("lstm", NUM_CLASSES, "small", {"units": 8, "bidirectional": True}).count_params()
+    assert bi > 2 * uni - 5 * NUM_CLASSES * 9  # two directions per layer
+    with pytest.raises(KeyError, match="override 'bogus' is not a parameter of 'netvlad'"):
+        registry.build_model("netvlad", NUM_CLASSES, "small", {"bogus": 1})
+    with pytest.raises(KeyError, match="no preset 'huge'"):
+        registry.build_model("gru", NUM_CLASSES, "huge")
+    with pytest.raises(ValueError, match="head must be one of"):
+        registry.build_model("dbof", NUM_CLASSES, "small", {"head": "svm"})
+    with pytest.raises(ValueError, match="state must be"):
+        registry.build_model("gru", NUM_CLASSES, "small", {"state": "mean"})
+
+
+def test_rnn_final_state_sizes():
+    """``state="last"``: the top layer's final h; ``"all"``: every layer's final state (LSTM h and c)."""
+    units, c = 8, NUM_CLASSES
+
+    def moe_input_width(family, **overrides):
+        model = registry.build_model(family, c, "small", {"units": units, **overrides})
+        return model.get_layer("moe").gates.kernel.shape[0]
+
+    assert moe_input_width("lstm") == units
+    assert moe_input_width("lstm", state="all") == 4 * units
+    assert moe_input_width("lstm", bidirectional=True) == 2 * units
+    assert moe_input_width("gru", state="all") == 2 * units
+    assert moe_input_width("gru", bidirectional=True, state="all") == 4 * units
+
+
+def test_masked_pools_and_empty_videos():
+    x = np.array([[[1.0, -5.0], [3.0, -1.0], [100.0, 100.0]]], np.float32)
+    n = np.array([2], np.int32)
+    np.testing.assert_allclose(layers.MaskedMaxPool()(x, n), [[3.0, -1.0]])
+    np.testing.assert_allclose(layers.MaskedMeanPool()(x, n), [[2.0, -3.0]])
+    np.testing.assert_allclose(layers.MaskedMaxPool()(x, np.array([0], np.int32)), [[0.0, 0.0]])
+    np.testing.assert_allclose(layers.MaskedMeanPool()(x, np.array([0], np.int32)), [[0.0, 0.0]])
+
+
+def test_vlad_layers_output_sizes_and_unit_norm():
+    x = np.random.default_rng(5).normal(size=(2, 4, 16)).astype(np.float32)
+    n = np.array([4, 2], np.int32)
+    for layer, width in [(layers.NetVLAD(3), 48), (layers.NetRVLAD(3), 48), (layers.NetFV(3), 96),
+                         (layers.SoftDBoF(5), 5), (layers.SoftDBoF(5, max_pool=True), 10),
+                         (layers.GatedSoftDBoF(5), 5), (layers.DBoF(5), 5)]:
+        out = np.asarray(layer(x, n))
+        assert out.shape == (2, width), type(layer).__name__
+        if not isinstance(layer, layers.DBoF):
+            norms = np.linalg.norm(out, axis=1)
+            expected = 2.0 if isinstance(layer, layers.NetFV) or getattr(layer, "max_pool", False) else 1.0
+            np.testing.assert_allclose(norms, np.sqrt(expected), rtol=1e-4)
+    assert not hasattr(layers.NetRVLAD(3), "cluster_centers")
+
+
+def test_output_gating_and_label_embedding_keep_probabilities():
+    rng = np.random.default_rng(6)
+    probs = rng.random((3, NUM_CLASSES)).astype(np.float32)
+    gated = np.asarray(layers.ContextGating()(probs))
+    assert (gated >= 0).all() and (gated <= probs + 1e-7).all()
+    head = layers.LabelEmbeddingHead(NUM_CLASSES, 4)
+    scores = np.asarray(head(rng.normal(size=(3, 10)).astype(np.float32)))
+    assert scores.shape == (3, NUM_CLASSES) and (scores > 0).all() and (scores < 1).all()
+    assert head.class_embeddings.shape == (NUM_CLASSES, 4)

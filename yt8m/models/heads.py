@@ -1,0 +1,32 @@
+"""Output heads shared by the families: pooled features ``[B, H]`` -> probabilities ``[B, C]``."""
+
+from __future__ import annotations
+
+import keras
+
+from yt8m.models.layers import ContextGating, LabelEmbeddingHead, MixtureOfExperts
+
+HEADS = ("moe", "logistic", "label_embedding")
+
+
+def check_head(head: str) -> None:
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}; got {head!r}")
+
+
+def classifier_head(x, num_classes: int, head: str = "moe", num_mixtures: int = 2, l2: float = 1e-6,
+                    label_dim: int = 256, output_gating: bool = False):
+    """``moe`` (softmax-gated sigmoid experts + dummy expert), ``logistic`` (sigmoid FC) or
+    ``label_embedding`` (sigmoid of dot products with learned class embeddings); then, with
+    ``output_gating``, WILLOW's context gating on the output probabilities (``C x C`` weights)."""
+    check_head(head)
+    if head == "moe":
+        probs = MixtureOfExperts(num_classes, num_mixtures, l2, name="moe")(x)
+    elif head == "logistic":
+        reg = keras.regularizers.L2(l2) if l2 else None
+        probs = keras.layers.Dense(num_classes, activation="sigmoid", kernel_regularizer=reg, name="logistic")(x)
+    else:
+        probs = LabelEmbeddingHead(num_classes, label_dim, l2, name="label_embedding")(x)
+    if output_gating:
+        probs = ContextGating(name="output_gating")(probs)
+    return probs

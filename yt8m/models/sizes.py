@@ -1,0 +1,135 @@
+"""Model sizes without training: parameters, fp32 MiB and uint8 MiB of each family's presets.
+
+uint8 follows the 2018 1st-place scheme (YT8M_FACTS.md, "Quantisation"): every tensor with
+more than 17,000 elements is stored as uint8 plus a 256-level float32 codebook; smaller
+tensors stay float32. (``yt8m.export`` stores a per-channel scale and offset instead of a
+codebook; ``uint8_export_mib`` is that scheme's size.)
+
+``PUBLISHED_PARAMETERS`` holds YT8M_FACTS.md's "Model families and sizes" figures; a range
+``(low, high)`` where the facts give one ("LSTM 2x1024 / GRU 2x1200: 37-96M").
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+
+from yt8m import schema
+
+MIB = float(1 << 20)
+QUANTIZE_MIN_ELEMENTS = 17_000
+CODEBOOK_LEVELS = 256
+
+# fp32 parameters of the published models (YT8M_FACTS.md, 3,862 classes).
+PUBLISHED_PARAMETERS: dict[str, float | tuple[float, float]] = {
+    "logistic": 4.5e6,
+    "moe": 22.3e6,
+    "dbof": 37.6e6,
+    "lstm": (37e6, 96e6),
+    "gru": (37e6, 96e6),
+    "netvlad": 321.5e6,
+    "netrvlad": 321e6,
+    "netfv": 321e6,
+    "soft_dbof": 40.8e6,
+    # No separate figure in the facts: the gated variant is held to the Soft-DBoF K=8000 figure.
+    "gated_soft_dbof": 40.8e6,
+    "resnet_like": 153e6,
+}
+
+# fp32 / uint8 MiB of the same rows (None where the facts give none).
+PUBLISHED_MIB: dict[str, tuple] = {
+    "logistic": (17, 4), "moe": (85, 21), "dbof": (144, 36), "lstm": ((140, 370), None), "gru": ((140, 370), None),
+    "netvlad": (1226, 307), "netrvlad": (1226, 306), "netfv": (1226, 306), "soft_dbof": (156, 39),
+    "gated_soft_dbof": (156, 39), "resnet_like": (584, None),
+}
+
+
+def published_relative_error(family: str, parameters: int) -> float | None:
+    """``(parameters - published) / published``; for a published range, 0 inside it and the signed
+    relative distance to the nearest bound outside it. ``None`` if the facts have no figure."""
+    figure = PUBLISHED_PARAMETERS.get(family)
+    if figure is None:
+        return None
+    if isinstance(figure, tuple):
+        low, high = figure
+        if parameters < low:
+            return (parameters - low) / low
+        if parameters > high:
+            return (parameters - high) / high
+        return 0.0
+    return (parameters - figure) / figure
+
+
+def check_published_size(family: str, parameters: int, tolerance: float = 0.05) -> float:
+    """The relative error vs the facts; raises ``ValueError`` beyond ``tolerance`` or without a figure."""
+    error = published_relative_error(family, parameters)
+    if error is None:
+        raise ValueError(f"YT8M_FACTS.md has no published size for {family!r}")
+    if abs(error) > tolerance:
+        raise ValueError(f"{family}: {parameters:,} parameters is {error:+.1%} off the published "
+                         f"{PUBLISHED_PARAMETERS[family]} (tolerance {tolerance:.0%})")
+    return error
+
+
+def weight_shapes(model) -> list[tuple[int, ...]]:
+    return [tuple(int(d) for d in w.shape) for w in model.weights]
+
+
+def size_of_shapes(shapes: list[tuple[int, ...]], quantize_min_elements: int = QUANTIZE_MIN_ELEMENTS) -> dict:
+    """Parameters, fp32 bytes, 1st-place uint8 bytes and export.py-scheme uint8 bytes of these tensors."""
+    params = fp32 = uint8 = uint8_export = 0
+    for shape in shapes:
+        n = int(np.prod(shape)) if shape else 1
+        params += n
+        fp32 += 4 * n
+        if n > quantize_min_elements:
+            uint8 += n + 4 * CODEBOOK_LEVELS
+            channels = shape[-1] if len(shape) > 1 else 1
+            uint8_export += n + 2 * 4 * channels
+        else:
+            uint8 += 4 * n
+            uint8_export += 4 * n
+    return {"parameters": params, "fp32_bytes": fp32, "uint8_bytes": uint8, "uint8_export_bytes": uint8_export}
+
+
+def model_size(family: str, preset: str = "published", num_classes: int = schema.NUM_CLASSES,
+               overrides: dict | None = None) -> dict:
+    """Build the model (no training) and measure it; the model is released before returning."""
+    import keras
+
+    from yt8m.models import registry
+
+    model = registry.build_model(family, num_classes, preset, overrides)
+    shapes = weight_shapes(model)
+    del model
+    keras.backend.clear_session()
+    gc.collect()
+    size = size_of_shapes(shapes)
+    figure = PUBLISHED_PARAMETERS.get(family) if preset == "published" and not overrides else None
+    mib = PUBLISHED_MIB.get(family, (None, None)) if figure is not None else (None, None)
+    return {
+        "family": family,
+        "preset": preset,
+        "input_level": registry.get_family(family).input_level,
+        "parameters": size["parameters"],
+        "fp32_mib": round(size["fp32_bytes"] / MIB, 1),
+        "uint8_mib": round(size["uint8_bytes"] / MIB, 1),
+        "uint8_export_mib": round(size["uint8_export_bytes"] / MIB, 1),
+        "published_parameters": list(figure) if isinstance(figure, tuple) else figure,
+        "relative_error": (None if figure is None else round(published_relative_error(family, size["parameters"]), 5)),
+        "published_fp32_mib": list(mib[0]) if isinstance(mib[0], tuple) else mib[0],
+        "published_uint8_mib": mib[1],
+    }
+
+
+def model_size_table(num_classes: int = schema.NUM_CLASSES, presets: tuple[str, ...] = ("published",),
+                     families: list[str] | None = None) -> list[dict]:
+    """One row per (family, preset): see ``model_size``. Published models are built one at a time
+    (the largest, 321M parameters, needs ~1.3 GB for its weights, ~4 GB peak while initialising)."""
+    from yt8m.models import registry
+
+    registry._load_families()
+    names = families or sorted(registry.FAMILIES)
+    return [model_size(name, preset, num_classes) for name in names for preset in presets
+            if preset in registry.FAMILIES[name].presets]
