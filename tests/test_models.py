@@ -135,8 +135,7 @@ def test_frames_beyond_num_frames_do_not_change_the_prediction(trained, case):
     np.testing.assert_allclose(padded, base, atol=1e-5, rtol=0)
     garbage = np.asarray(model(_with_garbage_padding(_pad(x, 3), rng), training=False))
     np.testing.assert_allclose(garbage, base, atol=1e-5, rtol=0)
-    # and a prediction does depend on the real frames
-    assert np.abs(np.asarray(model(_pad(x, 0), training=False)) - base).max() == 0
+    # ... while the real frames do count
     truncated = dict(x, num_frames=np.asarray([2, 3, 1, 5], np.int32))
     assert np.abs(np.asarray(model(truncated, training=False))[0] - base[0]).max() > 0
 
@@ -161,9 +160,8 @@ def test_overrides_change_the_model_and_unknown_keys_raise():
     gated = registry.build_model("moe", NUM_CLASSES, "small", {"output_gating": True}).count_params()
     assert gated - base == NUM_CLASSES * NUM_CLASSES + 4 * NUM_CLASSES  # C x C gating + BN
     assert registry.resolve_params("lstm", "small", {"units": 8})["units"] == 8
-    uni = registry.build_model("lstm", NUM_CLASSES, "small", {"units": 8}).count_params()
-    bi = registry.build_model("lstm", NUM_CLASSES, "small", {"units": 8, "bidirectional": True}).count_params()
-    assert bi > 2 * uni - 5 * NUM_CLASSES * 9  # two directions per layer
+    bi = registry.build_model("lstm", NUM_CLASSES, "small", {"units": 8, "bidirectional": True})
+    assert [type(layer).__name__ for layer in bi.layers].count("Bidirectional") == 2
     with pytest.raises(KeyError, match="override 'bogus' is not a parameter of 'netvlad'"):
         registry.build_model("netvlad", NUM_CLASSES, "small", {"bogus": 1})
     with pytest.raises(KeyError, match="no preset 'huge'"):

@@ -179,10 +179,11 @@ class _SoftAssignment(keras.layers.Layer):
     def assign(self, x, num_frames, training=None):
         """``[B, F, K]`` soft assignments, zero for padding frames; and the float mask ``[B, F]``."""
         frames = ops.shape(x)[1]
-        flat = ops.reshape(x, (-1, self.dim))
-        activation = ops.softmax(self.norm(ops.matmul(flat, self.cluster_weights), training=training), axis=-1)
-        activation = ops.reshape(activation, (-1, frames, self.num_clusters))
         mask = frame_mask(num_frames, frames, x.dtype)
+        flat = ops.matmul(ops.reshape(x, (-1, self.dim)), self.cluster_weights)
+        # batch statistics over the real frames only (padding would skew them at training time)
+        flat = self.norm(flat, training=training, mask=ops.reshape(mask, (-1,)) > 0)
+        activation = ops.reshape(ops.softmax(flat, axis=-1), (-1, frames, self.num_clusters))
         return activation * ops.expand_dims(mask, -1), mask
 
     def get_config(self):
@@ -306,10 +307,10 @@ class DBoF(keras.layers.Layer):
 
     def call(self, x, num_frames, training=None):
         frames = ops.shape(x)[1]
-        flat = ops.matmul(ops.reshape(x, (-1, self.dim)), self.cluster_weights)
-        activation = ops.relu6(self.norm(flat, training=training))
-        activation = ops.reshape(activation, (-1, frames, self.num_clusters))
         mask = frame_mask(num_frames, frames, x.dtype)
+        flat = ops.matmul(ops.reshape(x, (-1, self.dim)), self.cluster_weights)
+        flat = self.norm(flat, training=training, mask=ops.reshape(mask, (-1,)) > 0)
+        activation = ops.reshape(ops.relu6(flat), (-1, frames, self.num_clusters))
         if self.pooling == "max":
             return masked_max(activation, mask > 0)
         total = ops.sum(activation * ops.expand_dims(mask, -1), axis=1)

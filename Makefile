@@ -1,0 +1,33 @@
+# The two commands of the README:  `make run`  and  `make test`  (each sets up .venv first).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test test-fast bench clean
+
+$(BIN)/yt8m: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/yt8m
+
+setup: $(BIN)/yt8m
+
+# The main job: the whole pipeline locally (kfp.local) on a generated YT8M-format dataset.
+run: setup
+	$(BIN)/yt8m run --local
+
+# Every test, the slow end-to-end ones included (what CI runs).
+test: setup
+	$(BIN)/python -m pytest -q
+
+# The fast tests only, for a developer loop.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/bench_reader.py
+	$(BIN)/python benchmarks/bench_gap.py
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

@@ -1,0 +1,100 @@
+"""`yt8m run --local`, the README's main job, end to end (slow: minutes)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.helpers import independent_sequence_example
+from yt8m import metrics, readers, storage
+
+pytestmark = pytest.mark.slow
+
+
+def _yt8m(*args, timeout=1500):
+    return subprocess.run([sys.executable, "-m", "yt8m_pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    result = _yt8m("run", "--local", "--workdir", str(workdir))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, result.stdout.strip().splitlines()
+
+
+def test_run_prints_the_published_directory_last_with_gap_oracle_and_size(local_run):
+    workdir, lines = local_run
+    published = lines[-1]
+    assert published.startswith(str(workdir / "published" / "versions"))
+    assert os.path.isfile(os.path.join(published, "saved_model", "saved_model.pb"))
+    assert "holdout GAP@20" in lines[-2] and "oracle ceiling" in lines[-2] and "MB" in lines[-2]
+
+
+def test_published_model_beats_the_class_prior_by_a_wide_margin(local_run):
+    workdir, lines = local_run
+    manifest = storage.read_json(os.path.join(lines[-1], "manifest.json"))
+    dataset_dir = manifest["dataset"]["uri"]
+    train = readers.read_id_labels(os.path.join(dataset_dir, "video", "fold-*", "part*"))
+    holdout = readers.read_id_labels(os.path.join(dataset_dir, "video", "holdout", "part*"))
+    num_classes = int(manifest["dataset"]["num_classes"])
+    prior = metrics.dense_labels(list(train.values()), num_classes).mean(0)
+    labels = metrics.dense_labels(list(holdout.values()), num_classes)
+    prior_gap = metrics.gap_at_k(np.tile(prior, (len(holdout), 1)), labels)
+    assert manifest["gate"]["num_videos"] == len(holdout)
+    assert manifest["gate"]["gap"] > prior_gap + 0.15, (manifest["gate"]["gap"], prior_gap)
+
+
+def test_manifest_has_lineage_and_the_kaggle_csv_covers_the_test_split(local_run):
+    workdir, lines = local_run
+    published = lines[-1]
+    manifest = storage.read_json(os.path.join(published, "manifest.json"))
+    assert manifest["dataset"]["source"].endswith("train/*.tfrecord")
+    assert [m["name"] for m in manifest["ensemble"]["members"]] == ["moe", "netvlad"]
+    assert manifest["run_config"]["data"]["folds"] == 3
+    synth_info = json.load(open(workdir / "data" / "synth.json"))
+    rows = open(os.path.join(published, "test_predictions.csv")).read().splitlines()
+    assert rows[0] == "VideoId,LabelConfidencePairs"
+    assert len(rows) - 1 == synth_info["splits"]["test"]["videos"] > 0
+    result = _yt8m("evaluate", "--predictions", os.path.join(published, "test_predictions.csv"), "--data",
+                   str(workdir / "data" / "test" / "*.tfrecord"), "--num-classes", "100", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["gap"] > 0.3
+
+
+def test_published_model_scores_independently_written_records_in_a_new_process(local_run, tmp_path):
+    _, lines = local_run
+    rng = np.random.default_rng(5)
+    records = [independent_sequence_example(f"new{i}".encode(), [1], rng.integers(0, 256, (n, 1024), np.uint8),
+                                            rng.integers(0, 256, (n, 128), np.uint8)) for i, n in enumerate([7, 350])]
+    np.save(tmp_path / "records.npy", np.array(records, dtype=object), allow_pickle=True)
+    code = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        f"serve = tf.saved_model.load({os.path.join(lines[-1], 'saved_model')!r}).signatures['serving_default']\n"
+        f"records = np.load({str(tmp_path / 'records.npy')!r}, allow_pickle=True).tolist()\n"
+        "out = serve(serialized=tf.constant(records))\n"
+        "print(out['scores'].shape, out['video_id'].numpy().tolist())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "(2, 100) [b'new0', b'new1']"
+
+
+def test_the_pipeline_refuses_to_publish_a_model_below_the_gap_threshold(tmp_path):
+    config = {
+        "synth": {"videos": 300, "classes": 10, "seed": 1},
+        "data": {"num_classes": 10, "folds": 2, "holdout_fraction": 0.2},
+        "models": [{"name": "logistic", "family": "logistic", "training": {"epochs": 1}}],
+        "gate": {"min_gap": 0.999},
+    }
+    path = tmp_path / "refuse.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = _yt8m("run", "--local", "--config", str(path), "--workdir", str(tmp_path / "run"))
+    assert result.returncode == 1
+    assert "NOT published" in result.stderr and "threshold 0.9990" in result.stdout
+    assert not (tmp_path / "run" / "published" / "LATEST").exists()
