@@ -114,7 +114,9 @@ def markdown(report: dict) -> str:
         "# Model zoo benchmark (CPU)",
         "",
         f"`python benchmarks/bench_models.py` on {env['cpus']} CPUs, Python {env['python']}, TensorFlow "
-        f"{env['tensorflow']}, Keras {env['keras']}. Synthetic data: {report['data']['videos']} videos, "
+        f"{env['tensorflow']}, Keras {env['keras']}; 1-min load average {env['load_average_at_start'][0]} at start, "
+        f"{env['load_average_at_end'][0]} at end (other jobs share the CPUs: rates are indicative). "
+        f"Synthetic data: {report['data']['videos']} videos, "
         f"{report['data']['classes']} classes, {report['data']['mean_frames']:.0f} frames/video on average.",
         "",
         "## Input pipeline (`yt8m.readers.frame_level_dataset`)",
@@ -179,6 +181,7 @@ def main(argv=None) -> dict:
     registry._load_families()
     families = args.families or sorted(registry.FAMILIES, key=lambda f: (registry.FAMILIES[f].input_level, f))
     started = time.perf_counter()
+    load_at_start = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory() as data_dir:
         info = synth.generate(data_dir, videos=args.videos, classes=args.classes, seed=0, progress=False)
         files = sorted(glob.glob(os.path.join(data_dir, "*", "*.tfrecord")))
@@ -198,7 +201,9 @@ def main(argv=None) -> dict:
     published = [] if args.skip_published else sizes.model_size_table()
     report = {
         "environment": {"cpus": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
-                        "keras": keras.__version__, "platform": platform.platform()},
+                        "keras": keras.__version__, "platform": platform.platform(),
+                        "load_average_at_start": load_at_start,
+                        "load_average_at_end": [round(v, 2) for v in os.getloadavg()]},
         "data": {"videos": args.videos, "classes": args.classes, "mean_frames": mean_frames, "files": len(files)},
         "settings": {"classes": args.classes, "batch": args.batch, "num_samples": args.num_samples,
                      "steps": args.steps, "warmup": args.warmup, "passes": args.passes},

@@ -55,7 +55,7 @@ def test_manifest_has_lineage_and_the_kaggle_csv_covers_the_test_split(local_run
     published = lines[-1]
     manifest = storage.read_json(os.path.join(published, "manifest.json"))
     assert manifest["dataset"]["source"].endswith("train/*.tfrecord")
-    assert [m["name"] for m in manifest["ensemble"]["members"]] == ["moe", "netvlad"]
+    assert [m["name"] for m in manifest["ensemble"]["members"]] == ["moe", "dbof"]
     assert manifest["run_config"]["data"]["folds"] == 3
     synth_info = json.load(open(workdir / "data" / "synth.json"))
     rows = open(os.path.join(published, "test_predictions.csv")).read().splitlines()

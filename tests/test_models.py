@@ -140,6 +140,19 @@ def test_frames_beyond_num_frames_do_not_change_the_prediction(trained, case):
     assert np.abs(np.asarray(model(truncated, training=False))[0] - base[0]).max() > 0
 
 
+@pytest.mark.parametrize("family", ["dbof", "soft_dbof", "gated_soft_dbof", "netvlad", "netfv"])
+def test_padding_does_not_enter_batch_norm_statistics_at_training_time(family):
+    """Per-frame BatchNormalization (cluster assignments) uses only the real frames' batch statistics."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = registry.build_model(family, NUM_CLASSES, "small", {"gated_pooling": True} if family == "gated_soft_dbof"
+                                 else None)
+    x = _frames(np.random.default_rng(7), 4, num_frames=[FRAMES, 3, 1, 5])
+    base = np.asarray(model(x, training=True))
+    np.testing.assert_allclose(np.asarray(model(_pad(x, 9), training=True)), base, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_exported_graph_matches_in_memory_prediction(tmp_path, trained, case):
     family, overrides = case
@@ -220,3 +233,20 @@ def test_output_gating_and_label_embedding_keep_probabilities():
     scores = np.asarray(head(rng.normal(size=(3, 10)).astype(np.float32)))
     assert scores.shape == (3, NUM_CLASSES) and (scores > 0).all() and (scores < 1).all()
     assert head.class_embeddings.shape == (NUM_CLASSES, 4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_weights_round_trip_through_a_rebuilt_model(tmp_path, family):
+    """The ensembler rebuilds members from (family, preset, overrides) + ``model.weights.h5``."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model = registry.build_model(family, NUM_CLASSES, "small")
+    path = str(tmp_path / "model.weights.h5")
+    model.save_weights(path)
+    keras.utils.set_random_seed(2)
+    rebuilt = registry.build_model(family, NUM_CLASSES, "small")
+    rebuilt.load_weights(path)
+    x = _inputs(family, _frames(np.random.default_rng(8), 3))
+    np.testing.assert_allclose(np.asarray(rebuilt(x, training=False)), np.asarray(model(x, training=False)),
+                               atol=1e-6, rtol=0)

@@ -1,0 +1,7 @@
+"""The YT8M model zoo (Keras 3): families by name in ``registry``, each with a "small" preset
+(CPU tests) and a "published" preset (the 2017/2018 winners' size, see ``sizes``).
+
+video level: ``logistic``, ``moe``, ``resnet_like``;
+frame level: ``dbof``, ``soft_dbof``, ``gated_soft_dbof``, ``netvlad``, ``netrvlad``, ``netfv``,
+``lstm``, ``gru``, ``transformer``. Every model maps its inputs to probabilities ``[B, C]``.
+"""

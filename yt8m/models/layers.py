@@ -272,7 +272,8 @@ class GatedSoftDBoF(_SoftAssignment):
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.dim_red = self.add_weight(name="dim_red", shape=(self.num_clusters, self.dim), initializer=_normal(self.dim))
+        self.dim_red = self.add_weight(name="dim_red", shape=(self.num_clusters, self.dim),
+                                       initializer=_normal(self.dim))
         self.gate_weights = self.add_weight(name="gate_weights", shape=(self.dim, self.num_clusters),
                                             initializer=_normal(self.dim))
         self.gate_norm = keras.layers.BatchNormalization()
