@@ -12,8 +12,9 @@ def preprocess_op(input_pattern: str, num_classes: int, folds: int, holdout_frac
     """Run the Beam job; the dataset artifact holds fold shards, video-level features and quarantine."""
     from yt8m_pipeline.beam_jobs.preprocess import run_preprocess
 
+    # num_shards=0: Beam picks the sharding and writes stream (a fixed count groups in memory locally).
     result = run_preprocess(input_pattern, dataset.path, num_classes=num_classes, folds=folds,
-                            holdout_fraction=holdout_fraction, runner=runner)
+                            holdout_fraction=holdout_fraction, runner=runner, num_shards=0)
     total = result["total"]
     dataset.metadata.update({"source": input_pattern, "num_classes": num_classes, "folds": folds,
                              "holdout_fraction": holdout_fraction, "records_read": total["read"],

@@ -40,3 +40,9 @@ def test_missing_and_invalid_yaml_files(tmp_path):
     bad.write_text("models: [\n")
     with pytest.raises(config.ConfigError, match="not valid YAML"):
         config.load_run_config(str(bad))
+
+
+def test_integer_overrides_arriving_as_floats_get_the_presets_int_type():
+    cfg = config.model_config_from_dict({"name": "d", "family": "dbof", "overrides": {"clusters": 256.0,
+                                                                                       "dropout": 0.3}})
+    assert cfg.overrides == {"clusters": 256, "dropout": 0.3} and isinstance(cfg.overrides["clusters"], int)

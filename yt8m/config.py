@@ -130,9 +130,15 @@ def _check_model(model: ModelConfig, where: str) -> ModelConfig:
     from yt8m.models import registry  # keras import only when models are checked
 
     try:
+        defaults = registry.resolve_params(model.family, model.preset)
         registry.resolve_params(model.family, model.preset, model.overrides)
     except KeyError as exc:
         raise ConfigError(f"{where}: {exc.args[0]}") from None
+    # Pipeline parameters travel as protobuf Struct, where every number is a float: give
+    # integer-valued overrides back the integer type of the preset's value.
+    overrides = {k: int(v) if isinstance(defaults[k], int) and not isinstance(defaults[k], bool)
+                 and isinstance(v, float) and v.is_integer() else v for k, v in model.overrides.items()}
+    model = dataclasses.replace(model, overrides=overrides)
     t = model.training
     for name in ("epochs", "batch_size", "max_frames", "eval_batch_size"):
         if getattr(t, name) < 1:
@@ -150,8 +156,8 @@ def model_config_from_dict(raw: dict, where: str = "model") -> ModelConfig:
 
 def run_config_from_dict(raw: dict, where: str = "config") -> RunConfig:
     cfg = _build(RunConfig, raw, where)
-    for i, m in enumerate(cfg.models):
-        _check_model(m, f"{where}.models[{i}]")
+    cfg = dataclasses.replace(cfg, models=tuple(_check_model(m, f"{where}.models[{i}]")
+                                                for i, m in enumerate(cfg.models)))
     names = [m.name for m in cfg.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.models: model names must be unique, got {names}")
