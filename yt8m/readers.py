@@ -46,6 +46,15 @@ def _records_with_source(files: list[str], shuffle_files: bool, seed: int | None
     )
 
 
+def _record_stream(files: list[str], training: bool, shuffle_buffer: int, repeat: bool,
+                   seed: int | None) -> tf.data.Dataset:
+    """(source, record) pairs: file order for evaluation; shuffled files and records for training."""
+    ds = _records_with_source(files, shuffle_files=training, seed=seed)
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.repeat() if repeat else ds
+
+
 def _check(condition, reason: str, ids, sources):
     """Fail with ``reason`` naming the offending videos and files (``condition`` is a [B] bool)."""
     bad = tf.logical_not(condition)
@@ -173,12 +182,7 @@ def frame_level_dataset(data: str | Sequence[str], num_classes: int, batch_size:
     frame up to ``max_frames``. Records are parsed one by one in parallel (measured here:
     a batched ``parse_sequence_example`` is ~3x slower than parallel per-record parsing).
     """
-    files = _files(data)
-    ds = _records_with_source(files, shuffle_files=training, seed=seed)
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed)
 
     def parse(source, serialized):
         features, labels = parse_frame_record(source, serialized, num_classes, max_frames, num_samples, seed)
@@ -198,12 +202,7 @@ def video_level_dataset(data: str | Sequence[str], num_classes: int, batch_size:
                         include_ids: bool = False, shuffle_buffer: int = 4096, repeat: bool = False,
                         seed: int | None = None) -> tf.data.Dataset:
     """Batches of video-level features ``{"mean_rgb", "mean_audio"}`` and multi-hot labels."""
-    files = _files(data)
-    ds = _records_with_source(files, shuffle_files=training, seed=seed)
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed)
     ds = ds.batch(batch_size)
 
     def decode(sources, serialized):
