@@ -13,7 +13,8 @@ VERBS = ["synth", "run", "predict", "evaluate", "compile"]
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "yt8m_pipeline.cli", *args], capture_output=True, text=True,
+    # -P: the repo root must not shadow installed packages (its docker/ folder is not the docker SDK)
+    return subprocess.run([sys.executable, "-P", "-m", "yt8m_pipeline.cli", *args], capture_output=True, text=True,
                           timeout=300)
 
 

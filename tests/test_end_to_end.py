@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def _yt8m(*args, timeout=1500):
-    return subprocess.run([sys.executable, "-m", "yt8m_pipeline.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-P", "-m", "yt8m_pipeline.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -78,7 +78,7 @@ def test_exported_model_loads_and_scores_in_a_fresh_process(tmp_path, members, r
     data = str(tmp_path / "data.tfrecord")
     writers.write_tfrecords(data, [independent_sequence_example(*r) for r in records])
     out = str(tmp_path / "scores.npz")
-    subprocess.run([sys.executable, "-m", "yt8m.scoring", "--model", str(tmp_path / "m"), "--data", data,
+    subprocess.run([sys.executable, "-P", "-m", "yt8m.scoring", "--model", str(tmp_path / "m"), "--data", data,
                     "--out", out], check=True, capture_output=True)
     z = np.load(out)
     ids, scores, labels = scoring.score_files(str(tmp_path / "m"), data)

@@ -54,7 +54,7 @@ def score_in_fresh_process(model_dir: str, data: str, timeout: int = 1800) -> tu
     """Load and score ``model_dir`` in a new Python process; return (ids, scores, label lists)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "scores.npz")
-        proc = subprocess.run([sys.executable, "-m", "yt8m.scoring", "--model", model_dir, "--data", data,
+        proc = subprocess.run([sys.executable, "-P", "-m", "yt8m.scoring", "--model", model_dir, "--data", data,
                                "--out", out], capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
