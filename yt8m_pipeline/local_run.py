@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import glob
 import json
@@ -75,7 +76,13 @@ def run_local(arguments: dict, workdir: str) -> LocalRunResult:
     before = set(os.listdir(pipeline_root))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
     started = time.time()
-    yt8m_pipeline(**arguments)
+    # kfp.local indents task logs by swapping builtins.print per task; with ParallelFor tasks in
+    # threads the swaps can interleave and leave print indented: restore it afterwards.
+    original_print = builtins.print
+    try:
+        yt8m_pipeline(**arguments)
+    finally:
+        builtins.print = original_print
     log.info("pipeline finished in %.0fs", time.time() - started)
     new = sorted(d for d in set(os.listdir(pipeline_root)) - before if d.startswith(PIPELINE_NAME))
     if not new:
