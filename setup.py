@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "pandas>=3.1,<3.2",
     "pyyaml>=6,<7",
     "tqdm>=4.66,<5",
+    "tensorboard==2.21.0",
 ]
 
 setup(

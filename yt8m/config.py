@@ -32,6 +32,27 @@ class TrainingConfig:
     max_frames: int = 300
     eval_batch_size: int = 64
     seed: int = 0
+    # Steps and checkpoints: a run is epochs * steps_per_epoch steps (0 = ceil(records / batch_size));
+    # a checkpoint every checkpoint_every_steps steps (and at the end) lets a killed run resume.
+    steps_per_epoch: int = 0
+    checkpoint_every_steps: int = 1000
+    mixed_precision: str = "auto"  # "auto": mixed_float16 when a GPU is visible (float32 on CPU); "off"
+    # Recipes (off by default). Frame-level families: per video, with this probability keep one
+    # half of the frames (first or second, equally likely) / reverse the frame order.
+    half_video_prob: float = 0.0
+    reverse_prob: float = 0.0
+    # Video-level families: mixup, each example mixed (with this probability) with a random partner,
+    # x = l*xi + (1-l)*xj and the labels likewise, l ~ Beta(mixup_alpha, mixup_alpha).
+    mixup_prob: float = 0.0
+    mixup_alpha: float = 0.4
+    # EMA of the weights (0 = off): decay 1 - 1/ema_halflife per step after ema_start_step; the
+    # evaluated and exported weights are then the EMA weights.
+    ema_halflife: float = 0.0
+    ema_start_step: int = 0
+    # Distillation (off when empty): top-k teacher scores (predictions.save_topk npz keyed by video id;
+    # a relative path is looked up beside the data); loss = w*BCE(p, teacher) + (1-w)*BCE(p, labels).
+    teacher_predictions: str = ""
+    distill_weight: float = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,9 +166,38 @@ def _check_model(model: ModelConfig, where: str) -> ModelConfig:
             raise ConfigError(f"{where}.training.{name}: must be >= 1, got {getattr(t, name)}")
     if t.learning_rate <= 0 or not 0 < t.lr_decay <= 1:
         raise ConfigError(f"{where}.training: learning_rate must be > 0 and lr_decay in (0, 1]")
+    _check_recipes(t, registry.get_family(model.family).input_level, model.family, f"{where}.training")
     if not model.name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"{where}.name: use letters, digits, '-' and '_' only, got {model.name!r}")
     return model
+
+
+def _check_recipes(t: TrainingConfig, input_level: str, family: str, where: str) -> None:
+    """The trainer's fields: ranges, and recipes that only make sense at one input level."""
+    for name in ("num_samples", "steps_per_epoch", "ema_start_step"):
+        if getattr(t, name) < 0:
+            raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(t, name)}")
+    for name in ("checkpoint_every_steps", "lr_decay_examples"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(t, name)}")
+    if t.clip_gradient_norm <= 0:
+        raise ConfigError(f"{where}.clip_gradient_norm: must be > 0, got {t.clip_gradient_norm}")
+    for name in ("half_video_prob", "reverse_prob", "mixup_prob", "distill_weight"):
+        if not 0.0 <= getattr(t, name) <= 1.0:
+            raise ConfigError(f"{where}.{name}: must be in [0, 1], got {getattr(t, name)}")
+    if t.mixup_alpha <= 0:
+        raise ConfigError(f"{where}.mixup_alpha: must be > 0, got {t.mixup_alpha}")
+    if t.ema_halflife != 0 and t.ema_halflife < 1:
+        raise ConfigError(f"{where}.ema_halflife: must be 0 (off) or >= 1 step, got {t.ema_halflife}")
+    if t.mixed_precision not in ("auto", "off"):
+        raise ConfigError(f"{where}.mixed_precision: must be 'auto' or 'off', got {t.mixed_precision!r}")
+    if input_level == "video":
+        for name in ("half_video_prob", "reverse_prob", "num_samples"):
+            if getattr(t, name):
+                raise ConfigError(f"{where}.{name}: a frame-level recipe, but family {family!r} is video-level")
+    elif t.mixup_prob:
+        raise ConfigError(f"{where}.mixup_prob: mixup is for video-level inputs, but family {family!r} is "
+                          "frame-level")
 
 
 def model_config_from_dict(raw: dict, where: str = "model") -> ModelConfig:

@@ -8,7 +8,10 @@ channel (dequantized inside the graph), and calls each member through
 - ``serving_default(serialized: string[B])`` -> ``{"scores": float32[B, C], "video_id": string[B]}``
 - ``predict_features(rgb [B, F, 1024], audio [B, F, 128], num_frames [B])`` -> ``{"scores"}``
 
-Scores are the weighted average of the members' probabilities.
+Scores are the weighted average of the members' probabilities. With ``tta=True`` each
+frame-level member's probability is itself the mean over the 6 test-time variants of the
+video (full, first half, second half, each forward and reversed; ``yt8m.augment``);
+video-level members are unaffected.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.trackable import data_structures
 
-from yt8m import readers, schema, storage
+from yt8m import augment, readers, schema, storage
 from yt8m.models import registry
 
 DEFAULT_QUANTIZE_MIN_ELEMENTS = 17_000
@@ -76,8 +79,10 @@ class ServingModule(tf.Module):
     """The exported graph: members' (optionally quantized) weights + a weighted-average combiner."""
 
     def __init__(self, members: list[Member], member_weights: list[float] | None = None,
-                 quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES):
+                 quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES,
+                 tta: bool = False):
         super().__init__(name="yt8m_serving")
+        self.tta = bool(tta)
         if not members:
             raise ValueError("an export needs at least one member")
         weights = np.asarray(member_weights or [1.0] * len(members), np.float64)
@@ -99,10 +104,14 @@ class ServingModule(tf.Module):
         self.num_classes = int(members[0].model.output_shape[-1])
         self.metadata = tf.constant(json.dumps({"members": [{"name": m.name, "config": m.config} for m in members],
                                                 "weights": weights.tolist(),
-                                                "quantize_min_elements": quantize_min_elements}))
+                                                "quantize_min_elements": quantize_min_elements,
+                                                "tta": self.tta}))
 
     def score(self, rgb, audio, num_frames):
         frame_inputs = {"rgb": rgb, "audio": audio, "num_frames": num_frames}
+        if self.tta and any(m.input_level == "frame" for m in self._members):
+            tta_rgb, tta_audio, tta_frames = augment.tta_variants(rgb, audio, num_frames)
+            frame_inputs = {"rgb": tta_rgb, "audio": tta_audio, "num_frames": tta_frames}
         video_inputs = None
         total = 0.0
         for i, member in enumerate(self._members):
@@ -114,6 +123,8 @@ class ServingModule(tf.Module):
             trainable = [_read(w) for w in self.trainable_weights_by_member[i]]
             non_trainable = [_read(w) for w in self.non_trainable_weights_by_member[i]]
             probs, _ = member.model.stateless_call(trainable, non_trainable, inputs, training=False)
+            if self.tta and member.input_level == "frame":
+                probs = tf.reduce_mean(tf.reshape(probs, [augment.NUM_TTA_VARIANTS, -1, self.num_classes]), axis=0)
             total = total + self.combiner_weights[i] * probs
         return total
 
@@ -130,9 +141,10 @@ class ServingModule(tf.Module):
 
 
 def export_serving_model(members: list[Member], export_dir: str, member_weights: list[float] | None = None,
-                         quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES) -> int:
-    """Write the SavedModel to ``export_dir``; return its size in bytes."""
-    module = ServingModule(members, member_weights, quantize_min_elements, max_frames)
+                         quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES,
+                         tta: bool = False) -> int:
+    """Write the SavedModel to ``export_dir``; return its size in bytes (``tta``: see the module doc)."""
+    module = ServingModule(members, member_weights, quantize_min_elements, max_frames, tta)
     tf.saved_model.save(module, export_dir,
                         signatures={"serving_default": module.serve, "predict_features": module.predict_features})
     return storage.directory_size(export_dir)

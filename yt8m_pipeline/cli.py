@@ -1,4 +1,4 @@
-"""The ``yt8m`` command line: synth, run, predict, evaluate, compile.
+"""The ``yt8m`` command line: synth, run, predict, evaluate, train, models, compile.
 
 Every verb has ``--help`` and exits non-zero with a one-line reason on bad input.
 """
@@ -61,7 +61,7 @@ def _summary_gaps(result, clean_labels_path: str | None, num_classes: int) -> di
 
 def cmd_run(args) -> int:
     from yt8m import config as config_lib
-    from yt8m import storage
+    from yt8m import schema, storage
     from yt8m_pipeline import local_run
 
     if not args.local:
@@ -75,7 +75,8 @@ def cmd_run(args) -> int:
         if args.test_data:
             storage.expand_pattern(args.test_data, "--test-data")
         train_pattern, test_pattern = args.data, args.test_data or ""
-        num_classes = args.num_classes or cfg.data.num_classes
+        # the packaged local config is sized for synthetic data: real YT8M data has 3,862 classes
+        num_classes = args.num_classes or (cfg.data.num_classes if args.config else schema.NUM_CLASSES)
     else:
         from yt8m import synth
 
@@ -163,6 +164,74 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from yt8m import config as config_lib
+    from yt8m import storage, training
+
+    cfg = config_lib.load_model_config(args.config)
+    storage.expand_pattern(args.data, "--data")
+    if args.eval_data:
+        storage.expand_pattern(args.eval_data, "--eval-data")
+    result = training.train_single(cfg, args.data, args.output, num_classes=args.num_classes,
+                                   eval_data=args.eval_data)
+    line = (f"{cfg.name}: {result['family']}/{result['preset']}, {result['parameters']:,} parameters, "
+            f"{result['steps']}/{result['total_steps']} steps")
+    if result.get("resumed_from_step"):
+        line += f" (resumed at step {result['resumed_from_step']})"
+    if "eval" in result:
+        line += f", eval GAP@20 {result['eval']['gap']:.4f}"
+    print(line + f", SavedModel {result['saved_model_bytes'] / 1e6:.1f} MB")
+    print(args.output)
+    return 0
+
+
+def _size_rows(num_classes: int, presets: list[str] | None, families: list[str] | None) -> list[dict]:
+    from yt8m.models import registry
+
+    registry._load_families()
+    names = families or sorted(registry.FAMILIES)
+    unknown = [n for n in names if n not in registry.FAMILIES]
+    if unknown:
+        raise UsageError(f"unknown family {unknown[0]!r}; known: {', '.join(sorted(registry.FAMILIES))}")
+    all_presets = sorted({p for n in names for p in registry.FAMILIES[n].presets})
+    wanted = presets or all_presets
+    missing = [p for p in wanted if p not in all_presets]
+    if missing:
+        raise UsageError(f"no family has preset {missing[0]!r}; presets: {', '.join(all_presets)}")
+    try:
+        from yt8m.models import sizes
+    except ImportError:  # pragma: no cover - the size module belongs to the model zoo
+        sizes = None
+    rows = []
+    for name in names:
+        family = registry.FAMILIES[name]
+        for preset in [p for p in family.presets if p in wanted]:
+            if sizes is not None:
+                row = sizes.model_size(name, preset, num_classes)
+            else:  # pragma: no cover
+                model = registry.build_model(name, num_classes, preset)
+                params = int(model.count_params())
+                row = {"family": name, "preset": preset, "input_level": family.input_level, "parameters": params,
+                       "fp32_mib": round(4 * params / 2**20, 1), "uint8_mib": None}
+            row["description"] = family.description
+            rows.append(row)
+    return rows
+
+
+def cmd_models(args) -> int:
+    rows = _size_rows(args.num_classes, args.preset, args.family)
+    if args.json:
+        print(json.dumps(rows, sort_keys=True))
+        return 0
+    print(f"{'family':<16} {'preset':<10} {'input':<6} {'parameters':>14} {'fp32 MiB':>10} {'uint8 MiB':>10}")
+    for r in rows:
+        uint8 = "-" if r.get("uint8_mib") is None else f"{r['uint8_mib']:.1f}"
+        print(f"{r['family']:<16} {r['preset']:<10} {r['input_level']:<6} {r['parameters']:>14,} "
+              f"{r['fp32_mib']:>10.1f} {uint8:>10}")
+    print(f"({len(rows)} models at {args.num_classes} classes)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yt8m", description="YouTube-8M pipeline: data, training, ensembling, "
                                                                "gated publishing (locally or on Vertex AI)")
@@ -200,6 +269,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=_positive_int, default=3862)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train one model config (YAML) on TFRecords and export it; re-running "
+                                     "the same command resumes from its checkpoints")
+    p.add_argument("--config", required=True, help="model config YAML (name, family, preset, overrides, training)")
+    p.add_argument("--data", required=True, help="training TFRecord pattern (frame-level SequenceExamples, or "
+                                                 "video-level Examples for video-level families)")
+    p.add_argument("--output", required=True, help="output directory (saved_model/, weights, metrics.json, "
+                                                   "checkpoints/, tensorboard/)")
+    p.add_argument("--num-classes", type=_positive_int, default=3862)
+    p.add_argument("--eval-data", help="labelled TFRecords to evaluate the trained model on (GAP@20 ...)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("models", help="list the model families and presets with parameters, fp32 and uint8 sizes")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--preset", action="append", help="only this preset (repeatable), e.g. --preset small; "
+                                                     "published presets are slow and memory-heavy to build")
+    p.add_argument("--family", action="append", help="only this family (repeatable)")
+    p.add_argument("--num-classes", type=_positive_int, default=3862)
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("compile", help="compile the pipeline to kfp IR YAML")
     p.add_argument("--out", default="yt8m_pipeline.yaml")
