@@ -18,12 +18,14 @@ PIPELINE_NAME = "yt8m-pipeline"
                                               "quantize into one graph, gate, publish")
 def yt8m_pipeline(train_pattern: str, model_configs: list, run_config: dict, publish_root: str,
                   test_pattern: str = "", num_classes: int = 3862, folds: int = 5, holdout_fraction: float = 0.1,
-                  quantize_min_elements: int = 17000, min_gap: float = 0.8, max_size_bytes: int = 1 << 30,
+                  quantize_min_elements: int = 17000, oof_top_k: int = 20, min_gap: float = 0.8,
+                  max_size_bytes: int = 1 << 30,
                   beam_runner: str = "local"):
     data = preprocess_op(input_pattern=train_pattern, num_classes=num_classes, folds=folds,
                          holdout_fraction=holdout_fraction, runner=beam_runner).set_display_name("preprocess")
     with dsl.ParallelFor(items=model_configs, name="model-configs") as model_config:
-        trained = train_op(model_config=model_config, dataset=data.outputs["dataset"]).set_display_name("train")
+        trained = train_op(model_config=model_config, dataset=data.outputs["dataset"],
+                           top_k=oof_top_k).set_display_name("train")
     merged = ensemble_op(members=dsl.Collected(trained.outputs["model"]), dataset=data.outputs["dataset"],
                          quantize_min_elements=quantize_min_elements).set_display_name("ensemble")
     gate = gate_op(merged_model=merged.outputs["merged_model"], dataset=data.outputs["dataset"], min_gap=min_gap,

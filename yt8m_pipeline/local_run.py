@@ -34,6 +34,7 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
         "folds": cfg.data.folds,
         "holdout_fraction": cfg.data.holdout_fraction,
         "quantize_min_elements": cfg.ensemble.quantize_min_elements,
+        "oof_top_k": cfg.ensemble.top_k_predictions,
         "min_gap": cfg.gate.min_gap,
         "max_size_bytes": cfg.gate.max_size_bytes,
         "beam_runner": beam_runner,
