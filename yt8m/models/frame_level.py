@@ -16,8 +16,9 @@ import keras
 
 from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import frame_inputs
-from yt8m.models.layers import (DBoF, ContextGating, FrameL2Normalize, FrameMask, GatedSoftDBoF, MaskedMeanPool,
-                                NetFV, NetRVLAD, NetVLAD, SinusoidalPositions, SoftDBoF, TransformerEncoderBlock)
+from yt8m.models.layers import (DBoF, ContextGating, FrameL2Normalize, FrameMask, GatedSoftDBoF, MaskedMaxPool,
+                                MaskedMeanPool, NetFV, NetRVLAD, NetVLAD, SinusoidalPositions, SoftDBoF,
+                                TemporalMeanPool, TransformerEncoderBlock)
 from yt8m.models.registry import register
 
 # Head parameters shared by the families (see heads.classifier_head).
@@ -48,35 +49,54 @@ def _hidden(x, hidden: int, relu: bool, context_gating: bool, dropout: float):
     return x
 
 
+# Training settings the "cpu" presets were tuned with (``ModelConfig.training`` fields): every
+# frame (no sampling, so training and evaluation see the same sequences), Adam 3e-3, batch 32.
+CPU_TRAINING = {
+    "netvlad": {"epochs": 6, "batch_size": 32, "learning_rate": 0.003, "num_samples": 0, "eval_batch_size": 32},
+    "gru": {"epochs": 4, "batch_size": 32, "learning_rate": 0.003, "num_samples": 0, "eval_batch_size": 32},
+    "lstm": {"epochs": 4, "batch_size": 32, "learning_rate": 0.003, "num_samples": 0, "eval_batch_size": 32},
+}
+
+
 # ---------------------------------------------------------------- VLAD family (WILLOW 2017)
 
 def _vlad_presets(small_clusters: int, small_audio: int, small_hidden: int, published_clusters: int,
                   small_output_gating: bool) -> dict:
     return {
         "small": {"clusters": small_clusters, "audio_clusters": small_audio, "hidden": small_hidden,
-                  "hidden_relu": True, "context_gating": True, "dropout": 0.0,
+                  "hidden_relu": True, "context_gating": True, "dropout": 0.0, "frame_pool": 1,
                   **HEAD_SMALL, "output_gating": small_output_gating},
         "published": {"clusters": published_clusters, "audio_clusters": published_clusters // 2, "hidden": 1024,
-                      "hidden_relu": False, "context_gating": True, "dropout": 0.0,
+                      "hidden_relu": False, "context_gating": True, "dropout": 0.0, "frame_pool": 1,
                       **HEAD_PUBLISHED, "output_gating": True},
     }
 
 
 # netvlad's small preset keeps the sizes the local pipeline was tuned with.
 NETVLAD_PRESETS = _vlad_presets(16, 8, 256, 256, small_output_gating=False)
+# "cpu": tuned to beat mean pooling on synthetic data with segment-local evidence on a 2-core CPU
+# (benchmarks/bench_family_gap.py): 4-frame window means, hidden 128, dropout 0.5, sigmoid head;
+# train with CPU_TRAINING["netvlad"] (every frame, num_samples 0).
+NETVLAD_PRESETS["cpu"] = {**NETVLAD_PRESETS["small"], "hidden": 128, "dropout": 0.5, "frame_pool": 4,
+                          "head": "logistic"}
 NETRVLAD_PRESETS = _vlad_presets(8, 4, 64, 256, small_output_gating=True)
 NETFV_PRESETS = _vlad_presets(8, 4, 64, 128, small_output_gating=True)
 
 
 def _vlad_model(name: str, pooling, num_classes: int, clusters: int, audio_clusters: int, hidden: int,
-                hidden_relu: bool, context_gating: bool, dropout: float, head: str, num_mixtures: int, l2: float,
-                label_dim: int, output_gating: bool):
+                hidden_relu: bool, context_gating: bool, dropout: float, frame_pool: int, head: str,
+                num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
     check_head(head)
     inputs = frame_inputs()
     rgb, audio = _late_fusion(inputs)
+    num_frames = inputs["num_frames"]
+    if frame_pool > 1:  # mean of each window of frame_pool frames (after the per-frame L2 normalisation)
+        rgb, pooled_frames = TemporalMeanPool(frame_pool, name="rgb_frame_pool")(rgb, num_frames)
+        audio, _ = TemporalMeanPool(frame_pool, name="audio_frame_pool")(audio, num_frames)
+        num_frames = pooled_frames
     pooled = keras.layers.Concatenate()([
-        pooling(clusters, name="rgb_pool")(rgb, inputs["num_frames"]),
-        pooling(audio_clusters, name="audio_pool")(audio, inputs["num_frames"]),
+        pooling(clusters, name="rgb_pool")(rgb, num_frames),
+        pooling(audio_clusters, name="audio_pool")(audio, num_frames),
     ])
     x = _hidden(pooled, hidden, hidden_relu, context_gating, dropout)
     out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
@@ -175,28 +195,51 @@ def gated_soft_dbof(num_classes: int, **params):
 
 # ---------------------------------------------------------------- recurrent
 
+# RNN input options (off in "small" / "published"): ``frame_pool`` averages windows of that many
+# consecutive frames before the RNN (fewer, cleaner steps); ``input_projection`` > 0 maps each
+# (pooled) frame to that many dims with a bias-free Dense + LayerNormalization (the L2-normalised
+# 1152-d frames have tiny per-direction components; the projection makes them O(1)).
+_RNN_INPUT_OFF = {"frame_pool": 1, "input_projection": 0}
+
+
 def _rnn_presets(published_units: int) -> dict:
     return {
-        "small": {"units": 32, "layers": 2, "bidirectional": False, "state": "last", "dropout": 0.0, **HEAD_SMALL},
+        "small": {"units": 32, "layers": 2, "bidirectional": False, "state": "last", "dropout": 0.0,
+                  **_RNN_INPUT_OFF, **HEAD_SMALL},
         # WILLOW's LstmModel / GruModel: 2 layers, the final state of every layer (TF1 MultiRNNCell with
         # state_is_tuple=False) into MoE: LSTM 2x1024 96.4M, GRU 2x1200 63.5M; state="last" (top layer's
         # final output only, as the starter code) gives 37.1M / 40.3M.
         "published": {"units": published_units, "layers": 2, "bidirectional": False, "state": "all",
-                      "dropout": 0.0, **HEAD_PUBLISHED},
+                      "dropout": 0.0, **_RNN_INPUT_OFF, **HEAD_PUBLISHED},
+        # "cpu": tuned to beat mean pooling on synthetic data with segment-local evidence on a 2-core CPU
+        # (benchmarks/bench_family_gap.py): 4-frame window means (75 steps for 300 frames), a 64-d
+        # projection + LayerNorm, one 64-unit layer, max over its outputs, MoE; train with
+        # CPU_TRAINING (every frame, num_samples 0).
+        "cpu": {"units": 64, "layers": 1, "bidirectional": False, "state": "max", "dropout": 0.0,
+                "frame_pool": 4, "input_projection": 64, **HEAD_SMALL},
     }
 
 
 def _rnn_model(name: str, cell, num_classes: int, units: int, layers: int, bidirectional: bool, state: str,
-               dropout: float, head: str, num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+               dropout: float, frame_pool: int, input_projection: int, head: str, num_mixtures: int, l2: float,
+               label_dim: int, output_gating: bool):
     check_head(head)
-    if state not in ("last", "all"):
-        raise ValueError(f"state must be 'last' (top layer's final output) or 'all' (every layer's final "
-                         f"state); got {state!r}")
+    if state not in ("last", "all", "max"):
+        raise ValueError(f"state must be 'last' (top layer's final output), 'all' (every layer's final "
+                         f"state) or 'max' (max over the top layer's outputs at the real frames); got {state!r}")
     if layers < 1:
         raise ValueError(f"layers must be >= 1, got {layers}")
+    if frame_pool < 1 or input_projection < 0:
+        raise ValueError(f"need frame_pool >= 1 and input_projection >= 0, got {frame_pool}, {input_projection}")
     inputs = frame_inputs()
     x = _early_fusion(inputs)
-    mask = FrameMask()(x, inputs["num_frames"])
+    num_frames = inputs["num_frames"]
+    if frame_pool > 1:
+        x, num_frames = TemporalMeanPool(frame_pool, name="frame_pool")(x, num_frames)
+    if input_projection:
+        x = keras.layers.Dense(input_projection, use_bias=False, name="input_projection")(x)
+        x = keras.layers.LayerNormalization(name="input_norm")(x)
+    mask = FrameMask()(x, num_frames)
     finals, states = [], []
     for i in range(layers):
         rnn = cell(units, return_sequences=True, return_state=True, name=f"{name}_{i}")
@@ -207,7 +250,10 @@ def _rnn_model(name: str, cell, num_classes: int, units: int, layers: int, bidir
         states += layer_states
         per_direction = len(layer_states) // (2 if bidirectional else 1)
         finals = layer_states[::per_direction]  # the h state of each direction
-    features = finals if state == "last" else states
+    if state == "max":
+        features = [MaskedMaxPool()(x, num_frames)]  # x: the top layer's outputs [B, F, units (x2)]
+    else:
+        features = finals if state == "last" else states
     features = keras.layers.Concatenate()(features) if len(features) > 1 else features[0]
     if dropout:
         features = keras.layers.Dropout(dropout)(features)

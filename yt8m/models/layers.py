@@ -77,11 +77,58 @@ class MaskedMeanPool(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("yt8m")
-class MaskedMaxPool(keras.layers.Layer):
-    """Max over the first ``num_frames`` frames of ``[B, F, D]`` (0 for an empty video)."""
+class TemporalMeanPool(keras.layers.Layer):
+    """Averages non-overlapping windows of ``window`` consecutive real frames:
+    ``[B, F, D]`` -> ``[B, ceil(F / window), D]`` and ``num_frames`` -> ``ceil(num_frames / window)``.
+
+    Padding frames never enter a window's mean (a window's mean is over its real frames only),
+    so the output does not depend on how much padding follows the real frames.
+    """
+
+    def __init__(self, window: int, **kwargs):
+        super().__init__(**kwargs)
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
 
     def call(self, x, num_frames):
+        w, dim = self.window, x.shape[-1]
+        frames = ops.shape(x)[1]
+        mask = frame_mask(num_frames, frames, x.dtype)
+        pad = (w - frames % w) % w
+        x = ops.pad(x * ops.expand_dims(mask, -1), [[0, 0], [0, pad], [0, 0]])
+        mask = ops.pad(mask, [[0, 0], [0, pad]])
+        windows = (frames + pad) // w
+        total = ops.sum(ops.reshape(x, (-1, windows, w, dim)), axis=2)
+        count = ops.sum(ops.reshape(mask, (-1, windows, w)), axis=2)
+        pooled = total / ops.expand_dims(ops.maximum(count, 1.0), -1)
+        return pooled, (ops.cast(num_frames, "int32") + (w - 1)) // w
+
+    def compute_output_spec(self, x, num_frames):
+        frames = None if x.shape[1] is None else -(-x.shape[1] // self.window)
+        return (keras.KerasTensor((x.shape[0], frames, x.shape[-1]), dtype=x.dtype),
+                keras.KerasTensor(num_frames.shape, dtype="int32"))
+
+    def get_config(self):
+        return {**super().get_config(), "window": self.window}
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class MaskedMaxPool(keras.layers.Layer):
+    """Max over the first ``num_frames`` frames of ``[B, F, D]`` (0 for an empty video).
+
+    Accepts (and consumes) a Keras timestep mask, e.g. from a masked RNN's output sequence.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, x, num_frames, mask=None):
         return masked_max(x, frame_mask(num_frames, ops.shape(x)[1], "bool"))
+
+    def compute_mask(self, x, num_frames, mask=None):
+        return None
 
 
 def masked_max(x, mask_bool):

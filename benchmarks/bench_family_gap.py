@@ -1,0 +1,214 @@
+"""Do frame-level families beat the mean-pooled logistic baseline on data with segment-local evidence?
+
+    python benchmarks/bench_family_gap.py [--videos 8000 --classes 25 --seed 7 --folds 3 --holdout 0.15
+                                           --work-dir DIR --out-dir benchmarks/results]
+
+1. Generates ``--videos`` synthetic frame-level videos (``yt8m.synth``: a positive class puts
+   both of its directions into the SAME frames of one segment; a decoy puts them into two
+   different segments, so mean pooling cannot tell decoys from positives).
+2. Preprocesses them with the Beam job (``beam_jobs.preprocess.run_preprocess``, local runner):
+   ``--folds`` folds + a ``--holdout`` holdout, frame- and video-level records.
+3. Trains, one at a time on all folds, and scores the holdout (GAP@20):
+   - the mean-pooled logistic baseline at several learning rates / epochs (its best holdout
+     GAP is the baseline: a conservative comparison), and MoE (also mean-pooled);
+   - NetVLAD, GRU and LSTM with their ``cpu`` presets and ``frame_level.CPU_TRAINING``.
+4. Two reference points that use the generator's class directions: the best score mean
+   pooling can compute from them (``(u_c + v_c) . mean frame``) and a per-frame conjunction
+   detector (``max_t min(u_c . x_t, v_c . x_t)``).
+
+Writes ``family_gap.json`` and ``family_gap.md`` into ``--out-dir``. Takes ~10 minutes on 2 CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from beam_jobs.preprocess import run_preprocess  # noqa: E402
+from yt8m import config, readers, synth, training  # noqa: E402
+from yt8m.models import registry  # noqa: E402
+from yt8m.models.frame_level import CPU_TRAINING  # noqa: E402
+
+# Mean-pooled baselines: a small sweep (the best holdout GAP of the logistic runs is the baseline).
+LOGISTIC_SWEEP = [
+    {"learning_rate": 0.01, "epochs": 10, "batch_size": 32},
+    {"learning_rate": 0.003, "epochs": 30, "batch_size": 32},
+    {"learning_rate": 0.03, "epochs": 20, "batch_size": 128},
+    {"learning_rate": 0.001, "epochs": 60, "batch_size": 32},
+]
+MOE_SWEEP = [{"learning_rate": 0.003, "epochs": 20, "batch_size": 32}]
+FRAME_FAMILIES = ("netvlad", "gru", "lstm")
+
+
+def model_configs() -> list[dict]:
+    runs = [{"name": f"logistic-{i}", "family": "logistic", "preset": "small", "training": t}
+            for i, t in enumerate(LOGISTIC_SWEEP)]
+    runs += [{"name": f"moe-{i}", "family": "moe", "preset": "small", "training": t} for i, t in enumerate(MOE_SWEEP)]
+    runs += [{"name": f"{f}-cpu", "family": f, "preset": "cpu", "training": CPU_TRAINING[f]} for f in FRAME_FAMILIES]
+    return runs
+
+
+def make_data(work_dir: str, videos: int, classes: int, seed: int, folds: int, holdout: float) -> dict:
+    raw, ds = os.path.join(work_dir, "synth"), os.path.join(work_dir, "dataset")
+    started = time.time()
+    info = synth.generate(raw, videos=videos, classes=classes, seed=seed, splits=(("train", 1.0),), progress=False)
+    generated = time.time()
+    run_preprocess(os.path.join(raw, "train", "*.tfrecord"), ds, num_classes=classes, folds=folds,
+                   holdout_fraction=holdout)
+    dataset = json.load(open(os.path.join(ds, "dataset.json")))
+    return {"dir": ds, "videos": videos, "classes": classes, "seed": seed, "folds": folds, "holdout_fraction": holdout,
+            "mean_frames": round(info["stats"]["mean_frames"], 1), "mean_labels": round(info["stats"]["mean_labels"], 2),
+            "split_videos": {s: v["num_videos"] for s, v in dataset["splits"].items()},
+            "synth_seconds": round(generated - started, 1), "preprocess_seconds": round(time.time() - generated, 1)}
+
+
+def train_and_score(raw: dict, dataset_dir: str, classes: int, folds: int) -> dict:
+    cfg = config.model_config_from_dict(raw)
+    level = registry.get_family(cfg.family).input_level
+    train_files = training.split_files(dataset_dir, level, [f"fold-{k}" for k in range(folds)])
+    started = time.time()
+    model = training.fit(cfg, train_files, classes, cfg.name)
+    trained = time.time()
+    _, scores, labels = training.predict(model, level, training.split_files(dataset_dir, level, ["holdout"]),
+                                         classes, cfg.training)
+    result = training.evaluate(scores, labels)
+    row = {"name": cfg.name, "family": cfg.family, "preset": cfg.preset, "input_level": level,
+           "model_params": registry.resolve_params(cfg.family, cfg.preset, cfg.overrides),
+           "training": {k: v for k, v in raw["training"].items()}, "parameters": int(model.count_params()),
+           "holdout_gap": round(float(result["gap"]), 4), "holdout_hit_at_1": round(float(result["hit_at_1"]), 4),
+           "train_seconds": round(trained - started, 1), "predict_seconds": round(time.time() - trained, 1)}
+    keras.backend.clear_session()
+    return row
+
+
+def oracle_gaps(dataset_dir: str, classes: int, seed: int) -> dict:
+    """GAP of two scores computed from the generator's class directions (no learning)."""
+    world = synth.build_world(seed, classes)
+    u, v = tf.constant(world.u.T), tf.constant(world.v.T)
+    mean_scores, conj_scores, labels = [], [], []
+    files = training.split_files(dataset_dir, "frame", ["holdout"])
+    for features, y in readers.frame_level_dataset(files, classes, 64):
+        x = tf.concat([features["rgb"], features["audio"]], -1)
+        n = features["num_frames"]
+        mask = tf.sequence_mask(n, tf.shape(x)[1], tf.float32)[:, :, None]
+        pu, pv = tf.einsum("bfd,dc->bfc", x, u), tf.einsum("bfd,dc->bfc", x, v)
+        mean_scores.append((tf.reduce_sum((pu + pv) * mask, 1) / tf.cast(n, tf.float32)[:, None]).numpy())
+        conj = tf.where(mask > 0, tf.minimum(pu, pv), -1e9)
+        conj_scores.append(tf.reduce_max(conj, 1).numpy())
+        labels.append(y.numpy())
+    labels = np.concatenate(labels)
+    gap = lambda s: round(float(training.evaluate(np.concatenate(s).astype(np.float32), labels)["gap"]), 4)  # noqa: E731
+    return {"mean_projection": gap(mean_scores), "frame_conjunction": gap(conj_scores)}
+
+
+def write_markdown(path: str, out: dict) -> None:
+    d, s = out["data"], out["summary"]
+    lines = [
+        "# Frame-level families vs the mean-pooled baseline (holdout GAP@20)",
+        "",
+        f"`python benchmarks/bench_family_gap.py` on {out['environment']['cpus']} CPUs, TensorFlow "
+        f"{out['environment']['tensorflow']}, Keras {out['environment']['keras']}; 1-min load average "
+        f"{out['environment']['load_start']} at start, {out['environment']['load_end']} at end (other jobs share "
+        "the CPUs: seconds are indicative).",
+        "",
+        f"Data: `yt8m.synth` {d['videos']} videos, {d['classes']} classes, seed {d['seed']} ({d['mean_frames']} frames "
+        f"and {d['mean_labels']} labels per video on average), preprocessed into {d['folds']} folds + "
+        f"{d['holdout_fraction']} holdout: {d['split_videos']}. Every model trains on all folds and is scored on the "
+        f"holdout. Synth {d['synth_seconds']} s, preprocess {d['preprocess_seconds']} s.",
+        "",
+        "| model | family / preset | level | parameters | training | holdout GAP | Hit@1 | train s | predict s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in out["models"]:
+        t = r["training"]
+        sched = f"lr {t['learning_rate']}, {t['epochs']} epochs, batch {t['batch_size']}"
+        if r["input_level"] == "frame":
+            sched += ", all frames" if not t.get("num_samples") else f", {t['num_samples']} sampled frames"
+        lines.append(f"| {r['name']} | {r['family']} / {r['preset']} | {r['input_level']} | {r['parameters']:,} | "
+                     f"{sched} | **{r['holdout_gap']:.4f}** | {r['holdout_hit_at_1']:.4f} | {r['train_seconds']} | "
+                     f"{r['predict_seconds']} |")
+    o = out["oracle"]
+    lines += [
+        "",
+        f"Baseline (best mean-pooled logistic run): **{s['baseline_gap']:.4f}** ({s['baseline_name']}). "
+        + "; ".join(f"{f} {s['frame_models'][f]['gap']:.4f} ({s['frame_models'][f]['margin']:+.4f})"
+                    for f in s["frame_models"]) + ".",
+        "",
+        "Reference scores from the generator's class directions (no learning): mean projection "
+        f"`(u_c + v_c) . mean frame` {o['mean_projection']:.4f}; per-frame conjunction "
+        f"`max_t min(u_c . x_t, v_c . x_t)` {o['frame_conjunction']:.4f}.",
+        "",
+        "Presets (`yt8m/models/frame_level.py`, training settings in `CPU_TRAINING`):",
+        "",
+    ]
+    for f in FRAME_FAMILIES:
+        lines.append(f"- `{f}/cpu`: `{json.dumps(registry.resolve_params(f, 'cpu'))}`")
+    lines.append("")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=8000)
+    parser.add_argument("--classes", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--holdout", type=float, default=0.15)
+    parser.add_argument("--work-dir", default=None, help="keep the data here (default: a temp dir, removed)")
+    parser.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
+    args = parser.parse_args(argv)
+
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="family_gap_")
+    started = time.time()
+    load_start = round(os.getloadavg()[0], 2)
+    try:
+        data = make_data(work_dir, args.videos, args.classes, args.seed, args.folds, args.holdout)
+        print(f"data: {data}", flush=True)
+        rows = []
+        for raw in model_configs():
+            row = train_and_score(raw, data["dir"], args.classes, args.folds)
+            print(f"{row['name']}: holdout GAP {row['holdout_gap']:.4f}, train {row['train_seconds']} s", flush=True)
+            rows.append(row)
+        oracle = oracle_gaps(data["dir"], args.classes, args.seed)
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    logistic = max((r for r in rows if r["family"] == "logistic"), key=lambda r: r["holdout_gap"])
+    summary = {"baseline_name": logistic["name"], "baseline_gap": logistic["holdout_gap"],
+               "frame_models": {r["family"]: {"gap": r["holdout_gap"],
+                                              "margin": round(r["holdout_gap"] - logistic["holdout_gap"], 4),
+                                              "train_seconds": r["train_seconds"]}
+                                for r in rows if r["input_level"] == "frame"}}
+    data.pop("dir")
+    out = {"data": data, "models": rows, "oracle": oracle, "summary": summary,
+           "total_seconds": round(time.time() - started, 1),
+           "environment": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                           "tensorflow": tf.__version__, "keras": keras.__version__, "load_start": load_start,
+                           "load_end": round(os.getloadavg()[0], 2)}}
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(os.path.join(args.out_dir, "family_gap.json"), "w") as fh:
+        json.dump(out, fh, indent=2)
+        fh.write("\n")
+    write_markdown(os.path.join(args.out_dir, "family_gap.md"), out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
