@@ -1,5 +1,6 @@
 """The YT8M model zoo (Keras 3): families by name in ``registry``, each with a "small" preset
-(CPU tests) and a "published" preset (the 2017/2018 winners' size, see ``sizes``).
+(CPU tests) and a "published" preset (the 2017/2018 winners' size, see ``sizes``); netvlad, lstm
+and gru also a "cpu" preset (beats mean pooling on synthetic data in minutes on a CPU).
 
 video level: ``logistic``, ``moe``, ``resnet_like``;
 frame level: ``dbof``, ``soft_dbof``, ``gated_soft_dbof``, ``netvlad``, ``netrvlad``, ``netfv``,

@@ -8,6 +8,11 @@ the model every given real frame is used, at training and at inference alike.
 Published presets follow the winners' code (WILLOW 2017: ``*ModelLF`` with rgb K clusters and
 audio K/2, hidden 1024 without ReLU, context gating, MoE with 2 mixtures and gating on the
 output probabilities; starter code: DBoF, LSTM) and reproduce YT8M_FACTS.md's sizes.
+
+``netvlad``, ``gru`` and ``lstm`` also have a "cpu" preset (with ``CPU_TRAINING``): tuned so that
+they beat the mean-pooled logistic baseline on synthetic data with segment-local evidence within
+a few minutes on 2 CPU cores (benchmarks/bench_family_gap.py). They average windows of 4 frames
+(``frame_pool``) so that every frame can be used at training time too.
 """
 
 from __future__ import annotations
