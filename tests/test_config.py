@@ -46,3 +46,36 @@ def test_integer_overrides_arriving_as_floats_get_the_presets_int_type():
     cfg = config.model_config_from_dict({"name": "d", "family": "dbof", "overrides": {"clusters": 256.0,
                                                                                        "dropout": 0.3}})
     assert cfg.overrides == {"clusters": 256, "dropout": 0.3} and isinstance(cfg.overrides["clusters"], int)
+
+
+_MOE = {"name": "a", "family": "moe"}
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"models": [_MOE], "gate": {"min_gap": 1.5}}, "run.yaml.gate.min_gap: must be >= 0 and <= 1, got 1.5"),
+    ({"models": [_MOE], "gate": {"min_gap": -0.1}}, "run.yaml.gate.min_gap: must be >= 0 and <= 1"),
+    ({"models": [_MOE], "gate": {"max_size_bytes": 0}}, "run.yaml.gate.max_size_bytes: must be >= 1, got 0"),
+    ({"models": [_MOE], "ensemble": {"top_k_predictions": 0}}, "run.yaml.ensemble.top_k_predictions: must be >= 1"),
+    ({"models": [_MOE], "ensemble": {"quantize_min_elements": 0}}, "ensemble.quantize_min_elements: must be >= 1"),
+    ({"models": [_MOE], "synth": {"videos": 0}}, "run.yaml.synth.videos: must be >= 1, got 0"),
+    ({"models": [_MOE], "synth": {"classes": 1}}, "run.yaml.synth.classes: must be >= 2, got 1"),
+    ({"models": [_MOE], "data": {"folds": 1}}, "run.yaml.data.folds: must be >= 2"),
+    ({"models": [_MOE], "data": {"holdout_fraction": 1.0}}, "run.yaml.data.holdout_fraction: must be < 1"),
+    ({"models": [_MOE], "data": {"holdout_fraction": 0}}, "run.yaml.data.holdout_fraction: must be > 0"),
+    ({"models": [{**_MOE, "training": {"learning_rate": float("nan")}}]},
+     "run.yaml.models[0].training.learning_rate: must be a finite number, got nan"),
+    ({"models": [{**_MOE, "training": {"learning_rate": "nan"}}]}, "learning_rate: must be a finite number"),
+    ({"models": [{**_MOE, "training": {"learning_rate": 0}}]}, "training.learning_rate: must be > 0, got 0.0"),
+    ({"models": [{**_MOE, "training": {"lr_decay": 1.5}}]}, "training.lr_decay: must be > 0 and <= 1"),
+])
+def test_out_of_range_values_are_refused_on_load_naming_the_field(raw, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.run_config_from_dict(raw, where="run.yaml")
+    assert message in str(err.value)
+
+
+def test_yaml_nan_learning_rate_is_refused_when_the_file_is_loaded(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("models:\n  - name: a\n    family: moe\n    training:\n      learning_rate: .nan\n")
+    with pytest.raises(config.ConfigError, match=r"learning_rate: must be a finite number"):
+        config.load_run_config(str(path))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 
 import yaml
@@ -134,17 +135,36 @@ def _coerce(hint, value, where: str):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return _finite(float(value), where)
     if hint is float and isinstance(value, str):
         try:
-            return float(value)  # YAML reads 1e-3 as a string
+            number = float(value)  # YAML reads 1e-3 as a string
         except ValueError:
             pass
+        else:
+            return _finite(number, where)
     if hint in (int, str) and isinstance(value, hint) and not isinstance(value, bool):
         return value
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)  # pipeline parameters travel as protobuf Struct, where every number is a float
     raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+
+
+def _finite(value: float, where: str) -> float:
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+    return value
+
+
+def _check_range(where: str, value, low=None, high=None, low_open: bool = False) -> None:
+    """``low <= value <= high`` (``low < value`` when ``low_open``), else a ConfigError naming the field."""
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        lower = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        upper = "" if high is None else f"<= {high}"
+        bounds = " and ".join(b for b in (lower, upper) if b)
+        raise ConfigError(f"{where}: must be {bounds}, got {value!r}")
 
 
 def _check_model(model: ModelConfig, where: str) -> ModelConfig:
@@ -164,8 +184,8 @@ def _check_model(model: ModelConfig, where: str) -> ModelConfig:
     for name in ("epochs", "batch_size", "max_frames", "eval_batch_size"):
         if getattr(t, name) < 1:
             raise ConfigError(f"{where}.training.{name}: must be >= 1, got {getattr(t, name)}")
-    if t.learning_rate <= 0 or not 0 < t.lr_decay <= 1:
-        raise ConfigError(f"{where}.training: learning_rate must be > 0 and lr_decay in (0, 1]")
+    _check_range(f"{where}.training.learning_rate", t.learning_rate, 0, low_open=True)
+    _check_range(f"{where}.training.lr_decay", t.lr_decay, 0, 1, low_open=True)
     _check_recipes(t, registry.get_family(model.family).input_level, model.family, f"{where}.training")
     if not model.name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"{where}.name: use letters, digits, '-' and '_' only, got {model.name!r}")
@@ -211,10 +231,24 @@ def run_config_from_dict(raw: dict, where: str = "config") -> RunConfig:
     names = [m.name for m in cfg.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.models: model names must be unique, got {names}")
-    d = cfg.data
-    if d.num_classes < 2 or d.folds < 2 or not 0 < d.holdout_fraction < 1:
-        raise ConfigError(f"{where}.data: need num_classes >= 2, folds >= 2 and 0 < holdout_fraction < 1")
+    _check_run_ranges(cfg, where)
     return cfg
+
+
+def _check_run_ranges(cfg: RunConfig, where: str) -> None:
+    """Every numeric field of a run config in its range, so a bad value stops the run before it starts."""
+    d, e, g, s = cfg.data, cfg.ensemble, cfg.gate, cfg.synth
+    _check_range(f"{where}.data.num_classes", d.num_classes, 2)
+    _check_range(f"{where}.data.folds", d.folds, 2)
+    _check_range(f"{where}.data.holdout_fraction", d.holdout_fraction, 0, 1, low_open=True)
+    if d.holdout_fraction >= 1:
+        raise ConfigError(f"{where}.data.holdout_fraction: must be < 1, got {d.holdout_fraction!r}")
+    _check_range(f"{where}.ensemble.quantize_min_elements", e.quantize_min_elements, 1)
+    _check_range(f"{where}.ensemble.top_k_predictions", e.top_k_predictions, 1)
+    _check_range(f"{where}.gate.min_gap", g.min_gap, 0, 1)
+    _check_range(f"{where}.gate.max_size_bytes", g.max_size_bytes, 1)
+    _check_range(f"{where}.synth.videos", s.videos, 1)
+    _check_range(f"{where}.synth.classes", s.classes, 2)
 
 
 def load_yaml(path: str) -> dict:
