@@ -5,6 +5,8 @@
 
 from kfp import dsl
 
+from yt8m import config as config_lib
+
 from yt8m_pipeline.components.ensemble import ensemble_op
 from yt8m_pipeline.components.gate import gate_op
 from yt8m_pipeline.components.preprocess import preprocess_op
@@ -34,3 +36,30 @@ def yt8m_pipeline(train_pattern: str, model_configs: list, run_config: dict, pub
         publish_op(merged_model=merged.outputs["merged_model"], dataset=data.outputs["dataset"],
                    gate_metrics=gate.outputs["metrics"], publish_root=publish_root, test_pattern=test_pattern,
                    run_config=run_config).set_display_name("publish")
+
+
+def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_pattern: str, publish_root: str,
+                       num_classes: int, beam_runner: str = "local") -> dict:
+    """The pipeline's parameters from a run config (the same for kfp.local and Vertex)."""
+    return {
+        "train_pattern": train_pattern,
+        "test_pattern": test_pattern,
+        "model_configs": [config_lib.to_dict(m) for m in cfg.models],
+        "run_config": config_lib.to_dict(cfg),
+        "publish_root": publish_root,
+        "num_classes": num_classes,
+        "folds": cfg.data.folds,
+        "holdout_fraction": cfg.data.holdout_fraction,
+        "quantize_min_elements": cfg.ensemble.quantize_min_elements,
+        "oof_top_k": cfg.ensemble.top_k_predictions,
+        "min_gap": cfg.gate.min_gap,
+        "max_size_bytes": cfg.gate.max_size_bytes,
+        "beam_runner": beam_runner,
+    }
+
+
+def compile_pipeline(package_path: str) -> str:
+    from kfp import compiler
+
+    compiler.Compiler().compile(yt8m_pipeline, package_path=package_path)
+    return package_path

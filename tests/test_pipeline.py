@@ -4,10 +4,11 @@ import yaml
 
 from yt8m import config
 from yt8m_pipeline import local_run
+from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
 
 
 def test_pipeline_compiles_with_parallel_training_collected_ensemble_and_gated_publish(tmp_path):
-    path = local_run.compile_pipeline(str(tmp_path / "pipeline.yaml"))
+    path = pipeline_def.compile_pipeline(str(tmp_path / "pipeline.yaml"))
     ir = yaml.safe_load(open(path))
     tasks = ir["root"]["dag"]["tasks"]
     assert {"preprocess-op", "ensemble-op", "gate-op"} <= set(tasks)
@@ -25,6 +26,6 @@ def test_pipeline_compiles_with_parallel_training_collected_ensemble_and_gated_p
 
 def test_pipeline_arguments_come_from_the_run_config():
     cfg = config.load_run_config(local_run.default_config_path())
-    args = local_run.pipeline_arguments(cfg, "train/*.tfrecord", "test/*.tfrecord", "/pub", 100)
+    args = pipeline_def.pipeline_arguments(cfg, "train/*.tfrecord", "test/*.tfrecord", "/pub", 100)
     assert args["folds"] == cfg.data.folds and args["min_gap"] == cfg.gate.min_gap
     assert [m["name"] for m in args["model_configs"]] == [m.name for m in cfg.models]

@@ -63,6 +63,7 @@ def cmd_run(args) -> int:
     from yt8m import config as config_lib
     from yt8m import schema, storage
     from yt8m_pipeline import local_run
+    from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
 
     if not args.local:
         raise UsageError("only --local is available in this version (Vertex submission comes with `yt8m submit`)")
@@ -88,7 +89,7 @@ def cmd_run(args) -> int:
         num_classes = cfg.synth.classes
         clean_labels = os.path.join(data_dir, "oracle", "train_clean_labels.csv")
     publish_root = os.path.abspath(args.publish_root or os.path.join(workdir, "published"))
-    arguments = local_run.pipeline_arguments(cfg, train_pattern, test_pattern, publish_root, num_classes)
+    arguments = pipeline_def.pipeline_arguments(cfg, train_pattern, test_pattern, publish_root, num_classes)
     result = local_run.run_local(arguments, workdir)
     gaps = _summary_gaps(result, clean_labels, num_classes)
     print(result.gate_report)
@@ -158,9 +159,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from yt8m_pipeline import local_run
+    from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
 
-    print(local_run.compile_pipeline(args.out))
+    print(pipeline_def.compile_pipeline(args.out))
     return 0
 
 

@@ -11,7 +11,6 @@ import os
 import time
 from importlib import resources
 
-from yt8m import config as config_lib
 from yt8m import storage
 
 log = logging.getLogger(__name__)
@@ -19,35 +18,6 @@ log = logging.getLogger(__name__)
 
 def default_config_path() -> str:
     return str(resources.files("yt8m_pipeline") / "configs" / "local.yaml")
-
-
-def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_pattern: str, publish_root: str,
-                       num_classes: int, beam_runner: str = "local") -> dict:
-    """The pipeline's parameters from a run config (the same for kfp.local and Vertex)."""
-    return {
-        "train_pattern": train_pattern,
-        "test_pattern": test_pattern,
-        "model_configs": [config_lib.to_dict(m) for m in cfg.models],
-        "run_config": config_lib.to_dict(cfg),
-        "publish_root": publish_root,
-        "num_classes": num_classes,
-        "folds": cfg.data.folds,
-        "holdout_fraction": cfg.data.holdout_fraction,
-        "quantize_min_elements": cfg.ensemble.quantize_min_elements,
-        "oof_top_k": cfg.ensemble.top_k_predictions,
-        "min_gap": cfg.gate.min_gap,
-        "max_size_bytes": cfg.gate.max_size_bytes,
-        "beam_runner": beam_runner,
-    }
-
-
-def compile_pipeline(package_path: str) -> str:
-    from kfp import compiler
-
-    from yt8m_pipeline.pipelines.yt8m_pipeline import yt8m_pipeline
-
-    compiler.Compiler().compile(yt8m_pipeline, package_path=package_path)
-    return package_path
 
 
 @dataclasses.dataclass
