@@ -319,3 +319,66 @@ class EvaluationAccumulator:
             "map": _mean_ap_from_pairs(classes, scores, relevant, self._positives_per_class),
             "num_videos": num_videos,
         }
+
+
+def evaluate_submission(pair_classes: Sequence[np.ndarray], pair_scores: Sequence[np.ndarray],
+                        submitted_labels: Sequence[Sequence[int]], unsubmitted_labels: Sequence[Sequence[int]],
+                        num_classes: int, k: int = 20) -> dict:
+    """GAP@k, Hit@1, PERR and top-k mAP of exactly what a sparse submission lists.
+
+    Row ``i`` of a submission is a list of (class, score) pairs for one video, whose true
+    classes are ``submitted_labels[i]``; ``unsubmitted_labels`` are the true classes of the
+    videos the submission does not list. Each video's pairs are ranked by score descending
+    (then class ascending) and its best k enter the pooled GAP list: a class that is not
+    listed is not scored (it never enters a top k); a video that is not listed contributes
+    only its positives to the denominators (GAP/mAP recall, Hit@1 and PERR counts). An
+    empty submission scores 0. For dense [N, C] predictions use ``gap_at_k`` and friends.
+    """
+    if len(pair_classes) != len(pair_scores) or len(pair_classes) != len(submitted_labels):
+        raise ValueError(f"{len(pair_classes)} class lists, {len(pair_scores)} score lists and "
+                         f"{len(submitted_labels)} label lists: one each per submitted video")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    num_rows = len(pair_classes)
+    lengths = np.array([np.size(c) for c in pair_classes], dtype=np.int64)
+    if any(np.size(c) != np.size(s) for c, s in zip(pair_classes, pair_scores)):
+        raise ValueError("each submitted video needs as many scores as classes")
+    classes = (np.concatenate([np.asarray(c, np.int64).ravel() for c in pair_classes]) if num_rows
+               else np.zeros(0, np.int64))
+    scores = (np.concatenate([np.asarray(s, np.float64).ravel() for s in pair_scores]) if num_rows
+              else np.zeros(0, np.float64))
+    if ((classes < 0) | (classes >= num_classes)).any():
+        bad = classes[(classes < 0) | (classes >= num_classes)][0]
+        raise ValueError(f"submitted class {bad} is outside [0, {num_classes})")
+    rows = np.repeat(np.arange(num_rows, dtype=np.int64), lengths)
+    # Per row: score descending, then class ascending (the module's tie rule).
+    order = np.lexsort((classes, -scores, rows))
+    rows, classes, scores = rows[order], classes[order], scores[order]
+    row_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if num_rows else np.zeros(0, np.int64)
+    rank = np.arange(rows.size) - row_start[rows]  # 0-based rank within the video
+    truth = [np.unique(np.asarray(labels, np.int64).ravel()) for labels in submitted_labels]
+    truth_counts = np.array([t.size for t in truth], dtype=np.int64)
+    truth_keys = (np.concatenate([r * num_classes + t for r, t in enumerate(truth)]) if num_rows
+                  else np.zeros(0, np.int64))
+    relevant = np.isin(rows * num_classes + classes, truth_keys)
+    missing = [np.unique(np.asarray(labels, np.int64).ravel()) for labels in unsubmitted_labels]
+    missing_counts = np.array([m.size for m in missing], dtype=np.int64)
+    total_positives = int(truth_counts.sum() + missing_counts.sum())
+    positives_per_class = np.bincount(np.concatenate(truth + missing + [np.zeros(0, np.int64)]),
+                                      minlength=num_classes).astype(np.int64)
+    in_top_k = rank < k
+    num_videos = num_rows + len(missing)
+    hits_at_1 = int(np.count_nonzero(relevant & (rank == 0)))
+    within_positives = rank < truth_counts[rows]
+    perr_hits = np.bincount(rows[relevant & within_positives], minlength=num_rows)
+    videos_with_positives = int(np.count_nonzero(truth_counts) + np.count_nonzero(missing_counts))
+    has = truth_counts > 0
+    perr_sum = float(np.sum(perr_hits[has] / truth_counts[has]))
+    return {
+        "gap": _pooled_average_precision(scores[in_top_k], relevant[in_top_k], total_positives),
+        "hit_at_1": hits_at_1 / num_videos if num_videos else 0.0,
+        "perr": perr_sum / videos_with_positives if videos_with_positives else 0.0,
+        "map": _mean_ap_from_pairs(classes[in_top_k], scores[in_top_k], relevant[in_top_k], positives_per_class),
+        "num_videos": num_videos,
+        "num_submitted": num_rows,
+    }

@@ -129,32 +129,27 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    import numpy as np
-
     from yt8m import metrics, predictions, readers
 
     ids, label_ids, scores = predictions.read_kaggle_csv(args.predictions)
     truth = readers.read_id_labels(args.data)
-    missing = [v for v in truth if v not in set(ids)]
     unknown = [v for v in ids if v not in truth]
     if unknown:
         raise UsageError(f"{len(unknown)} predicted video ids are not in --data (e.g. {unknown[0]!r})")
     bad = [int(l) for ls in label_ids for l in ls if not 0 <= l < args.num_classes]
     if bad:
         raise UsageError(f"predicted label {bad[0]} is outside [0, {args.num_classes}); set --num-classes")
-    all_ids = ids + missing  # videos without a prediction score zero everywhere
-    dense = predictions.scores_from_pairs(label_ids + [np.zeros(0, np.int64)] * len(missing),
-                                          scores + [np.zeros(0, np.float32)] * len(missing), args.num_classes)
-    labels = metrics.dense_labels([truth[v] for v in all_ids], args.num_classes)
-    acc = metrics.EvaluationAccumulator(args.num_classes, k=20)
-    acc.add(dense, labels)
-    result = acc.result()
+    submitted = set(ids)
+    missing = [v for v in truth if v not in submitted]
+    # Exactly what the CSV submits: a video's best 20 listed pairs; unlisted classes and videos score nothing.
+    result = metrics.evaluate_submission(label_ids, scores, [truth[v] for v in ids], [truth[v] for v in missing],
+                                         args.num_classes, k=20)
     result["videos_without_prediction"] = len(missing)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
         print(f"GAP@20 {result['gap']:.5f}  Hit@1 {result['hit_at_1']:.5f}  PERR {result['perr']:.5f}  "
-              f"mAP {result['map']:.5f}  videos {result['num_videos']}")
+              f"mAP {result['map']:.5f}  videos {result['num_videos']} ({len(missing)} without a prediction)")
     return 0
 
 
