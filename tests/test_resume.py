@@ -115,3 +115,50 @@ def test_an_interrupted_run_resumed_equals_the_uninterrupted_run(tmp_path, monke
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for a, b in zip(straight.ema_weights(), resumed.ema_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _video_level_file(path, seed, videos=24):
+    rng = np.random.default_rng(seed)
+    writers.write_tfrecords(str(path), [
+        writers.video_level_example(f"s{seed}v{i}", sorted(rng.choice(NUM_CLASSES, 2, replace=False).tolist()),
+                                    rng.normal(0, 1, 1024), rng.normal(0, 1, 128)).SerializeToString()
+        for i in range(videos)])
+    return str(path)
+
+
+@pytest.mark.parametrize("change", ["data", "num_classes", "model"])
+def test_train_into_an_output_of_another_run_is_refused_unless_restart(tmp_path, capsys, change):
+    """The checkpoint of run A is never resumed (nor its model re-exported) for run B on other data/classes/model."""
+    from yt8m_pipeline import cli
+
+    first, second = _video_level_file(tmp_path / "a.tfrecord", 1), _video_level_file(tmp_path / "b.tfrecord", 2, 40)
+    config = tmp_path / "m.yaml"
+    raw = {"name": "m", "family": "moe", "training": {"epochs": 2, "batch_size": 8}}
+    config.write_text(yaml.safe_dump(raw))
+    out = str(tmp_path / "out")
+    assert cli.main(["train", "--config", str(config), "--data", first, "--output", out,
+                     "--num-classes", str(NUM_CLASSES)]) == 0
+    capsys.readouterr()
+    argv = ["train", "--config", str(config), "--data", first, "--output", out, "--num-classes", str(NUM_CLASSES)]
+    if change == "data":
+        argv[4] = second
+    elif change == "num_classes":
+        argv[-1] = str(NUM_CLASSES + 5)
+    else:
+        config.write_text(yaml.safe_dump({**raw, "overrides": {"num_mixtures": 4}}))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds checkpoints of another run" in err[0] and "--restart" in err[0], err
+    assert cli.main(argv + ["--restart"]) == 0
+    state = json.loads(open(os.path.join(out, "metrics.json")).read())
+    assert state["resumed_from_step"] == 0 and state["steps"] == state["total_steps"]
+
+
+def test_more_epochs_on_the_same_run_still_resume(tmp_path):
+    data = _video_level_file(tmp_path / "a.tfrecord", 1)
+    cfg = config_lib.model_config_from_dict({"name": "m", "family": "moe", "training": {"epochs": 1, "batch_size": 8}})
+    training.Trainer(cfg, NUM_CLASSES, str(tmp_path / "ck")).fit([data])
+    longer = config_lib.model_config_from_dict({"name": "m", "family": "moe",
+                                                "training": {"epochs": 2, "batch_size": 8}})
+    summary = training.Trainer(longer, NUM_CLASSES, str(tmp_path / "ck")).fit([data])
+    assert summary["resumed_from_step"] == 3 and summary["steps"] == 6

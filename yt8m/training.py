@@ -32,6 +32,7 @@ The training loop (``Trainer``) is a small custom loop under a ``tf.distribute``
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -268,6 +269,43 @@ def _files_signature(files: list[str], batch_size: int) -> str:
     return f"{zlib.crc32(chr(10).join(files).encode()):08x}-{len(files)}-{batch_size}"
 
 
+class ResumeMismatchError(ValueError):
+    """Checkpoints in the output directory belong to another run (other data, classes or model)."""
+
+
+# Fields a user may change and still resume: more epochs continue the run, the checkpoint cadence is bookkeeping.
+_RESUMABLE_CHANGES = ("epochs", "checkpoint_every_steps")
+
+
+def run_signature(files: list[str], num_classes: int, model_config: config_lib.ModelConfig) -> dict:
+    """What a checkpoint was trained on: the data files (names; sizes too for local files, a stat per
+    file being too slow on gs://), the number of classes and the model config (all but epochs and the
+    checkpoint cadence). Resuming on anything else would continue another run's model."""
+    listing = []
+    for path in files:
+        size = "" if path.startswith("gs://") else str(storage.gfile.stat(path).length)
+        listing.append(f"{path}\t{size}")
+    model = config_lib.to_dict(model_config)
+    model["training"] = {k: v for k, v in model["training"].items() if k not in _RESUMABLE_CHANGES}
+    return {"data": f"{zlib.crc32(chr(10).join(listing).encode()):08x}-{len(files)}",
+            "num_classes": int(num_classes),
+            "model": f"{zlib.crc32(json.dumps(model, sort_keys=True).encode()):08x}"}
+
+
+def check_resumable(state: dict, signature: dict, checkpoint_dir: str) -> None:
+    """Refuse to resume checkpoints whose run signature differs from this run's."""
+    saved = state.get("run_signature")
+    if not saved or saved == signature:
+        return
+    names = {"data": "data files", "num_classes": "num_classes", "model": "model config"}
+    changed = [names.get(k, k) for k in sorted(set(saved) | set(signature)) if saved.get(k) != signature.get(k)]
+    detail = (f" ({saved.get('num_classes')} -> {signature['num_classes']})"
+              if saved.get("num_classes") != signature["num_classes"] else "")
+    raise ResumeMismatchError(
+        f"{checkpoint_dir} holds checkpoints of another run (different {', '.join(changed)}{detail}); "
+        "pass --restart to discard them, or choose another output directory")
+
+
 class Trainer:
     """One model config's model, optimizer, EMA weights and checkpoints; ``fit`` runs the loop."""
 
@@ -387,6 +425,9 @@ class Trainer:
         """Train to ``epochs * steps_per_epoch`` steps, resuming from the latest checkpoint if there is one."""
         t = self.t
         data_format = data_format or self.family.input_level
+        signature = run_signature(files, self.num_classes, self.config)
+        if self.keeper is not None and self.keeper.latest:
+            check_resumable(self.keeper.read_state(), signature, self.keeper.directory)
         steps_per_epoch, records = self._steps_per_epoch(files, records)
         total = t.epochs * steps_per_epoch
         restored = self.keeper.restore() if self.keeper else None
@@ -398,7 +439,7 @@ class Trainer:
             log.info("%s: resumed from checkpoint %s at step %d/%d", self.label, restored, start, total)
         state.update(total_steps=total, steps_per_epoch=steps_per_epoch, epochs=t.epochs, batch_size=t.batch_size,
                      records=records, data_signature=_files_signature(files, t.batch_size),
-                     resumed_from=resumed_from, finished=False)
+                     run_signature=signature, resumed_from=resumed_from, finished=False)
         if start > total:
             log.warning("%s: the checkpoint is at step %d, beyond this config's %d steps; not training further",
                         self.label, start, total)
@@ -607,13 +648,15 @@ def train_member(model_config: config_lib.ModelConfig, dataset_dir: str, output_
 
 
 def train_single(model_config: config_lib.ModelConfig, train_data, output_dir: str, num_classes: int,
-                 eval_data=None) -> dict:
+                 eval_data=None, restart: bool = False) -> dict:
     """Train one config on ``train_data`` (a pattern or file list; frame-level SequenceExamples, or
     video-level Examples for video-level families) and export it into ``output_dir``.
 
     Writes ``saved_model/``, ``model.weights.h5``, ``model_config.yaml``, ``metrics.json``,
     ``tensorboard/`` and ``checkpoints/`` (kept: running the same call again resumes from them,
-    and a finished run is only re-exported). Video-level families on frame-level data see the
+    and a finished run is only re-exported; checkpoints of another run, i.e. other data files, classes
+    or model config, are refused with ``ResumeMismatchError`` unless ``restart`` discards them).
+    Video-level families on frame-level data see the
     frames mean-pooled in the input pipeline, exactly as the serving graph does.
     """
     family = registry.get_family(model_config.family)
@@ -628,10 +671,13 @@ def train_single(model_config: config_lib.ModelConfig, train_data, output_dir: s
         eval_format = detect_format(eval_files)
         check_format(model_config.family, level, eval_format, "evaluation data")
     teacher = _load_teacher(t, os.path.dirname(files[0]), num_classes)
+    checkpoint_dir = storage.join(output_dir, "checkpoints")
+    if restart and storage.gfile.exists(checkpoint_dir):
+        log.info("%s: --restart: discarding the checkpoints in %s", model_config.name, checkpoint_dir)
+        storage.gfile.rmtree(checkpoint_dir)
     log.info("%s: %s family %s (%s preset) on %d %s-level file(s), %d classes", model_config.name, level,
              model_config.family, model_config.preset, len(files), data_format, num_classes)
-    trainer = Trainer(model_config, num_classes, storage.join(output_dir, "checkpoints"),
-                      storage.join(output_dir, "tensorboard"))
+    trainer = Trainer(model_config, num_classes, checkpoint_dir, storage.join(output_dir, "tensorboard"))
     summary = trainer.fit(files, data_format, teacher)
     model = trainer.inference_model()
     result = {

@@ -169,7 +169,7 @@ def cmd_train(args) -> int:
     if args.eval_data:
         storage.expand_pattern(args.eval_data, "--eval-data")
     result = training.train_single(cfg, args.data, args.output, num_classes=args.num_classes,
-                                   eval_data=args.eval_data)
+                                   eval_data=args.eval_data, restart=args.restart)
     line = (f"{cfg.name}: {result['family']}/{result['preset']}, {result['parameters']:,} parameters, "
             f"{result['steps']}/{result['total_steps']} steps")
     if result.get("resumed_from_step"):
@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "checkpoints/, tensorboard/)")
     p.add_argument("--num-classes", type=_positive_int, default=3862)
     p.add_argument("--eval-data", help="labelled TFRecords to evaluate the trained model on (GAP@20 ...)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard checkpoints already in --output (a run on other data, classes or model config "
+                        "is refused without it)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("models", help="list the model families and presets with parameters, fp32 and uint8 sizes")
