@@ -1,5 +1,6 @@
 """The trainer: config fields, EMA, distillation, the input pipeline, train_member's files, `yt8m train`/`models`."""
 
+import dataclasses
 import json
 import os
 
@@ -10,7 +11,7 @@ import yaml
 
 from tests.helpers import random_video, write_videos
 from yt8m import config as config_lib
-from yt8m import distill, export, predictions, readers, training, writers
+from yt8m import distill, export, metrics, predictions, readers, training, writers
 from yt8m.models import registry
 from yt8m_pipeline import cli
 
@@ -264,6 +265,59 @@ def test_train_member_writes_the_member_files_and_cleans_its_checkpoints(tmp_pat
     served = export.load_serving_model(os.path.join(out, "saved_model"))(serialized=tf.constant(serialized))
     np.testing.assert_allclose(served["scores"].numpy(), _in_memory(member.model, "video", serialized, 300),
                                atol=1e-5)
+
+
+def test_fold_tasks_collected_then_final_member_is_the_member_the_pipeline_publishes(tmp_path):
+    """The pipeline's split of train_member: one task per fold, one collection, one final task per config."""
+    root = str(tmp_path / "dataset")
+    _write_layout(root, np.random.default_rng(5))
+    cfg = _cfg("moe", epochs=1, batch_size=8)
+    fold_dirs = []
+    for k in (1, 0):  # any order: tasks finish when they finish
+        fold_dirs.append(str(tmp_path / f"fold-task-{k}"))
+        info = training.train_fold(cfg, root, fold_dirs[-1], NUM_CLASSES, folds=2, fold=k)
+        assert info["name"] == cfg.name and info["fold"] == k and info["held_out"] == f"fold-{k}"
+        oof = predictions.load_topk(os.path.join(fold_dirs[-1], training.OOF_FILE))
+        assert sorted(oof["video_ids"]) == sorted(f"fold-{k}-{i}" for i in range(12))  # only its held-out fold
+        assert not os.path.exists(os.path.join(fold_dirs[-1], "checkpoints"))
+    collected = str(tmp_path / "collected")
+    assert training.collect_folds(fold_dirs, collected) == {cfg.name: [0, 1]}
+    member_folds = [training.collected_fold_dir(collected, cfg.name, k) for k in (0, 1)]
+    out = str(tmp_path / "member")
+    result = training.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=member_folds)
+    for name in ("oof_predictions.npz", "holdout_predictions.npz", "model.weights.h5", "model_config.yaml",
+                 "metrics.json", "saved_model/saved_model.pb"):
+        assert os.path.exists(os.path.join(out, name)), name
+    assert not os.path.exists(os.path.join(out, "checkpoints"))
+    oof = predictions.load_topk(os.path.join(out, "oof_predictions.npz"))
+    assert oof["video_ids"] == [f"fold-{k}-{i}" for k in (0, 1) for i in range(12)]  # fold order
+    assert [m["fold"] for m in result["oof_folds"]] == [0, 1]
+    # The pooled OOF metric is the one the ensembler computes from the same top-k file.
+    labels = readers.read_id_labels(training.split_files(root, "video", ["fold-0", "fold-1"]))
+    dense = predictions.densify_topk(oof["classes"], oof["scores"], NUM_CLASSES)
+    expected = training.evaluate(dense, metrics.dense_labels([labels[v] for v in oof["video_ids"]], NUM_CLASSES))
+    assert result["oof"]["gap"] == pytest.approx(expected["gap"], abs=1e-9)
+
+
+def test_final_member_refuses_missing_duplicate_or_foreign_folds_before_training(tmp_path):
+    root = str(tmp_path / "dataset")
+    _write_layout(root, np.random.default_rng(6))
+    cfg = _cfg("moe", epochs=1, batch_size=8)
+    fold0 = str(tmp_path / "f0")
+    training.train_fold(cfg, root, fold0, NUM_CLASSES, folds=2, fold=0)
+    out = str(tmp_path / "member")
+    with pytest.raises(ValueError, match=r"folds 0..1 once each, got \[0\] \(missing \[1\]\)"):
+        training.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0])
+    with pytest.raises(ValueError, match=r"got \[0, 0\]"):
+        training.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0, fold0])
+    other = dataclasses.replace(cfg, name="other")
+    with pytest.raises(ValueError, match="other configs given: t-moe"):
+        training.train_final(other, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0])
+    assert not os.path.exists(out)  # nothing trained, nothing written
+    with pytest.raises(ValueError, match="two out-of-fold results for t-moe fold 0"):
+        training.collect_folds([fold0, fold0], str(tmp_path / "collected"))
+    with pytest.raises(ValueError, match=r"fold must be in \[0, 2\)"):
+        training.train_fold(cfg, root, str(tmp_path / "f2"), NUM_CLASSES, folds=2, fold=2)
 
 
 # ----------------------------------------------------------------------------------------- CLI
