@@ -25,7 +25,26 @@ def local_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     result = _yt8m("run", "--local", "--workdir", str(workdir))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _CONSOLE["stdout"], _CONSOLE["stderr"] = result.stdout, result.stderr
     return workdir, result.stdout.strip().splitlines()
+
+
+_CONSOLE = {}
+
+
+def test_the_console_is_short_and_the_noise_is_in_per_task_log_files(local_run):
+    workdir, lines = local_run
+    console = _CONSOLE["stdout"].splitlines() + _CONSOLE["stderr"].splitlines()
+    assert len(console) <= 80, "\n".join(console)
+    text = "\n".join(console)
+    for noise in ("executor_input", "oneDNN", "cuInit", "absl::InitializeLog", "apache_beam", "UserWarning"):
+        assert noise not in text, noise
+    assert any(line.strip().startswith("done     train moe") for line in console)
+    logs = [line for line in console if "task logs in" in line][0].rsplit(" ", 1)[-1]
+    names = sorted(os.listdir(logs))
+    assert {"preprocess-op.log", "ensemble-op.log", "gate-op.log", "publish-op.log"} <= set(names), names
+    assert "executor_input" in open(os.path.join(logs, "kfp-local.log")).read() + "".join(
+        open(os.path.join(logs, n)).read() for n in names if n.startswith("train"))
 
 
 def test_run_prints_the_published_directory_last_with_gap_oracle_and_size(local_run):

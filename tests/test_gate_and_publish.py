@@ -87,3 +87,30 @@ def test_a_failed_publish_leaves_the_previous_version_and_nothing_partial(tmp_pa
         publish.publish_model(model_dir, root, {"run": 2}, test_data=data)
     assert publish.latest_version(root) == first
     assert os.listdir(os.path.join(root, "versions")) == [os.path.basename(first)]
+
+
+def test_a_failing_publish_leaves_no_staging_folder(model_and_data, tmp_path):
+    model_dir, _ = model_and_data
+    root = str(tmp_path / "pub")
+    bad_test_data = str(tmp_path / "not-a-tfrecord.tfrecord")
+    open(bad_test_data, "wb").write(b"this is not a TFRecord file at all")
+    with pytest.raises(Exception):
+        publish.publish_model(model_dir, root, {"k": 1}, test_data=bad_test_data)
+    assert os.listdir(os.path.join(root, ".staging")) == []
+    assert not os.path.exists(os.path.join(root, "versions")) or os.listdir(os.path.join(root, "versions")) == []
+    assert publish.latest_version(root) is None
+
+
+def test_abandoned_staging_folders_are_removed_and_recent_ones_kept(model_and_data, tmp_path):
+    model_dir, _ = model_and_data
+    root = tmp_path / "pub"
+    old, recent = root / ".staging" / "v-old-killed", root / ".staging" / "v-running-now"
+    for folder in (old, recent):
+        (folder / "saved_model").mkdir(parents=True)
+        (folder / "saved_model" / "part").write_text("x")
+    day_and_more = 25 * 3600
+    stale = os.path.getmtime(old / "saved_model" / "part") - day_and_more
+    os.utime(old / "saved_model" / "part", (stale, stale))
+    final = publish.publish_model(model_dir, str(root), {"k": 2})
+    assert sorted(os.listdir(root / ".staging")) == ["v-running-now"]
+    assert os.path.isdir(final) and publish.latest_version(str(root)) == final

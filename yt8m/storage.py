@@ -72,3 +72,64 @@ def copy_tree(src: str, dst: str) -> None:
         gfile.makedirs(target_dir)
         for name in files:
             gfile.copy(join(root, name), join(target_dir, name), overwrite=True)
+
+
+class StorageError(ValueError):
+    """A path that cannot be used as asked (no credentials, not writable, nothing readable): one line."""
+
+
+def is_url(path: str) -> bool:
+    """``gs://bucket/...`` and other ``scheme://`` locations (kept as they are, never made local)."""
+    return "://" in path
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute; a URL (gs://...) unchanged."""
+    return path if is_url(path) else os.path.abspath(path)
+
+
+def check_cloud_access(url: str, what: str) -> None:
+    """Credentials for a gs:// location, found before any work starts (no network call is made here)."""
+    if not url.startswith("gs://"):
+        scheme = url.split("://", 1)[0]
+        raise StorageError(f"{what} {url}: {scheme}:// is not supported (local paths and gs:// only)")
+    import google.auth
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        google.auth.default()
+    except auth_exceptions.DefaultCredentialsError as exc:
+        reason = str(exc).splitlines()[0][:160]
+        raise StorageError(f"{what} {url}: no Google Cloud credentials on this machine ({reason}); run "
+                           "`gcloud auth application-default login` or use a local path") from None
+
+
+def check_writable(root: str, what: str) -> None:
+    """``root`` can take new files: a local directory is created and probed; gs:// needs credentials."""
+    if is_url(root):
+        check_cloud_access(root, what)
+        return
+    try:
+        os.makedirs(root, exist_ok=True)
+        probe = os.path.join(root, f".write-probe-{uuid.uuid4().hex[:8]}")
+        with open(probe, "w") as f:
+            f.write("probe")
+        os.remove(probe)
+    except OSError as exc:
+        raise StorageError(f"{what} {root}: not writable ({exc.strerror or exc})") from None
+
+
+def check_readable(pattern: str, what: str) -> list[str]:
+    """The files of ``pattern`` (gs:// needs credentials); each must open. Returns them sorted."""
+    for part in [p.strip() for p in pattern.split(",") if p.strip()]:
+        if is_url(part):
+            check_cloud_access(part, what)
+    files = expand_pattern(pattern, what)
+    for path in files:
+        try:
+            with gfile.GFile(path, "rb") as f:
+                f.read(1)
+        except (OSError, tf.errors.OpError) as exc:
+            message = getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc)
+            raise StorageError(f"{what} {path}: not readable ({str(message).splitlines()[0]})") from None
+    return files

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 log = logging.getLogger("yt8m")
 
@@ -59,51 +60,89 @@ def _summary_gaps(result, clean_labels_path: str | None, num_classes: int) -> di
     return out
 
 
+def _log_to_file(path: str, verbose: bool) -> None:
+    """The run's own log lines go to a file; the console keeps warnings (everything with --verbose)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if not verbose else logging.DEBUG)
+    if not verbose:
+        for h in root.handlers:
+            if h is not handler:
+                h.setLevel(logging.WARNING)
+
+
 def cmd_run(args) -> int:
     from yt8m import config as config_lib
     from yt8m import schema, storage
     from yt8m_pipeline import local_run
-    from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
 
     if not args.local:
-        raise UsageError("only --local is available in this version (Vertex submission comes with `yt8m submit`)")
+        raise UsageError("only --local runs here; submit to Vertex AI Pipelines with `yt8m submit`")
     cfg = config_lib.load_run_config(args.config or local_run.default_config_path())
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    workdir = os.path.abspath(args.workdir or os.path.join("runs", f"local-{stamp}"))
+    # Every path is checked before anything runs: a bad one is a one-line error, not a failure after the pipeline.
+    if args.workdir and storage.is_url(args.workdir):
+        raise UsageError(f"--workdir {args.workdir}: a local run needs a local directory (kfp.local writes its "
+                         "pipeline root there); gs:// roots are for `yt8m submit`")
+    run_id = local_run.new_run_id()
+    workdir = os.path.abspath(args.workdir or os.path.join("runs", run_id))
     clean_labels = None
     if args.data:
-        storage.expand_pattern(args.data, "--data")
+        storage.check_readable(args.data, "--data")
         if args.test_data:
-            storage.expand_pattern(args.test_data, "--test-data")
+            storage.check_readable(args.test_data, "--test-data")
         train_pattern, test_pattern = args.data, args.test_data or ""
         # the packaged local config is sized for synthetic data: real YT8M data has 3,862 classes
         num_classes = args.num_classes or (cfg.data.num_classes if args.config else schema.NUM_CLASSES)
-    else:
-        from yt8m import synth
+    elif args.test_data:
+        raise UsageError("--test-data needs --data (without --data the run generates its own test split)")
+    publish_root = storage.absolute(args.publish_root or os.path.join(workdir, "published"))
+    if args.publish_root:
+        storage.check_writable(publish_root, "--publish-root")
+    console = local_run.Console(verbose=args.verbose)
+    if not args.verbose:
+        import warnings
 
-        data_dir = os.path.join(workdir, "data")
-        log.info("generating %d synthetic videos, %d classes into %s", cfg.synth.videos, cfg.synth.classes, data_dir)
-        synth.generate(data_dir, videos=cfg.synth.videos, classes=cfg.synth.classes, seed=cfg.synth.seed)
-        train_pattern = os.path.join(data_dir, "train", "*.tfrecord")
-        test_pattern = os.path.join(data_dir, "test", "*.tfrecord")
-        num_classes = cfg.synth.classes
-        clean_labels = os.path.join(data_dir, "oracle", "train_clean_labels.csv")
-    publish_root = os.path.abspath(args.publish_root or os.path.join(workdir, "published"))
-    arguments = pipeline_def.pipeline_arguments(cfg, train_pattern, test_pattern, publish_root, num_classes)
-    result = local_run.run_local(arguments, workdir)
-    gaps = _summary_gaps(result, clean_labels, num_classes)
-    print(result.gate_report)
+        warnings.filterwarnings("ignore", module=r"kfp\.")  # "display_name has no effect locally", base image notes
+    with local_run.workdir_lock(workdir):
+        logs_dir = os.path.join(workdir, "logs", run_id)
+        os.makedirs(logs_dir, exist_ok=True)
+        _log_to_file(os.path.join(logs_dir, "yt8m-run.log"), args.verbose)
+        console.say(f"run {run_id} in {workdir}")
+        if not args.data:
+            from yt8m import synth
+
+            data_dir = os.path.join(workdir, "data")
+            console.say(f"generating {cfg.synth.videos:,} synthetic videos ({cfg.synth.classes} classes) "
+                        f"into {data_dir}")
+            synth.generate(data_dir, videos=cfg.synth.videos, classes=cfg.synth.classes, seed=cfg.synth.seed,
+                           progress=False)
+            train_pattern = os.path.join(data_dir, "train", "*.tfrecord")
+            test_pattern = os.path.join(data_dir, "test", "*.tfrecord")
+            num_classes = cfg.synth.classes
+            clean_labels = os.path.join(data_dir, "oracle", "train_clean_labels.csv")
+        from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
+
+        arguments = pipeline_def.pipeline_arguments(cfg, train_pattern, test_pattern, publish_root, num_classes)
+        started = time.time()
+        console.say(f"pipeline: preprocess, train {len(cfg.models)} config(s) x {cfg.data.folds} folds + final, "
+                    "ensemble, gate, publish")
+        result = local_run.run_local(arguments, workdir, console=console, run_id=run_id)
+        gaps = _summary_gaps(result, clean_labels, num_classes)
+    console.say(f"pipeline finished in {time.time() - started:.0f} s; task logs in {result.logs_dir}")
+    console.say(result.gate_report.rstrip())
     if result.published_dir is None:
-        print(f"NOT published: the gate refused the model (see {result.run_dir})", file=sys.stderr)
+        print(f"NOT published: the gate refused the model of run {result.run_id} (see {result.run_dir})",
+              file=sys.stderr)
         return 1
-    manifest = storage.read_json(os.path.join(result.published_dir, "manifest.json"))
+    manifest = storage.read_json(storage.join(result.published_dir, "manifest.json"))
     gap = manifest["gate"]["gap"]
-    line = f"holdout GAP@20 {gap:.4f}"
+    bounds = [f"class-prior baseline {gaps['class_prior_gap']:.4f}"]
     if "oracle_gap" in gaps:
-        line += f" (oracle ceiling {gaps['oracle_gap']:.4f}"
-    line += f", class-prior baseline {gaps['class_prior_gap']:.4f})" if "oracle_gap" in gaps else \
-        f" (class-prior baseline {gaps['class_prior_gap']:.4f})"
-    print(f"{line}; model size {manifest['model_bytes'] / 1e6:.1f} MB")
+        bounds.insert(0, f"oracle ceiling {gaps['oracle_gap']:.4f}")
+    console.say(f"PUBLISHED {manifest['version']}: holdout GAP@20 {gap:.4f} ({', '.join(bounds)}); "
+                f"model size {manifest['model_bytes'] / 1e6:.1f} MB")
     print(result.published_dir)
     return 0
 
@@ -150,6 +189,15 @@ def cmd_evaluate(args) -> int:
     else:
         print(f"GAP@20 {result['gap']:.5f}  Hit@1 {result['hit_at_1']:.5f}  PERR {result['perr']:.5f}  "
               f"mAP {result['map']:.5f}  videos {result['num_videos']} ({len(missing)} without a prediction)")
+    return 0
+
+
+def cmd_images(args) -> int:
+    from yt8m_pipeline import images
+
+    print(images.format_table())
+    for name in images.images():
+        print(f"  build: {images.build_command(name)}")
     return 0
 
 
@@ -248,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=_positive_int, help="number of classes of --data")
     p.add_argument("--config", help="run config YAML (default: the packaged local.yaml)")
     p.add_argument("--workdir", help="where data, pipeline outputs and published models go (default runs/local-*)")
-    p.add_argument("--publish-root", help="publish location (default WORKDIR/published)")
+    p.add_argument("--publish-root", help="publish location, local or gs:// (default WORKDIR/published)")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="show every task's whole output (kfp executor dumps, TensorFlow and Beam logs) on the console")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("predict", help="Kaggle-format CSV (top 20) from a SavedModel")
@@ -288,10 +338,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=_positive_int, default=3862)
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("images", help="the container image of each component kind, and how to build it")
+    p.set_defaults(func=cmd_images)
+
     p = sub.add_parser("compile", help="compile the pipeline to kfp IR YAML")
     p.add_argument("--out", default="yt8m_pipeline.yaml")
     p.set_defaults(func=cmd_compile)
     return parser
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow writes its C++ start-up lines (oneDNN, CUDA probing) to fd 2 before its log level applies:
+    import it with fd 2 parked in a temporary file, so the console shows only what the user asked for."""
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow as tf
+            import keras  # noqa: F401
+
+            tf.config.list_physical_devices("GPU")  # CUDA probing logs at ERROR on machines without a GPU
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def main(argv=None) -> int:
@@ -299,13 +372,18 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.verbose:
+        _import_tensorflow_quietly()
     from yt8m.config import ConfigError
 
     try:
         return args.func(args)
-    except (UsageError, ConfigError, FileNotFoundError, ValueError, KeyError) as exc:
+    except (UsageError, ConfigError, FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+        if args.verbose:
+            raise
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"yt8m {args.verb}: error: {message}", file=sys.stderr)
+        print(f"yt8m {args.verb}: error: {str(message).splitlines()[0] if str(message) else type(exc).__name__}",
+              file=sys.stderr)
         return 2
 
 

@@ -1,13 +1,34 @@
-"""Run the whole pipeline on this machine under kfp.local, and compile it to IR YAML."""
+"""Run the whole pipeline on this machine under kfp.local, with a console people can read.
+
+A run owns everything it writes: a unique run id (``local-<time>-<random>``), its own kfp
+pipeline root (``WORKDIR/pipeline_root/<run id>/``, where kfp.local creates exactly one run
+folder) and its own task logs (``WORKDIR/logs/<run id>/<task>.log``). A lock on the workdir
+refuses a second concurrent run in the same workdir. Its result (gate decision, published
+version) is read from ITS run folder only, so concurrent runs never report each other.
+
+Each task runs in a child process that dies with this process (``task_guard``: the kernel
+kills it when the parent goes, even on SIGKILL), so killing ``yt8m run --local`` never leaves
+an orphaned task that would publish later. The task's whole output (kfp executor dumps,
+TensorFlow start-up lines, Beam internals) goes to its log file; the console gets one line
+per task state change, a compact progress line per training task and the results.
+"""
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
+import datetime
+import fcntl
 import glob
 import json
 import logging
 import os
+import re
+import secrets
+import subprocess
+import sys
+import threading
 import time
 from importlib import resources
 
@@ -15,14 +36,53 @@ from yt8m import storage
 
 log = logging.getLogger(__name__)
 
+LOCK_FILE = ".yt8m-run.lock"
+PROGRESS_INTERVAL_SECONDS = 45.0  # at most one progress line per training task this often (plus each fit's last)
+
 
 def default_config_path() -> str:
     return str(resources.files("yt8m_pipeline") / "configs" / "local.yaml")
 
 
+def new_run_id() -> str:
+    """Unique per run (time to the second for people, 8 random hex digits for uniqueness)."""
+    return f"local-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+
+
+class WorkdirBusyError(RuntimeError):
+    """Another run holds this workdir."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str):
+    """Exclusive, non-blocking lock on ``workdir`` for the duration of a run (released if the process dies)."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, LOCK_FILE)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise WorkdirBusyError(f"workdir {workdir} is in use by another run ({holder}); wait for it or pass another "
+                               "--workdir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 @dataclasses.dataclass
 class LocalRunResult:
+    run_id: str
     run_dir: str
+    logs_dir: str
     published_dir: str | None
     gate_decision: str
     gate_report: str
@@ -36,29 +96,173 @@ def _task_output(run_dir: str, task: str, output: str) -> str:
     return matches[-1]
 
 
-def run_local(arguments: dict, workdir: str) -> LocalRunResult:
-    """Run the pipeline under kfp.local (SubprocessRunner in this environment)."""
+# ---------------------------------------------------------------------------------------------- console
+
+# The trainer's log lines (yt8m/training.py), whatever prefix the task's log format adds.
+_EPOCH = re.compile(r"(?P<label>[\w-]+(?: fold \d+| final)?) epoch (?P<epoch>\d+)/(?P<epochs>\d+) "
+                    r"\(step \d+/\d+\): loss (?P<loss>\S+), \d+ steps, ~(?P<rate>\d+) examples/s")
+_RESULT = re.compile(r"(?P<text>[\w -]+: (?:out-of-fold|holdout) GAP@20 [\d.]+.*)$")
+
+
+def _executor_input(full_command: list[str]) -> dict:
+    for flag in ("--executor_input", "--executor-input"):
+        if flag in full_command:
+            try:
+                return json.loads(full_command[full_command.index(flag) + 1])
+            except (IndexError, ValueError):
+                return {}
+    return {}
+
+
+def task_identity(full_command: list[str]) -> tuple[str, str]:
+    """(task folder name, display label) of a kfp.local task from its executor input."""
+    executor_input = _executor_input(full_command)
+    outputs = executor_input.get("outputs", {})
+    paths = [a["artifacts"][0]["uri"] for a in outputs.get("artifacts", {}).values() if a.get("artifacts")]
+    paths += [p.get("outputFile", "") for p in outputs.get("parameters", {}).values()]
+    paths.append(outputs.get("outputFile", ""))
+    folder = next((os.path.basename(os.path.dirname(p)) for p in paths if p), "task")
+    params = executor_input.get("inputs", {}).get("parameterValues", {})
+    label = re.sub(r"-op(-\d+)?$", "", folder).replace("-", " ")
+    config = params.get("model_config")
+    if isinstance(config, dict) and config.get("name"):
+        label += f" {config['name']}"
+    if "fold" in params:
+        label += f" fold {int(params['fold'])}"
+    return folder, label
+
+
+class Console:
+    """What the user reads: task state changes, throttled training progress, results (thread-safe)."""
+
+    def __init__(self, stream=None, verbose: bool = False):
+        self.stream = stream or sys.stdout
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._last_progress: dict[str, float] = {}
+        self.lines = 0
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self.lines += 1
+
+    def task_line(self, label: str, line: str) -> None:
+        """One line of a task's output: shown whole in verbose mode, else only progress and results."""
+        if self.verbose:
+            self.say(f"  [{label}] {line.rstrip()}")
+            return
+        match = _EPOCH.search(line)
+        if match:
+            last_epoch = match["epoch"] == match["epochs"]
+            key = f"{label}/{match['label']}"
+            now = time.monotonic()
+            if last_epoch or now - self._last_progress.get(key, 0.0) >= PROGRESS_INTERVAL_SECONDS:
+                self._last_progress[key] = now
+                self.say(f"    {match['label']}: epoch {match['epoch']}/{match['epochs']}, loss {match['loss']}, "
+                         f"{int(match['rate']):,} examples/s")
+            return
+        match = _RESULT.search(line)
+        if match:
+            self.say(f"    {match['text'].strip()}")
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+
+def _guarded(full_command: list[str]) -> list[str]:
+    """The task's command behind ``task_guard``: the kernel kills the task when this process dies."""
+    return [sys.executable, "-P", "-m", "yt8m_pipeline.task_guard", str(os.getpid()), *full_command]
+
+
+def make_task_runner(console: Console, logs_dir: str):
+    """A replacement for kfp.local's ``run_local_subprocess``: same contract (command -> return code),
+    but the output goes to a per-task log file and the console, and the task dies with this process."""
+    used: set[str] = set()
+    used_lock = threading.Lock()
+
+    def run_task(full_command: list[str], env_vars: dict | None = None) -> int:
+        folder, label = task_identity(full_command)
+        with used_lock:
+            name, n = folder, 1
+            while name in used:
+                n += 1
+                name = f"{folder}-{n}"
+            used.add(name)
+        log_path = os.path.join(logs_dir, f"{name}.log")
+        env = {**os.environ, **(env_vars or {})}
+        started = time.time()
+        console.say(f"  started  {label}")
+        with open(log_path, "w") as log_file, subprocess.Popen(
+                _guarded(full_command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                env=env) as process:
+            for line in process.stdout:
+                log_file.write(line)
+                console.task_line(label, line)
+            code = process.wait()
+        seconds = time.time() - started
+        if code == 0:
+            console.say(f"  done     {label} ({seconds:.0f} s)")
+        else:
+            console.say(f"  FAILED   {label} (exit {code} after {seconds:.0f} s; log: {log_path})")
+        return code
+
+    return run_task
+
+
+@contextlib.contextmanager
+def _kfp_task_runner(runner):
+    from kfp.local import subprocess_task_handler
+
+    original = subprocess_task_handler.run_local_subprocess
+    subprocess_task_handler.run_local_subprocess = runner
+    try:
+        yield
+    finally:
+        subprocess_task_handler.run_local_subprocess = original
+
+
+@contextlib.contextmanager
+def _stdout_to(path: str | None):
+    """kfp.local's own chatter (executor input/output dumps, banners) to a file, unless verbose (None)."""
+    if path is None:
+        yield
+        return
+    with open(path, "w") as f, contextlib.redirect_stdout(f):
+        yield
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+def run_local(arguments: dict, workdir: str, console: Console | None = None, run_id: str | None = None) -> LocalRunResult:
+    """Run the pipeline under kfp.local (SubprocessRunner) in this run's own pipeline root."""
     from kfp import local
 
     from yt8m_pipeline.pipelines.yt8m_pipeline import PIPELINE_NAME, yt8m_pipeline
 
-    pipeline_root = os.path.abspath(os.path.join(workdir, "pipeline_root"))
-    os.makedirs(pipeline_root, exist_ok=True)
-    before = set(os.listdir(pipeline_root))
+    console = console or Console()
+    run_id = run_id or new_run_id()
+    workdir = os.path.abspath(workdir)
+    pipeline_root = os.path.join(workdir, "pipeline_root", run_id)
+    logs_dir = os.path.join(workdir, "logs", run_id)
+    os.makedirs(pipeline_root)  # exist_ok=False: a run id is never reused
+    os.makedirs(logs_dir, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
     started = time.time()
     # kfp.local indents task logs by swapping builtins.print per task; with ParallelFor tasks in
     # threads the swaps can interleave and leave print indented: restore it afterwards.
     original_print = builtins.print
     try:
-        yt8m_pipeline(**arguments)
+        with _kfp_task_runner(make_task_runner(console, logs_dir)), \
+                _stdout_to(None if console.verbose else os.path.join(logs_dir, "kfp-local.log")):
+            yt8m_pipeline(**arguments)
     finally:
         builtins.print = original_print
-    log.info("pipeline finished in %.0fs", time.time() - started)
-    new = sorted(d for d in set(os.listdir(pipeline_root)) - before if d.startswith(PIPELINE_NAME))
-    if not new:
-        raise RuntimeError(f"kfp.local wrote no run directory under {pipeline_root}")
-    run_dir = os.path.join(pipeline_root, new[-1])
+    log.info("pipeline %s finished in %.0fs", run_id, time.time() - started)
+    runs = [d for d in os.listdir(pipeline_root) if d.startswith(PIPELINE_NAME)]
+    if len(runs) != 1:
+        raise RuntimeError(f"expected exactly one kfp run folder under {pipeline_root}, found {len(runs)}")
+    run_dir = os.path.join(pipeline_root, runs[0])
     gate_report = storage.read_text(_task_output(run_dir, "gate-op", "report"))
     gate_outputs = json.load(open(_task_output(run_dir, "gate-op", "executor_output.json")))
     decision = gate_outputs["parameterValues"]["Output"]
@@ -66,4 +270,5 @@ def run_local(arguments: dict, workdir: str) -> LocalRunResult:
     if decision == "publish":
         published = json.load(open(_task_output(run_dir, "publish-op", "executor_output.json")))[
             "parameterValues"]["Output"]
-    return LocalRunResult(run_dir, published, decision, gate_report, _task_output(run_dir, "preprocess-op", "dataset"))
+    return LocalRunResult(run_id, run_dir, logs_dir, published, decision, gate_report,
+                          _task_output(run_dir, "preprocess-op", "dataset"))

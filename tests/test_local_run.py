@@ -1,0 +1,127 @@
+"""`yt8m run --local` owns what it runs: its own run id, pipeline root, result and tasks; paths checked first."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from yt8m_pipeline import local_run
+
+
+def _tiny_config(path, min_gap, epochs=2):
+    path.write_text(yaml.safe_dump({
+        "synth": {"videos": 400, "classes": 12, "seed": 3},
+        "data": {"num_classes": 12, "folds": 2, "holdout_fraction": 0.2},
+        "models": [{"name": "moe", "family": "moe", "training": {"epochs": epochs, "batch_size": 32}}],
+        "gate": {"min_gap": min_gap},
+    }))
+    return str(path)
+
+
+def _yt8m_popen(*args, cwd):
+    return subprocess.Popen([sys.executable, "-P", "-m", "yt8m_pipeline.cli", *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_run_ids_are_unique_within_one_second():
+    ids = {local_run.new_run_id() for _ in range(2000)}
+    assert len(ids) == 2000
+
+
+def test_a_second_run_in_the_same_workdir_is_refused_while_the_first_holds_it(tmp_path):
+    with local_run.workdir_lock(str(tmp_path)):
+        with pytest.raises(local_run.WorkdirBusyError, match=f"workdir {tmp_path} is in use by another run"):
+            with local_run.workdir_lock(str(tmp_path)):
+                pass
+    with local_run.workdir_lock(str(tmp_path)):  # released: usable again
+        pass
+
+
+def test_task_identity_names_the_task_folder_and_the_model_config():
+    executor_input = ('{"inputs": {"parameterValues": {"model_config": {"name": "netvlad"}, "fold": 2.0}}, '
+                      '"outputs": {"artifacts": {"model": {"artifacts": [{"uri": "/r/run/train-op-3/model"}]}}}}')
+    folder, label = local_run.task_identity(["python", "-m", "kfp.dsl.executor_main", "--executor_input",
+                                             executor_input])
+    assert folder == "train-op-3" and label == "train netvlad fold 2"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--publish-root", "gs://some-bucket/models"], "--publish-root gs://some-bucket/models: no Google Cloud "
+                                                     "credentials"),
+    (["--workdir", "gs://some-bucket/work"], "--workdir gs://some-bucket/work: a local run needs a local directory"),
+    (["--publish-root", "/proc/no-such-dir/published"], "--publish-root /proc/no-such-dir/published: not writable"),
+    (["--data", "DATA", "--test-data", "/nonexistent/test*.tfrecord"], "no --test-data files match"),
+    (["--test-data", "/x.tfrecord"], "--test-data needs --data"),
+])
+def test_bad_paths_are_one_line_errors_before_anything_runs(tmp_path, args, message):
+    data = tmp_path / "d.tfrecord"
+    data.write_bytes(b"")
+    args = [str(data) if a == "DATA" else a for a in args]
+    env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+    env["GCE_METADATA_HOST"] = "127.0.0.1:9"  # no metadata server: credentials lookup fails fast
+    env["GCE_METADATA_IP"] = "127.0.0.1:9"
+    result = subprocess.run([sys.executable, "-P", "-m", "yt8m_pipeline.cli", "run", "--local", *args],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2
+    err = result.stderr.strip().splitlines()
+    assert len(err) == 1 and message in err[0], result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing started: no data generated, no pipeline root
+    assert not (tmp_path / "gs:").exists()
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_in_one_folder_each_report_their_own_result(tmp_path):
+    refuse = _tiny_config(tmp_path / "refuse.yaml", min_gap=0.99)
+    accept = _tiny_config(tmp_path / "accept.yaml", min_gap=0.0)
+    runs = [_yt8m_popen("run", "--local", "--config", refuse, cwd=tmp_path),
+            _yt8m_popen("run", "--local", "--config", accept, cwd=tmp_path)]
+    (out_r, err_r), (out_a, err_a) = [p.communicate(timeout=900) for p in runs]
+    assert runs[0].returncode == 1, out_r + err_r
+    assert runs[1].returncode == 0, out_a + err_a
+    id_r, id_a = out_r.split()[1], out_a.split()[1]  # "run <run id> in <workdir>"
+    assert id_r != id_a
+    assert "PUBLISHED" not in out_r and "Release gate: REFUSED" in out_r and f"run {id_r}" in err_r
+    assert "Release gate: PASSED" in out_a and "NOT published" not in err_a
+    published = out_a.strip().splitlines()[-1]
+    assert published.startswith(str(tmp_path / "runs" / id_a / "published" / "versions"))
+    assert not os.path.exists(tmp_path / "runs" / id_r / "published" / "LATEST")
+
+
+@pytest.mark.slow
+def test_killing_the_parent_kills_its_tasks_and_nothing_is_published(tmp_path):
+    config = _tiny_config(tmp_path / "long.yaml", min_gap=0.0, epochs=400)
+    workdir = tmp_path / "w"
+    run = _yt8m_popen("run", "--local", "--config", config, "--workdir", str(workdir), cwd=tmp_path)
+    deadline = time.time() + 600
+    for line in run.stdout:
+        if "started  train" in line or time.time() > deadline:
+            break
+    time.sleep(3)
+    assert _processes_mentioning(str(workdir)), "the training task should be running"
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    for _ in range(30):
+        if not _processes_mentioning(str(workdir)):
+            break
+        time.sleep(1)
+    assert not _processes_mentioning(str(workdir)), "an orphaned task survived its parent"
+    time.sleep(5)
+    assert not (workdir / "published" / "LATEST").exists()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(pid))
+    return found
