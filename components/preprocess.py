@@ -1,22 +1,29 @@
 """Preprocess component: validate, fold-split and featurize frame-level TFRecords (Beam)."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Metrics, Output
+from kfp.dsl import Dataset, Input, Metrics, Output
 
 from yt8m_pipeline.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def preprocess_op(input_pattern: str, num_classes: int, folds: int, holdout_fraction: float, runner: str,
-                  dataset: Output[Dataset], counts: Output[Metrics]):
-    """Run the Beam job; the dataset artifact holds fold shards, video-level features and quarantine."""
+def preprocess_op(raw_data: Input[Dataset], data_fingerprint: str, num_classes: int, folds: int,
+                  holdout_fraction: float, runner: str, dataset: Output[Dataset], counts: Output[Metrics]):
+    """Run the Beam job on the files ``raw_data`` names (its URI is the pattern, local or gs://, never a /gcs/
+    path); the dataset artifact holds fold shards, video-level features and quarantine.
+
+    ``data_fingerprint`` (the files' names, sizes and times, also in ``raw_data``'s metadata) is a
+    parameter so that this task's cache key changes when the files do.
+    """
     from yt8m_pipeline.beam_jobs.preprocess import run_preprocess
 
+    input_pattern = raw_data.uri
     # num_shards=0: Beam picks the sharding and writes stream (a fixed count groups in memory locally).
     result = run_preprocess(input_pattern, dataset.path, num_classes=num_classes, folds=folds,
                             holdout_fraction=holdout_fraction, runner=runner, num_shards=0)
     total = result["total"]
-    dataset.metadata.update({"source": input_pattern, "num_classes": num_classes, "folds": folds,
+    dataset.metadata.update({"source": input_pattern, "source_fingerprint": data_fingerprint,
+                             "num_classes": num_classes, "folds": folds,
                              "holdout_fraction": holdout_fraction, "records_read": total["read"],
                              "records_written": total["written_total"],
                              "records_quarantined": total["quarantined_total"], "written_per_split": total["written"],

@@ -1,4 +1,9 @@
-"""Training component: one model config, K folds (out-of-fold predictions) + the final member."""
+"""Training components: ``train_op`` trains one fold of one config (its out-of-fold predictions),
+``train_final_op`` one config's final member.
+
+Each is one task (one GPU on Vertex). The pipeline collects every fold task's output with
+``collect_folds_op`` and hands the collection to the final-member tasks.
+"""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -7,21 +12,44 @@ from yt8m_pipeline.images import GPU_IMAGE
 
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
-def train_op(model_config: dict, dataset: Input[Dataset], top_k: int, model: Output[Model],
-             metrics: Output[Metrics]):
-    """Train ``model_config`` on ``dataset``'s folds; the model artifact holds weights, OOF preds, SavedModel."""
+def train_op(model_config: dict, fold: int, dataset: Input[Dataset], top_k: int,
+             oof_predictions: Output[Dataset], metrics: Output[Metrics]):
+    """Train ``model_config`` on every fold but ``fold``; predict ``fold`` (top-k by video id) + its metrics."""
     import logging
 
     from yt8m import config, training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config.model_config_from_dict(model_config)
-    result = training.train_member(cfg, dataset.path, model.path, num_classes=int(dataset.metadata["num_classes"]),
-                                   folds=int(dataset.metadata["folds"]), top_k=top_k)
+    result = training.train_fold(cfg, dataset.path, oof_predictions.path,
+                                 num_classes=int(dataset.metadata["num_classes"]), folds=int(dataset.metadata["folds"]),
+                                 fold=int(fold), top_k=top_k)
+    # The config and fold live here (and in fold_metrics.json): a task's display name cannot hold a loop item.
+    oof_predictions.metadata.update({"name": cfg.name, "family": cfg.family, "fold": int(fold),
+                                     "folds": result["folds"], "held_out": result["held_out"],
+                                     "oof_gap": result["metrics"]["gap"], "dataset": dataset.uri})
+    for key, value in result["metrics"].items():
+        metrics.log_metric(f"fold_{key}", value)
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def train_final_op(model_config: dict, dataset: Input[Dataset], collected_folds: Input[Dataset], top_k: int,
+                   model: Output[Model], metrics: Output[Metrics]):
+    """Gather this config's out-of-fold predictions, train the final member on all folds, export it."""
+    import logging
+
+    from yt8m import config, training
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = config.model_config_from_dict(model_config)
+    folds = int(dataset.metadata["folds"])
+    result = training.train_final(cfg, dataset.path, model.path, num_classes=int(dataset.metadata["num_classes"]),
+                                  folds=folds, fold_dirs=training.member_fold_dirs(collected_folds.path, cfg.name),
+                                  top_k=top_k)
     model.metadata.update({"name": cfg.name, "family": cfg.family, "preset": cfg.preset,
                            "parameters": result["parameters"], "size_bytes": result["saved_model_bytes"],
                            "oof_gap": result["oof"]["gap"], "holdout_gap": result["holdout"]["gap"],
-                           "dataset": dataset.uri})
+                           "folds": folds, "dataset": dataset.uri, "collected_folds": collected_folds.uri})
     for split in ("oof", "holdout"):
         for key, value in result[split].items():
             metrics.log_metric(f"{split}_{key}", value)

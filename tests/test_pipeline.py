@@ -1,31 +1,181 @@
-"""The pipeline compiles to IR with the fan-out, the collection and the gate condition."""
+"""The pipeline compiles to IR with the data importer, the per-fold fan-out, the collections, the
+resources and retries of the run config, the gate condition and an uncached publish."""
 
+import dataclasses
+import os
+
+import pytest
 import yaml
 
-from yt8m import config
+from yt8m import config, fingerprint
 from yt8m_pipeline import local_run
 from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
 
+TRAINING_TASKS = ("train-op", "train-final-op")
 
-def test_pipeline_compiles_with_parallel_training_collected_ensemble_and_gated_publish(tmp_path):
-    path = pipeline_def.compile_pipeline(str(tmp_path / "pipeline.yaml"))
-    ir = yaml.safe_load(open(path))
-    tasks = ir["root"]["dag"]["tasks"]
-    assert {"preprocess-op", "ensemble-op", "gate-op"} <= set(tasks)
-    loop = next(t for t in tasks.values() if "parameterIterator" in t)
-    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("model_configs")
-    condition = next(t for t in tasks.values() if "triggerPolicy" in t)
-    assert "publish" in condition["triggerPolicy"]["condition"]
+
+def _compile(tmp_path, cfg=None) -> dict:
+    return yaml.safe_load(open(pipeline_def.compile_pipeline(str(tmp_path / "pipeline.yaml"), cfg)))
+
+
+def _all_tasks(ir) -> dict:
+    """{task name: (its task spec, the name of the DAG holding it)} over the root and every sub-DAG."""
+    tasks = {name: (spec, "root") for name, spec in ir["root"]["dag"]["tasks"].items()}
+    for comp_name, comp in ir["components"].items():
+        for name, spec in comp.get("dag", {}).get("tasks", {}).items():
+            tasks[name] = (spec, comp_name)
+    return tasks
+
+
+def _resources(ir, task_name) -> dict:
+    spec, _ = _all_tasks(ir)[task_name]
+    executor = ir["components"][spec["componentRef"]["name"]]["executorLabel"]
+    return ir["deploymentSpec"]["executors"][executor]["container"].get("resources", {})
+
+
+def _loop(ir, items_parameter) -> dict:
+    return next(t for t in ir["root"]["dag"]["tasks"].values()
+                if t.get("parameterIterator", {}).get("items", {}).get("inputParameter", "").endswith(items_parameter))
+
+
+def test_per_fold_fan_out_collects_folds_into_final_members_then_the_ensemble(tmp_path):
+    ir = _compile(tmp_path)
+    tasks = _all_tasks(ir)
+    root = ir["root"]["dag"]["tasks"]
+    assert {"importer", "preprocess-op", "collect-folds-op", "ensemble-op", "gate-op"} <= set(root)
+    # K folds x configs: one training task per (config, fold) item, inside the first loop ...
+    folds = _loop(ir, "fold_tasks")
+    fold_dag = folds["componentRef"]["name"]
+    train, holder = tasks["train-op"]
+    assert holder == fold_dag and train["taskInfo"]["name"] == "train fold"
+    selectors = {k: v.get("parameterExpressionSelector", "") for k, v in train["inputs"]["parameters"].items()}
+    assert '["model_config"]' in selectors["model_config"] and '["fold"]' in selectors["fold"]
+    # ... every fold output collected into one artifact ...
+    collect = root["collect-folds-op"]["inputs"]["artifacts"]["fold_outputs"]["taskOutputArtifact"]
+    assert collect["producerTask"] == [n for n, t in root.items() if t is folds][0]
+    assert ir["components"]["comp-collect-folds-op"]["inputDefinitions"]["artifacts"]["fold_outputs"]["isArtifactList"]
+    # ... which each config's final member (second loop) reads, and the members go to the ensemble.
+    members = _loop(ir, "model_configs")
+    final, holder = tasks["train-final-op"]
+    assert holder == members["componentRef"]["name"] and final["taskInfo"]["name"] == "train final member"
+    assert "collect-folds-op" in members["dependentTasks"]
     components = ir["components"]
-    assert components["comp-train-op"]["outputDefinitions"]["artifacts"]["model"]["artifactType"]["schemaTitle"] == \
-        "system.Model"
+    assert components["comp-train-final-op"]["outputDefinitions"]["artifacts"]["model"]["artifactType"][
+        "schemaTitle"] == "system.Model"
     assert components["comp-ensemble-op"]["inputDefinitions"]["artifacts"]["members"]["isArtifactList"]
-    images = {e["container"]["image"] for e in ir["deploymentSpec"]["executors"].values()}
+    condition = next(t for t in root.values() if "triggerPolicy" in t)
+    assert "publish" in condition["triggerPolicy"]["condition"]
+    images = {e["container"]["image"] for e in ir["deploymentSpec"]["executors"].values() if "container" in e}
     assert len(images) == 2  # the CPU and the GPU (trainer) image, from yt8m_pipeline.images
 
 
-def test_pipeline_arguments_come_from_the_run_config():
+def test_every_training_task_has_its_gpu_resources_and_retries_with_backoff(tmp_path):
+    ir = _compile(tmp_path)
+    for task in TRAINING_TASKS:
+        resources = _resources(ir, task)
+        assert resources["accelerator"]["resourceType"] == "NVIDIA_L4", task
+        assert resources["accelerator"]["resourceCount"] == "1", task
+        assert (resources["resourceCpuLimit"], resources["resourceMemoryLimit"]) == ("8", "32G"), task
+        spec, _ = _all_tasks(ir)[task]
+        assert spec["retryPolicy"] == {"maxRetryCount": 3, "backoffDuration": "60s", "backoffFactor": 2.0,
+                                       "backoffMaxDuration": "3600s"}, task
+    for loop in (_loop(ir, "fold_tasks"), _loop(ir, "model_configs")):
+        assert loop["iteratorPolicy"]["parallelismLimit"] == 8  # the GPU quota cap
+
+
+def test_every_task_has_cpu_and_memory_limits_and_ensemble_and_gate_hold_fp32_members(tmp_path):
+    ir = _compile(tmp_path)
+    containers = [n for n, (spec, _) in _all_tasks(ir).items()
+                  if "executorLabel" in ir["components"][spec["componentRef"]["name"]] and n != "importer"]
+    assert set(containers) == {"preprocess-op", "train-op", "collect-folds-op", "train-final-op", "ensemble-op",
+                               "gate-op", "publish-op"}
+    for task in containers:
+        assert {"resourceCpuLimit", "resourceMemoryLimit"} <= set(_resources(ir, task)), task
+    for task in ("ensemble-op", "gate-op"):
+        assert _resources(ir, task)["resourceMemoryLimit"] == "64G"
+        assert "accelerator" not in _resources(ir, task)
+
+
+def test_raw_data_enters_through_an_importer_with_its_fingerprint_and_publish_is_never_cached(tmp_path):
+    ir = _compile(tmp_path)
+    root = ir["root"]["dag"]["tasks"]
+    importer = ir["deploymentSpec"]["executors"]["exec-importer"]["importer"]
+    assert importer["typeSchema"]["schemaTitle"] == "system.Dataset" and not importer.get("reimport", False)
+    assert set(importer["metadata"]) == {"pattern", "fingerprint", "summary"}
+    uri = root["importer"]["inputs"]["parameters"]["uri"]
+    assert uri["componentInputParameter"] == "train_pattern"
+    fingerprint_input = importer["metadata"]["fingerprint"].split("'")[1]  # {{$.inputs.parameters['metadata-2']}}
+    assert root["importer"]["inputs"]["parameters"][fingerprint_input]["componentInputParameter"] == \
+        "data_fingerprint"
+    preprocess = root["preprocess-op"]["inputs"]
+    assert preprocess["artifacts"]["raw_data"]["taskOutputArtifact"]["producerTask"] == "importer"
+    # the fingerprint is a parameter too: the preprocess cache key changes when the files change
+    assert preprocess["parameters"]["data_fingerprint"]["componentInputParameter"] == "data_fingerprint"
+    publish, _ = _all_tasks(ir)["publish-op"]
+    assert publish["cachingOptions"] == {}  # enableCache: false is the proto default, left out
+    assert all(spec["cachingOptions"].get("enableCache") for name, (spec, _) in _all_tasks(ir).items()
+               if "cachingOptions" in spec and name != "publish-op")
+    outputs = ir["components"]["comp-publish-op"]["outputDefinitions"]
+    assert outputs["artifacts"]["published_model"]["artifactType"]["schemaTitle"] == "system.Model"
+    assert outputs["parameters"]["Output"]["parameterType"] == "STRING"  # the version dir, read by run --local
+
+
+def test_resources_retries_and_parallelism_come_from_the_run_config(tmp_path):
+    cfg = config.run_config_from_dict({"models": [{"name": "m", "family": "moe"}], "vertex": {
+        "resources": {"train": {"accelerator_type": "NVIDIA_A100_80GB", "accelerator_count": 2, "memory": "170G",
+                                "cpu": "24"},
+                      "gate": {"memory": "96G"}},
+        "training_retry": {"num_retries": 5, "backoff_duration": "2m", "backoff_factor": 3,
+                           "backoff_max_duration": "2h"},
+        "parallelism": 3}})
+    ir = _compile(tmp_path, cfg)
+    for task in TRAINING_TASKS:
+        resources = _resources(ir, task)
+        assert resources["accelerator"] == {"type": "NVIDIA_A100_80GB", "count": "2",
+                                            "resourceType": "NVIDIA_A100_80GB", "resourceCount": "2"}
+        assert (resources["resourceCpuLimit"], resources["resourceMemoryLimit"]) == ("24", "170G")
+        assert _all_tasks(ir)[task][0]["retryPolicy"] == {"maxRetryCount": 5, "backoffDuration": "120s",
+                                                          "backoffFactor": 3.0, "backoffMaxDuration": "7200s"}
+    assert _resources(ir, "gate-op")["resourceMemoryLimit"] == "96G"
+    assert _loop(ir, "fold_tasks")["iteratorPolicy"]["parallelismLimit"] == 3
+    cpu_only = dataclasses.replace(cfg, vertex=config.vertex_config_from_dict(
+        {"resources": {"train": {"accelerator_count": 0}}}))
+    ir = _compile(tmp_path, cpu_only)
+    assert "accelerator" not in _resources(ir, "train-op")
+
+
+def _data(tmp_path, n=3):
+    os.makedirs(tmp_path / "train", exist_ok=True)
+    for i in range(n):
+        (tmp_path / "train" / f"train{i}.tfrecord").write_bytes(b"x" * (i + 1))
+    return str(tmp_path / "train" / "*.tfrecord")
+
+
+def test_pipeline_arguments_come_from_the_run_config_and_fan_out_per_config_and_fold(tmp_path):
     cfg = config.load_run_config(local_run.default_config_path())
-    args = pipeline_def.pipeline_arguments(cfg, "train/*.tfrecord", "test/*.tfrecord", "/pub", 100)
+    args = pipeline_def.pipeline_arguments(cfg, _data(tmp_path), "test/*.tfrecord", "/pub", 100)
     assert args["folds"] == cfg.data.folds and args["min_gap"] == cfg.gate.min_gap
     assert [m["name"] for m in args["model_configs"]] == [m.name for m in cfg.models]
+    assert [(t["model_config"]["name"], t["fold"]) for t in args["fold_tasks"]] == \
+        [(m.name, k) for m in cfg.models for k in range(cfg.data.folds)]
+    assert args["data_fingerprint"].startswith("sha256:") and args["data_summary"] == "3 files, 6 bytes"
+    assert args["register_model"] is False and args["gcp_project"] == ""  # local runs never register
+    ir = _compile(tmp_path, cfg)
+    assert set(args) == set(ir["root"]["inputDefinitions"]["parameters"])  # every parameter, nothing else
+
+
+def test_model_registry_is_on_for_submitted_runs_unless_the_config_turns_it_off(tmp_path):
+    cfg = config.load_run_config(local_run.default_config_path())
+    fp = fingerprint.unknown("gs://b/train*.tfrecord", "dry run")
+    args = pipeline_def.pipeline_arguments(cfg, "gs://b/train*.tfrecord", "", "gs://b/pub", 100,
+                                           data_fingerprint=fp, gcp_project="p", gcp_region="us-central1")
+    assert args["register_model"] is True and (args["gcp_project"], args["gcp_region"]) == ("p", "us-central1")
+    off = dataclasses.replace(cfg, vertex=config.vertex_config_from_dict({"model_registry": {"register": False}}))
+    assert pipeline_def.pipeline_arguments(off, "gs://b/t*", "", "gs://b/pub", 100, data_fingerprint=fp,
+                                           gcp_project="p", gcp_region="r")["register_model"] is False
+
+
+def test_pipeline_arguments_refuse_a_pattern_without_files(tmp_path):
+    cfg = config.load_run_config(local_run.default_config_path())
+    with pytest.raises(FileNotFoundError, match="no training data files match"):
+        pipeline_def.pipeline_arguments(cfg, str(tmp_path / "none*.tfrecord"), "", "/pub", 100)

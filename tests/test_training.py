@@ -282,7 +282,8 @@ def test_fold_tasks_collected_then_final_member_is_the_member_the_pipeline_publi
         assert not os.path.exists(os.path.join(fold_dirs[-1], "checkpoints"))
     collected = str(tmp_path / "collected")
     assert training.collect_folds(fold_dirs, collected) == {cfg.name: [0, 1]}
-    member_folds = [training.collected_fold_dir(collected, cfg.name, k) for k in (0, 1)]
+    member_folds = training.member_fold_dirs(collected, cfg.name)
+    assert member_folds == [training.collected_fold_dir(collected, cfg.name, k) for k in (0, 1)]
     out = str(tmp_path / "member")
     result = training.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=member_folds)
     for name in ("oof_predictions.npz", "holdout_predictions.npz", "model.weights.h5", "model_config.yaml",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import typing
 
 import yaml
@@ -91,6 +92,71 @@ class SynthConfig:
     seed: int = 0
 
 
+# ---- Vertex AI: per-task resources, retries, fan-out cap, Model Registry (ignored by kfp.local
+# except the retries). Full-scale settings are the defaults.
+
+ACCELERATOR_TYPES = ("NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_H100_80GB", "NVIDIA_L4", "NVIDIA_TESLA_T4",
+                     "NVIDIA_TESLA_V100")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResources:
+    """A task's CPU and memory limits, as kfp ``set_cpu_limit`` / ``set_memory_limit`` take them."""
+    cpu: str = "4"  # cores ("8", "0.5") or millicores ("500m")
+    memory: str = "16G"  # a number with an optional unit: K, M, G, T (powers of 1000) or Ki, Mi, Gi, Ti
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResources:
+    """A training task (each fold and each final member is one): CPU, memory and its GPUs."""
+    cpu: str = "8"
+    memory: str = "32G"
+    accelerator_type: str = "NVIDIA_L4"  # one of ACCELERATOR_TYPES
+    accelerator_count: int = 1  # 0: CPU only (accelerator_type is then ignored)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourcesConfig:
+    preprocess: TaskResources = TaskResources(cpu="8", memory="32G")
+    train: TrainResources = TrainResources()
+    collect: TaskResources = TaskResources(cpu="4", memory="16G")  # gathers the folds' out-of-fold files
+    # The ensemble and the gate hold every member in fp32 (~1.2 GB each at the published presets)
+    # next to the merged graph and TensorFlow's own copies while exporting / loading.
+    ensemble: TaskResources = TaskResources(cpu="16", memory="64G")
+    gate: TaskResources = TaskResources(cpu="16", memory="64G")
+    publish: TaskResources = TaskResources(cpu="8", memory="32G")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryConfig:
+    """kfp ``set_retry`` on every training task (spot/preemptible GPUs). A retried task on Vertex
+    gets the same output URI, so it resumes from the checkpoints the trainer writes there."""
+    num_retries: int = 3
+    backoff_duration: str = "60s"  # wait before the first retry; then times backoff_factor each retry
+    backoff_factor: float = 2.0
+    backoff_max_duration: str = "3600s"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRegistryConfig:
+    """Runs submitted to Vertex upload each published version to the Vertex AI Model Registry as a
+    new version of ONE model (local runs never do)."""
+    register: bool = True
+    model_id: str = "yt8m"  # the Vertex model's ID; the first upload creates it
+    display_name: str = "yt8m-ensemble"
+    # The newest TensorFlow serving image google-cloud-aiplatform 1.165 lists. The model is saved by
+    # TensorFlow 2.21: check that this image loads it before deploying (or use a custom image).
+    serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+
+
+@dataclasses.dataclass(frozen=True)
+class VertexConfig:
+    resources: ResourcesConfig = ResourcesConfig()
+    training_retry: RetryConfig = RetryConfig()
+    parallelism: int = 8  # at most this many training tasks at once (the GPU quota)
+    model_registry: ModelRegistryConfig = ModelRegistryConfig()
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     models: tuple[ModelConfig, ...]
@@ -98,6 +164,7 @@ class RunConfig:
     ensemble: EnsembleConfig = EnsembleConfig()
     gate: GateConfig = GateConfig()
     synth: SynthConfig = SynthConfig()
+    vertex: VertexConfig = VertexConfig()
 
 
 def _build(cls, raw, where: str):
@@ -143,6 +210,8 @@ def _coerce(hint, value, where: str):
             pass
         else:
             return _finite(number, where)
+    if hint is bool and isinstance(value, bool):
+        return value
     if hint in (int, str) and isinstance(value, hint) and not isinstance(value, bool):
         return value
     if hint is int and isinstance(value, float) and value.is_integer():
@@ -232,6 +301,7 @@ def run_config_from_dict(raw: dict, where: str = "config") -> RunConfig:
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.models: model names must be unique, got {names}")
     _check_run_ranges(cfg, where)
+    _check_vertex(cfg.vertex, f"{where}.vertex")
     return cfg
 
 
@@ -249,6 +319,51 @@ def _check_run_ranges(cfg: RunConfig, where: str) -> None:
     _check_range(f"{where}.gate.max_size_bytes", g.max_size_bytes, 1)
     _check_range(f"{where}.synth.videos", s.videos, 1)
     _check_range(f"{where}.synth.classes", s.classes, 2)
+
+
+_CPU = re.compile(r"^([0-9]*[.])?[0-9]+m?$")  # kfp's own checks (PipelineTask.set_cpu_limit / set_memory_limit)
+_MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
+_DURATION = re.compile(r"^[0-9]+[smhd]$")
+_MODEL_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def _check_vertex(v: VertexConfig, where: str) -> None:
+    """Resources in the forms kfp accepts, accelerators Vertex offers, retry and fan-out ranges."""
+    for kind in (f.name for f in dataclasses.fields(ResourcesConfig)):
+        r = getattr(v.resources, kind)
+        at = f"{where}.resources.{kind}"
+        if not _CPU.match(r.cpu) or float(r.cpu.rstrip("m")) <= 0:
+            raise ConfigError(f"{at}.cpu: expected a positive number of cores ('8', '0.5') or millicores "
+                              f"('500m'), got {r.cpu!r}")
+        if not _MEMORY.match(r.memory) or not int(re.match(r"[0-9]+", r.memory).group()):
+            raise ConfigError(f"{at}.memory: expected a positive size like '64G', '512M' or '16Gi', got {r.memory!r}")
+    t = v.resources.train
+    if t.accelerator_type not in ACCELERATOR_TYPES:
+        raise ConfigError(f"{where}.resources.train.accelerator_type: expected one of "
+                          f"{', '.join(ACCELERATOR_TYPES)}, got {t.accelerator_type!r}")
+    _check_range(f"{where}.resources.train.accelerator_count", t.accelerator_count, 0, 16)
+    r = v.training_retry
+    _check_range(f"{where}.training_retry.num_retries", r.num_retries, 0, 100)
+    for name in ("backoff_duration", "backoff_max_duration"):
+        if not _DURATION.match(getattr(r, name)):
+            raise ConfigError(f"{where}.training_retry.{name}: expected a duration like '60s', '5m', '1h', "
+                              f"got {getattr(r, name)!r}")
+    _check_range(f"{where}.training_retry.backoff_factor", r.backoff_factor, 1)
+    _check_range(f"{where}.parallelism", v.parallelism, 1)
+    m = v.model_registry
+    if not _MODEL_ID.match(m.model_id):
+        raise ConfigError(f"{where}.model_registry.model_id: lowercase letters, digits, '-' and '_', starting "
+                          f"with a letter, at most 63 characters; got {m.model_id!r}")
+    for name in ("display_name", "serving_image"):
+        if not getattr(m, name).strip():
+            raise ConfigError(f"{where}.model_registry.{name}: must not be empty")
+
+
+def vertex_config_from_dict(raw: dict | None, where: str = "vertex") -> VertexConfig:
+    """The ``vertex`` section alone (the pipeline is built from it; see pipelines/yt8m_pipeline.py)."""
+    cfg = _build(VertexConfig, raw or {}, where)
+    _check_vertex(cfg, where)
+    return cfg
 
 
 def load_yaml(path: str) -> dict:

@@ -636,7 +636,7 @@ def train_fold(model_config: config_lib.ModelConfig, dataset_dir: str, output_di
     ids, scores, labels = predict(trainer.inference_model(), level, split_files(dataset_dir, level, [held]),
                                   num_classes, t)
     fold_metrics = evaluate(scores, labels)
-    log.info("%s: fold %d out-of-fold GAP@20 %.4f over %d videos", model_config.name, fold, fold_metrics["gap"],
+    log.info("%s: fold %d GAP@20 %.4f on its %d held-out videos", model_config.name, fold, fold_metrics["gap"],
              len(ids))
     storage.gfile.makedirs(output_dir)
     predictions.save_topk(storage.join(output_dir, OOF_FILE), ids, scores, top_k)
@@ -652,6 +652,11 @@ def train_fold(model_config: config_lib.ModelConfig, dataset_dir: str, output_di
 def collected_fold_dir(collected_dir: str, name: str, fold: int) -> str:
     """Where ``collect_folds`` puts config ``name``'s fold ``fold``."""
     return storage.join(collected_dir, name, f"fold-{fold}")
+
+
+def member_fold_dirs(collected_dir: str, name: str) -> list[str]:
+    """Config ``name``'s fold directories in a ``collect_folds`` output (``train_final`` checks they are all there)."""
+    return sorted(storage.gfile.glob(storage.join(collected_dir, name, "fold-*")))
 
 
 def collect_folds(fold_dirs: list[str], collected_dir: str) -> dict[str, list[int]]:
@@ -782,7 +787,8 @@ def train_member(model_config: config_lib.ModelConfig, dataset_dir: str, output_
         train_fold(model_config, dataset_dir, fold_dirs[-1], num_classes, folds, k, top_k,
                    checkpoint_dir=storage.join(ckpt_root, held), tensorboard_dir=storage.join(tb_root, held))
     result = train_final(model_config, dataset_dir, output_dir, num_classes, folds, fold_dirs, top_k,
-                         checkpoint_dir=storage.join(ckpt_root, "final"), tensorboard_dir=storage.join(tb_root, "final"))
+                         checkpoint_dir=storage.join(ckpt_root, "final"),
+                         tensorboard_dir=storage.join(tb_root, "final"))
     # Gathered into the member's oof_predictions.npz; the checkpoints are not part of the member either.
     for done in (folds_root, ckpt_root):
         if storage.gfile.exists(done):
