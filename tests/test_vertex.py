@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import yaml
 
 from yt8m import config, fingerprint, model_registry
 from yt8m_pipeline import local_run
@@ -162,3 +163,172 @@ def test_publish_task_outputs_the_published_version_as_a_model_and_registers_onl
 def test_registering_refuses_a_local_version(tmp_path):
     with pytest.raises(ValueError, match="gs:// only"):
         model_registry.upload_version(str(tmp_path), config.ModelRegistryConfig(), "p", "us-central1")
+
+
+# ----------------------------------------------------------------------------------------- submission
+
+_SUBMIT = dict(config_path=None, project="my-project", region="us-central1", pipeline_root="gs://bucket/root",
+               data="gs://bucket/yt8m/train*.tfrecord", num_classes=3862, test_data="gs://bucket/yt8m/test*.tfrecord",
+               publish_root=None, service_account="pipeline@my-project.iam.gserviceaccount.com",
+               labels="team=video-ml,env=dev", no_cache=False, dry_run_path=None)
+
+
+def _dry_run(tmp_path, **changes) -> dict:
+    from yt8m_pipeline import vertex
+
+    path = str(tmp_path / "job.json")
+    assert vertex.submit_from_args(**{**_SUBMIT, "dry_run_path": path, **changes}) == path
+    return json.load(open(path))
+
+
+def _tasks(spec: dict) -> dict:
+    out = dict(spec["root"]["dag"]["tasks"])
+    for comp in spec["components"].values():
+        out.update(comp.get("dag", {}).get("tasks", {}))
+    return out
+
+
+def test_dry_run_writes_the_full_job_spec_of_the_same_pipeline_and_run_config(tmp_path):
+    from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
+
+    spec = _dry_run(tmp_path)
+    assert spec["parent"] == "projects/my-project/locations/us-central1"
+    job = spec["pipelineJob"]
+    assert job["labels"] == {"team": "video-ml", "env": "dev"}
+    assert job["serviceAccount"] == _SUBMIT["service_account"]
+    runtime = job["runtimeConfig"]
+    assert runtime["gcsOutputDirectory"] == "gs://bucket/root"
+    params = runtime["parameterValues"]
+    cfg = config.load_run_config(local_run.default_config_path())
+    assert params["train_pattern"] == _SUBMIT["data"] and params["test_pattern"] == _SUBMIT["test_data"]
+    assert params["publish_root"] == "gs://bucket/root/published"  # the default: <pipeline root>/published
+    assert params["num_classes"] == 3862 and params["folds"] == cfg.data.folds
+    assert len(params["fold_tasks"]) == len(cfg.models) * cfg.data.folds
+    assert params["register_model"] is True and params["gcp_project"] == "my-project"
+    assert params["data_fingerprint"].startswith("unknown (dry run")  # no listing: no network
+    assert params["run_config"]["vertex"]["resources"]["train"]["accelerator_type"] == "NVIDIA_L4"
+    # the pipeline spec is the compiled pipeline of the same run config, untouched (publish stays uncached)
+    compiled = yaml.safe_load(open(pipeline_def.compile_pipeline(str(tmp_path / "p.yaml"), cfg)))
+    assert job["pipelineSpec"] == json.loads(json.dumps(compiled))
+    assert "enableCache" not in _tasks(job["pipelineSpec"])["publish-op"].get("cachingOptions", {})
+    assert _tasks(job["pipelineSpec"])["train-op"]["cachingOptions"] == {"enableCache": True}
+
+
+def test_the_dry_run_spec_is_accepted_by_pipeline_job_offline(tmp_path):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+
+    spec = _dry_run(tmp_path)
+    job = spec["pipelineJob"]
+    template = tmp_path / "pipeline.json"
+    template.write_text(json.dumps(job["pipelineSpec"]))
+    rebuilt = aiplatform.PipelineJob(display_name=job["displayName"], template_path=str(template),
+                                     pipeline_root=job["runtimeConfig"]["gcsOutputDirectory"],
+                                     parameter_values=job["runtimeConfig"]["parameterValues"], labels=job["labels"],
+                                     project="my-project", location="us-central1",
+                                     credentials=AnonymousCredentials())
+    again = rebuilt.to_dict()
+    assert again["runtimeConfig"] == job["runtimeConfig"] and again["pipelineSpec"] == job["pipelineSpec"]
+
+
+def test_no_cache_turns_caching_off_for_every_task(tmp_path):
+    tasks = _tasks(_dry_run(tmp_path, no_cache=True)["pipelineJob"]["pipelineSpec"])
+    assert tasks and all(t["cachingOptions"] == {"enableCache": False} for t in tasks.values())
+
+
+def test_build_job_takes_the_config_resources_and_explicit_arguments(tmp_path):
+    from google.auth.credentials import AnonymousCredentials
+
+    from yt8m_pipeline import vertex
+
+    cfg = config.run_config_from_dict({"models": [_MOE], "data": {"folds": 4}, "vertex": {
+        "resources": {"train": {"accelerator_type": "NVIDIA_H100_80GB"}}, "parallelism": 2}})
+    job = vertex.build_job(cfg, project="my-project", region="europe-west4", pipeline_root="gs://bkt/root",
+                           train_pattern="gs://bkt/train*.tfrecord", publish_root="gs://bkt/models", num_classes=100,
+                           labels={"run": "h100"}, display_name="h100-run",
+                           data_fingerprint=fingerprint.Fingerprint("gs://bkt/train*.tfrecord", "sha256:ab", 3, 9),
+                           credentials=AnonymousCredentials())
+    spec = vertex.dry_run_spec(job)
+    body = spec["pipelineJob"]
+    assert spec["parent"] == "projects/my-project/locations/europe-west4" and "serviceAccount" not in body
+    assert (body["displayName"], body["labels"]) == ("h100-run", {"run": "h100"})
+    params = body["runtimeConfig"]["parameterValues"]
+    assert (params["data_fingerprint"], params["data_summary"]) == ("sha256:ab", "3 files, 9 bytes")
+    assert params["publish_root"] == "gs://bkt/models" and len(params["fold_tasks"]) == 4
+    executors = body["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert executors["exec-train-op"]["container"]["resources"]["accelerator"]["type"] == "NVIDIA_H100_80GB"
+    loops = [t for t in body["pipelineSpec"]["root"]["dag"]["tasks"].values() if "iteratorPolicy" in t]
+    assert len(loops) == 2 and all(t["iteratorPolicy"]["parallelismLimit"] == 2 for t in loops)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"project": None}, "--project is required"),
+    ({"project": "My Project"}, "--project: 'My Project' is not a project ID"),
+    ({"region": ""}, "--region is required"),
+    ({"region": "central"}, "--region: 'central' is not a region name"),
+    ({"pipeline_root": None}, "--pipeline-root is required"),
+    ({"pipeline_root": "/tmp/root"}, "--pipeline-root: '/tmp/root' is not a gs:// URI"),
+    ({"pipeline_root": "gs://b/root"}, "--pipeline-root: 'gs://b/root' does not start with a bucket name"),
+    ({"data": "/data/train*.tfrecord"}, "--data: '/data/train*.tfrecord' is not a gs:// URI"),
+    ({"test_data": "test*.tfrecord"}, "--test-data: 'test*.tfrecord' is not a gs:// URI"),
+    ({"publish_root": "./published"}, "--publish-root: './published' is not a gs:// URI"),
+    ({"service_account": "me"}, "--service-account: 'me' is not a service account email"),
+    ({"num_classes": 1}, "--num-classes: must be an integer >= 2"),
+    ({"labels": "Team=x"}, "--labels: bad label key 'Team'"),
+    ({"labels": "team=Video ML"}, "--labels: bad value 'Video ML' of label 'team'"),
+    ({"labels": "team"}, "--labels: expected key=value pairs"),
+    ({"labels": "a=1,a=2"}, "--labels: label 'a' given twice"),
+    ({"dry_run_path": "gs://bucket/job.json"}, "--dry-run: write the spec to a local file"),
+])
+def test_bad_submissions_are_one_line_errors_before_anything_is_built(tmp_path, monkeypatch, changes, message):
+    from yt8m_pipeline import vertex
+
+    monkeypatch.setattr(vertex, "build_job", lambda *a, **k: pytest.fail("built before the arguments were checked"))
+    monkeypatch.setattr(config, "load_run_config", lambda *a, **k: pytest.fail("config loaded before the checks"))
+    arguments = {**_SUBMIT, "dry_run_path": str(tmp_path / "job.json"), **changes}
+    with pytest.raises(vertex.SubmitError) as err:
+        vertex.submit_from_args(**arguments)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert isinstance(err.value, ValueError) and not os.path.exists(tmp_path / "job.json")
+
+
+def test_parse_labels():
+    from yt8m_pipeline import vertex
+
+    assert vertex.parse_labels("team=video-ml, env=dev,,cost_center=") == {"team": "video-ml", "env": "dev",
+                                                                           "cost_center": ""}
+    assert vertex.parse_labels(None) == {} and vertex.parse_labels("") == {}
+    with pytest.raises(vertex.SubmitError, match="at most 63"):
+        vertex.parse_labels(f"k={'x' * 64}")
+
+
+def test_submit_uses_the_service_account_and_application_default_credentials(tmp_path, monkeypatch):
+    import google.auth
+    from google.auth import exceptions as auth_exceptions
+
+    from yt8m_pipeline import images, vertex
+
+    class FakeJob:
+        resource_name = "projects/1/locations/us-central1/pipelineJobs/yt8m-1"
+
+        def submit(self, service_account=None):
+            self.service_account = service_account
+
+        def _dashboard_uri(self):
+            return "https://console.cloud.google.com/vertex-ai/pipelines/runs/yt8m-1"
+
+    job = FakeJob()
+    assert vertex.submit(job, "sa@p.iam.gserviceaccount.com") == \
+        f"submitted {job.resource_name} (https://console.cloud.google.com/vertex-ai/pipelines/runs/yt8m-1)"
+    assert job.service_account == "sa@p.iam.gserviceaccount.com"
+    # A real submission refuses placeholder images, then needs credentials (none here: one line).
+    with pytest.raises(vertex.SubmitError, match="is a placeholder"):
+        vertex.submit_from_args(**_SUBMIT)
+    for name in ("CPU_IMAGE", "GPU_IMAGE"):
+        monkeypatch.setattr(images, name, f"europe-docker.pkg.dev/p/yt8m/{name.lower()}@sha256:{'a' * 64}")
+    monkeypatch.setattr(fingerprint, "fingerprint_files",
+                        lambda pattern, what="data": fingerprint.Fingerprint(pattern, "sha256:ab", 1, 1))
+    monkeypatch.setattr(google.auth, "default",
+                        lambda *a, **k: (_ for _ in ()).throw(auth_exceptions.DefaultCredentialsError("none")))
+    with pytest.raises(vertex.SubmitError, match="no Application Default Credentials: run `gcloud auth"):
+        vertex.submit_from_args(**_SUBMIT)
