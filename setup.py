@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "pyyaml>=6,<7",
     "tqdm>=4.66,<5",
     "tensorboard==2.21.0",
+    "docker>=7.1,<8",  # kfp.local DockerRunner and `yt8m component --docker`
 ]
 
 setup(

@@ -192,6 +192,27 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_component(args) -> int:
+    from yt8m_pipeline import local_run, rerun
+
+    result = rerun.rerun(args.run_dir, args.name, mode="docker" if args.docker else "local", task=args.task,
+                         run_id=args.run_id, console=local_run.Console(verbose=args.verbose))
+    if result["return_code"] != 0:
+        print(f"component {args.name} failed (exit {result['return_code']}); log: {result['log']}", file=sys.stderr)
+        return 1
+    print(result["out_dir"])
+    return 0
+
+
+def cmd_lineage(args) -> int:
+    from yt8m_pipeline import lineage
+
+    lines, html_path = lineage.lineage(args.run_dir, run_id=args.run_id, html_path=args.html)
+    print("\n".join(lines))
+    print(f"graph: {html_path}")
+    return 0
+
+
 def cmd_images(args) -> int:
     from yt8m_pipeline import images
 
@@ -337,6 +358,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--family", action="append", help="only this family (repeatable)")
     p.add_argument("--num-classes", type=_positive_int, default=3862)
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("component", help="rerun ONE component of a previous local run on its input artifacts "
+                                          "(outputs go to a new folder; the run is never modified)")
+    p.add_argument("name", help="preprocess, train, collect-folds, ensemble, gate or publish")
+    p.add_argument("--run-dir", required=True, help="the workdir of a `yt8m run --local` run")
+    p.add_argument("--run-id", help="which run in that workdir (default: the latest)")
+    p.add_argument("--task", help="which task when the component ran several times (e.g. train-op-2)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--local", action="store_true", help="in a subprocess of this environment (default)")
+    where.add_argument("--docker", action="store_true", help="in the component's image (needs a Docker engine)")
+    p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show the task's output")
+    p.set_defaults(func=cmd_component)
+
+    p = sub.add_parser("lineage", help="a local run's artifact graph: which data, configs and members produced "
+                                        "the published model (tree + HTML picture)")
+    p.add_argument("run_dir", help="the workdir of a `yt8m run --local` run")
+    p.add_argument("--run-id", help="which run in that workdir (default: the latest)")
+    p.add_argument("--html", help="where to write the HTML page (default: the run's logs folder)")
+    p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser("images", help="the container image of each component kind, and how to build it")
     p.set_defaults(func=cmd_images)

@@ -37,6 +37,9 @@ from yt8m import storage
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".yt8m-run.lock"
+# Beside each task's log: its exact command and executor input (what `yt8m component` reruns and
+# `yt8m lineage` reads), its return code and duration.
+TASK_RECORD_SUFFIX = ".task.json"
 PROGRESS_INTERVAL_SECONDS = 45.0  # at most one progress line per training task this often (plus each fit's last)
 
 
@@ -192,6 +195,9 @@ def make_task_runner(console: Console, logs_dir: str):
         log_path = os.path.join(logs_dir, f"{name}.log")
         env = {**os.environ, **(env_vars or {})}
         started = time.time()
+        record = {"task": name, "folder": folder, "label": label, "command": list(full_command),
+                  "env": dict(env_vars or {}), "log": log_path, "started": started}
+        storage.write_json(os.path.join(logs_dir, f"{name}{TASK_RECORD_SUFFIX}"), record)
         console.say(f"  started  {label}")
         with open(log_path, "w") as log_file, subprocess.Popen(
                 _guarded(full_command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
@@ -201,6 +207,8 @@ def make_task_runner(console: Console, logs_dir: str):
                 console.task_line(label, line)
             code = process.wait()
         seconds = time.time() - started
+        storage.write_json(os.path.join(logs_dir, f"{name}{TASK_RECORD_SUFFIX}"),
+                           {**record, "return_code": code, "seconds": round(seconds, 1)})
         if code == 0:
             console.say(f"  done     {label} ({seconds:.0f} s)")
         else:
@@ -252,12 +260,16 @@ def run_local(arguments: dict, workdir: str, console: Console | None = None, run
     # kfp.local indents task logs by swapping builtins.print per task; with ParallelFor tasks in
     # threads the swaps can interleave and leave print indented: restore it afterwards.
     original_print = builtins.print
+    root_logger = logging.getLogger()
+    original_handlers, original_level = root_logger.handlers[:], root_logger.level
     try:
         with _kfp_task_runner(make_task_runner(console, logs_dir)), \
                 _stdout_to(None if console.verbose else os.path.join(logs_dir, "kfp-local.log")):
             yt8m_pipeline(**arguments)
     finally:
         builtins.print = original_print
+        root_logger.handlers[:] = original_handlers  # kfp.local may leave a handler on the redirected stdout
+        root_logger.setLevel(original_level)
     log.info("pipeline %s finished in %.0fs", run_id, time.time() - started)
     runs = [d for d in os.listdir(pipeline_root) if d.startswith(PIPELINE_NAME)]
     if len(runs) != 1:
