@@ -6,7 +6,6 @@ Every verb has ``--help`` and exits non-zero with a one-line reason on bad input
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
@@ -213,6 +212,15 @@ def cmd_lineage(args) -> int:
     return 0
 
 
+def cmd_submit(args) -> int:
+    from yt8m_pipeline import vertex
+
+    print(vertex.submit_from_args(args.config, args.project, args.region, args.pipeline_root, args.data,
+                                  args.num_classes, args.test_data, args.publish_root, args.service_account,
+                                  args.labels, args.no_cache, args.dry_run))
+    return 0
+
+
 def cmd_images(args) -> int:
     from yt8m_pipeline import images
 
@@ -223,9 +231,16 @@ def cmd_images(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    from yt8m import config as config_lib
+    from yt8m_pipeline import images
     from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
 
-    print(pipeline_def.compile_pipeline(args.out))
+    cfg = config_lib.load_run_config(args.config) if args.config else None
+    for name in images.placeholder_images():
+        print(f"yt8m compile: warning: the {name} image is a placeholder ({images.images()[name]['image']}); set "
+              f"YT8M_{name.upper()}_IMAGE or yt8m_pipeline/configs/images.yaml before running on Vertex "
+              "(see yt8m images)", file=sys.stderr)
+    print(pipeline_def.compile_pipeline(args.out, cfg))
     return 0
 
 
@@ -322,6 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show every task's whole output (kfp executor dumps, TensorFlow and Beam logs) on the console")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("submit", help="submit the pipeline to Vertex AI Pipelines (same pipeline and run config "
+                                       "as run --local); --dry-run writes the job spec and touches no network")
+    p.add_argument("--config", help="run config YAML (default: the packaged local.yaml)")
+    p.add_argument("--project", help="GCP project id")
+    p.add_argument("--region", help="Vertex AI region, e.g. us-central1")
+    p.add_argument("--pipeline-root", help="gs:// pipeline root (task outputs, caching)")
+    p.add_argument("--data", help="gs:// frame-level TFRecord pattern of the training data")
+    p.add_argument("--num-classes", type=_positive_int, help="classes of --data (default: the config's)")
+    p.add_argument("--test-data", help="gs:// frame-level TFRecords to write Kaggle predictions for")
+    p.add_argument("--publish-root", help="gs:// publish location (default PIPELINE_ROOT/published)")
+    p.add_argument("--service-account", help="the pipeline's service account (infra/ creates one)")
+    p.add_argument("--labels", help="job labels k=v,k2=v2 (lowercase letters, digits, _ and -)")
+    p.add_argument("--no-cache", action="store_true", help="disable Vertex caching for this run")
+    p.add_argument("--dry-run", metavar="OUT.json", help="write the full job spec (pipeline spec + runtime config) "
+                                                         "here instead of submitting")
+    p.set_defaults(func=cmd_submit)
+
     p = sub.add_parser("predict", help="Kaggle-format CSV (top 20) from a SavedModel")
     p.add_argument("--model", required=True, help="SavedModel directory or a published version directory")
     p.add_argument("--data", required=True, help="frame-level TFRecord pattern")
@@ -383,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile the pipeline to kfp IR YAML")
     p.add_argument("--out", default="yt8m_pipeline.yaml")
+    p.add_argument("--config", help="run config YAML whose vertex section (resources, retries, parallelism) is "
+                                    "compiled in (default: the defaults)")
     p.set_defaults(func=cmd_compile)
     return parser
 
@@ -399,7 +433,7 @@ def _import_tensorflow_quietly() -> None:
         os.dup2(sink.fileno(), 2)
         try:
             import tensorflow as tf
-            import keras  # noqa: F401
+            import keras  # noqa: F401  (its start-up lines too)
 
             tf.config.list_physical_devices("GPU")  # CUDA probing logs at ERROR on machines without a GPU
         finally:
