@@ -1,33 +1,52 @@
-"""Beam job: validate frame-level YT8M records, assign folds, write frame + video-level splits.
+"""Beam job: read, validate, de-duplicate and split frame-level YT8M records; TFT statistics + video-level features.
 
-Stages (named PTransforms)::
+Stages (named PTransforms; the table of contents of the job)::
 
-    ListFiles -> ReadWithSource -> ParseAndValidate -+-> AssignSplit -> Write/<split>/{Frame,Video}
-                                                     +-> (quarantine) -> Write/Quarantine
+    ReadWithSource (ListFiles -> SpreadFiles [Reshuffle] -> ReadFramedRecords: own TFRecord framing reader)
+      -> ParseAndValidate -> DropDuplicateIds (GroupByKey on the video id) -> AssignSplit
+      -> Write/Frame/<split>                                   (the records, byte-identical)
+      -> AnalyzeAndTransform (tensorflow-transform: yt8m.transform) -> Write/Video/<split>
+    quarantine (damaged records, bad records, duplicates, unreadable byte ranges) -> Write/Quarantine
     every stage feeds (key, n) pairs into CountRecords (CombinePerKey(sum)) -> OUT/_counts/
 
-Output layout under ``OUT``::
+Output layout under ``OUT`` (``dataset.json`` lists the actual files; read it through
+``yt8m.dataset.Dataset.open(OUT)``, never by globbing)::
 
-    frame/<split>/part-SSSSS-of-NNNNN.tfrecord   the input SequenceExamples, byte-identical
+    frame/<split>/part-SSSSS-of-NNNNN.tfrecord   the input SequenceExamples, byte-identical, ALL frames (uint8)
     video/<split>/part-SSSSS-of-NNNNN.tfrecord   tf.train.Example id, labels, mean_rgb, mean_audio
-    quarantine/part-SSSSS-of-NNNNN.tfrecord      tf.train.Example raw, reason, detail, source, video_id
+                                                 (means of the first 300 dequantized frames, from the TFT graph)
+    quarantine/part-SSSSS-of-NNNNN.tfrecord      tf.train.Example raw, reason, detail, source, video_id, offset,
+                                                 unreadable_bytes
+    transform_fn/                                tft_beam.WriteTransformFn: load with tft.TFTransformOutput
     counts.json                                  counts per input file and in total (reconciled)
-    dataset.json                                 what the downstream steps need (written last)
+    report.html                                  data report: labels, frames, folds, quarantine, files (inline SVG)
+    dataset.json                                 the dataset contract (written last: its presence = complete)
 
 ``<split>`` is ``fold-0 .. fold-<k-1>`` and ``holdout`` (``yt8m.folds``: a stable hash of
 the video id, so a video lands in the same split whatever the sharding or the runner).
 
-After the run the job reconciles the counts (records read == written + quarantined, per
-input file and in total; records found in the output files == records sent to them) and
-raises ``RuntimeError`` if anything is missing. Locally it runs on Beam's FnApiRunner with
-ONE worker (the DirectRunner would first try Prism; multi-worker local runs lost rows on
-this stack); on Dataflow it ships the project with ``--setup_file``.
+Damage never fails the job: a truncated or CRC-damaged file is read up to the damage; the
+file, the byte offset and the number of unreadable bytes go to the quarantine and to
+``counts.json`` (empty and non-TFRecord files too). No message contains record bytes.
+
+After the run the job reconciles the counts (per input file and in total: records read ==
+written + quarantined, file bytes == record bytes + unreadable bytes; per split: what went
+into each write == what was written) and raises ``RuntimeError`` if anything is missing.
+``verify_outputs=True`` also re-reads the headers of every written file (off by default at
+scale: it doubles the output I/O). Locally it runs on Beam's FnApiRunner with ONE worker
+(the DirectRunner would first try Prism; multi-worker local runs lost rows on this stack);
+the local runner keeps its intermediate collections in memory, so memory grows with the
+input there (Dataflow streams). On Dataflow the workers run the project's Dataflow image
+(``docker/dataflow``: no kfp, no aiplatform) or install ``--setup_file``.
+
+Measured (``benchmarks/bench_preprocess.py``): see ``benchmarks/results/preprocess.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -43,6 +62,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import (
+    DebugOptions,
     DirectOptions,
     GoogleCloudOptions,
     PipelineOptions,
@@ -52,17 +72,25 @@ from apache_beam.options.pipeline_options import (
 )
 
 from yt8m import folds as folds_lib
-from yt8m import storage, validation, writers
+from yt8m import schema, storage, validation, writers
+from yt8m import transform as transform_lib
 
 _LOG = logging.getLogger("yt8m.preprocess")
 
 METRICS_NAMESPACE = "yt8m.preprocess"
 QUARANTINE_TAG = "quarantine"
-COUNTS_SCHEMA_VERSION = 1
+COUNTS_TAG = "counts"
+COUNTS_SCHEMA_VERSION = 2
+DATASET_SCHEMA_VERSION = 2
 DEFAULT_LOCAL_SHARDS = 2
 LOCAL_FIXED_SHARDS_WARN_BYTES = 2_000_000_000
 SHARD_SUFFIX = ".tfrecord"
-_JOB_OUTPUTS = ("frame", "video", "quarantine", "_counts", "counts.json", "dataset.json")
+TRANSFORM_DIR = "transform_fn"
+REPORT_FILE = "report.html"
+FRAMES_BUCKET, FRAMES_BUCKETS = 30, 12  # frames-per-video histogram in counts.json: 0-29, ..., 330+
+_TEMP_OUTPUTS = ("_counts", "_tft_tmp")
+_JOB_OUTPUTS = ("frame", "video", "quarantine", TRANSFORM_DIR, "counts.json", REPORT_FILE, "dataset.json",
+                *_TEMP_OUTPUTS)
 
 
 # ----------------------------------------------------------------------------- options
@@ -74,6 +102,20 @@ def _default_setup_file() -> str | None:
         if candidate.is_file():
             return str(candidate)
     return None
+
+
+def _default_worker_image() -> str | None:
+    """The project's Dataflow worker image, unless it is still the placeholder of images.yaml."""
+    try:
+        from yt8m_pipeline import images
+    except ImportError:  # the job also runs from a checkout without the package
+        return None
+    try:
+        image = images.image("dataflow")
+    except images.ImageConfigError as err:
+        _LOG.warning("dataflow: no worker image from images.yaml (%s)", err)
+        return None
+    return None if images.is_placeholder(image) else image
 
 
 def _normalise_runner(runner: str) -> str:
@@ -98,6 +140,8 @@ def build_pipeline_options(
     max_num_workers: int | None = None,
     sdk_container_image: str | None = None,
     job_name: str | None = None,
+    service_account_email: str | None = None,
+    num_workers: int | None = None,
     extra_args: Sequence[str] | None = None,
 ) -> PipelineOptions:
     """PipelineOptions for ``runner`` ("local" or "dataflow"); keyword arguments override ``extra_args``.
@@ -105,8 +149,13 @@ def build_pipeline_options(
     * local: single-worker, in-memory (run it with the FnApiRunner, see ``run_preprocess``);
       any other ``direct_num_workers`` / running mode is refused.
     * dataflow: DataflowRunner with project, region, a gs:// temp/staging location (default
-      ``<output_dir>/_beam/tmp`` and ``/staging``) and ``--setup_file`` (default: this repo's
-      setup.py) unless ``sdk_container_image`` is given. No network access happens here.
+      ``<output_dir>/_beam/tmp`` and ``/staging``), machine type, worker counts, and the worker
+      software: ``sdk_container_image`` (default: the project's Dataflow image from
+      ``yt8m_pipeline/configs/images.yaml`` / ``YT8M_DATAFLOW_IMAGE`` when it is not the
+      placeholder; slim: Beam + TF + TFT + the library, no kfp or aiplatform; runner v2 is
+      switched on, custom containers need it) or else ``--setup_file`` (this repo's setup.py:
+      installs every project dependency, kfp and aiplatform included, on every worker).
+      No network access happens here.
     """
     kind = _normalise_runner(runner)
     options = PipelineOptions(list(extra_args or []))
@@ -137,15 +186,27 @@ def build_pipeline_options(
         workers.machine_type = machine_type
     if max_num_workers:
         workers.max_num_workers = int(max_num_workers)
+    if num_workers:
+        workers.num_workers = int(num_workers)
+    if service_account_email:
+        gco.service_account_email = service_account_email
+    setup = options.view_as(SetupOptions)
     if sdk_container_image:
         workers.sdk_container_image = sdk_container_image
-    setup = options.view_as(SetupOptions)
+    elif not setup_file and not setup.setup_file and not workers.sdk_container_image:
+        workers.sdk_container_image = _default_worker_image()
     if setup_file:
         setup.setup_file = setup_file
     elif not setup.setup_file and not workers.sdk_container_image:
         setup.setup_file = _default_setup_file()
         if not setup.setup_file:
             raise ValueError("dataflow: cannot find the repo's setup.py; pass setup_file= or sdk_container_image=")
+        _LOG.warning("dataflow: no worker image; --setup_file installs every project dependency (kfp, aiplatform "
+                     "included) on each worker; build and pass the Dataflow image (docker/dataflow) instead")
+    if workers.sdk_container_image:
+        debug = options.view_as(DebugOptions)
+        if "use_runner_v2" not in (debug.experiments or []):
+            debug.add_experiment("use_runner_v2")
 
     problems = []
     if not gco.project:
@@ -176,50 +237,87 @@ def _bytes_feature(value: str | bytes):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
 
 
-def quarantine_example(raw: bytes, reason: str, detail: str, source: str, video_id: str = "") -> bytes:
-    """The serialized quarantine record: a tf.train.Example keeping the original bytes."""
+def _int_feature(value: int):
+    import tensorflow as tf
+
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def quarantine_example(raw: bytes, reason: str, detail: str, source: str, video_id: str = "", offset: int = -1,
+                       unreadable_bytes: int = 0) -> bytes:
+    """The serialized quarantine record: a tf.train.Example keeping the original bytes.
+
+    ``offset``: byte offset of the record (or of the unreadable range) in ``source``;
+    ``unreadable_bytes``: the size of an unreadable range (``raw`` is then empty).
+    """
     import tensorflow as tf
 
     feature = {"raw": _bytes_feature(raw), "reason": _bytes_feature(reason), "detail": _bytes_feature(detail),
-               "source": _bytes_feature(source), "video_id": _bytes_feature(video_id)}
+               "source": _bytes_feature(source), "video_id": _bytes_feature(video_id),
+               "offset": _int_feature(offset), "unreadable_bytes": _int_feature(unreadable_bytes)}
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-class ParseAndValidateFn(beam.DoFn):
-    """(source, raw) -> main: (source, video_id, raw, video_level_bytes); quarantine: (source, reason, bytes)."""
+def _reason_counters(prefix: str, reasons: Sequence[str]) -> dict:
+    return {r: Metrics.counter(METRICS_NAMESPACE, f"{prefix}{r}") for r in reasons}
 
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.num_classes = int(num_classes)
+
+class ReadFramedRecordsFn(beam.DoFn):
+    """file name -> main: (source, offset, raw); ``quarantine``: (source, reason, example); ``counts``: pairs.
+
+    Parses the TFRecord framing itself (``validation.scan_tfrecord``) so that damage never
+    fails the job: a data-CRC failure quarantines that record (``crc_mismatch``, raw bytes
+    kept) and the scan goes on; a truncated file, a length-CRC failure, an empty file or a
+    file that is not a TFRecord ends the file with ONE quarantine entry naming the byte
+    offset and the number of unreadable bytes (no bytes copied). Per-file totals (size,
+    framed bytes, records read, unreadable bytes) go out once per file on ``counts``.
+
+    One file is read by one worker, sequentially (YT8M shards are ~300 MB, so 1.3 TB is
+    ~4,000 files: plenty of parallelism); a single very large file is not split across
+    workers (splitting needs a resync on a damaged framing, which TFRecord cannot do).
+    """
 
     def setup(self):
+        self._files = Metrics.counter(METRICS_NAMESPACE, "files")
         self._read = Metrics.counter(METRICS_NAMESPACE, "read")
-        self._valid = Metrics.counter(METRICS_NAMESPACE, "valid")
-        self._quarantined = Metrics.counter(METRICS_NAMESPACE, "quarantined")
-        self._by_reason = {r: Metrics.counter(METRICS_NAMESPACE, f"quarantined_{r}") for r in validation.REASONS}
+        self._read_bytes = Metrics.counter(METRICS_NAMESPACE, "read_bytes")
+        self._unreadable_bytes = Metrics.counter(METRICS_NAMESPACE, "unreadable_bytes")
+        self._unreadable = _reason_counters("unreadable_", validation.UNREADABLE_REASONS)
+        self._crc = Metrics.counter(METRICS_NAMESPACE, f"quarantined_{validation.CRC_MISMATCH}")
 
-    def process(self, element):
-        source, raw = element
-        self._read.inc()
-        try:
-            video = validation.parse_frame_level(raw, self.num_classes, source)
-        except validation.InvalidRecord as err:
-            self._quarantined.inc()
-            counter = self._by_reason.get(err.reason) or Metrics.counter(METRICS_NAMESPACE, f"quarantined_{err.reason}")
-            counter.inc()
-            yield beam.pvalue.TaggedOutput(
-                QUARANTINE_TAG,
-                (source, err.reason, quarantine_example(raw, err.reason, err.detail, source, err.video_id)))
-            return
-        mean_rgb, mean_audio = validation.video_level_means(video)
-        video_bytes = writers.video_level_example(
-            video.video_id, video.labels, mean_rgb, mean_audio).SerializeToString()
-        self._valid.inc()
-        yield source, video.video_id, raw, video_bytes
+    def process(self, path):
+        self._files.inc()
+        size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+        read = read_bytes = framed = 0
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for item in validation.scan_tfrecord(f, size):
+                if isinstance(item, validation.Unreadable):
+                    self._unreadable[item.reason].inc()
+                    self._unreadable_bytes.inc(item.num_bytes)
+                    yield beam.pvalue.TaggedOutput(COUNTS_TAG, (("unreadable", path, f"{item.reason}@{item.offset}"),
+                                                                item.num_bytes))
+                    yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, (path, item.reason, quarantine_example(
+                        b"", item.reason, item.detail, path, offset=item.offset, unreadable_bytes=item.num_bytes)))
+                    continue
+                read += 1
+                read_bytes += len(item.data)
+                framed += item.framed_bytes
+                if not item.crc_ok:
+                    self._crc.inc()
+                    yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, (path, validation.CRC_MISMATCH, quarantine_example(
+                        item.data, validation.CRC_MISMATCH,
+                        f"record at offset {item.offset} ({len(item.data)} bytes) fails its data checksum",
+                        path, offset=item.offset)))
+                    continue
+                yield path, item.offset, item.data
+        self._read.inc(read)
+        self._read_bytes.inc(read_bytes)
+        for kind, n in (("size_bytes", size), ("framed_bytes", framed), ("read", read), ("read_bytes", read_bytes)):
+            yield beam.pvalue.TaggedOutput(COUNTS_TAG, ((kind, path, ""), n))
 
 
 class ReadWithSource(beam.PTransform):
-    """Expanded file list -> (source file, raw record bytes)."""
+    """Expanded file list -> main (source, offset, raw) + ``quarantine`` + ``counts`` (tagged outputs)."""
 
     def __init__(self, files: Sequence[str]):
         super().__init__()
@@ -228,11 +326,47 @@ class ReadWithSource(beam.PTransform):
     def expand(self, pbegin):
         return (pbegin
                 | "ListFiles" >> beam.Create(self.files)
-                | "ReadAllFromTFRecord" >> beam.io.tfrecordio.ReadAllFromTFRecord(with_filename=True))
+                # Fusion break: without it the whole read -> validate -> write chain fuses with the
+                # one-element-per-file Create and runs on one worker.
+                | "SpreadFiles" >> beam.Reshuffle()
+                | "ReadFramedRecords" >> beam.ParDo(ReadFramedRecordsFn()).with_outputs(
+                    QUARANTINE_TAG, COUNTS_TAG, main="records"))
+
+
+class ParseAndValidateFn(beam.DoFn):
+    """(source, offset, raw) -> main: (video_id, (source, offset, raw, num_frames)); quarantine: (source, reason, ex)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = int(num_classes)
+
+    def setup(self):
+        self._valid = Metrics.counter(METRICS_NAMESPACE, "valid")
+        self._quarantined = Metrics.counter(METRICS_NAMESPACE, "quarantined")
+        self._by_reason = _reason_counters("quarantined_", validation.REASONS)
+
+    def process(self, element):
+        if len(element) == 2:  # (source, raw): the record's offset is unknown
+            (source, raw), offset = element, -1
+        else:
+            source, offset, raw = element
+        try:
+            video = validation.parse_frame_level(raw, self.num_classes, source)
+        except validation.InvalidRecord as err:
+            self._quarantined.inc()
+            self._by_reason[err.reason].inc()
+            where = f" (offset {offset})" if offset >= 0 else ""
+            yield beam.pvalue.TaggedOutput(
+                QUARANTINE_TAG,
+                (source, err.reason, quarantine_example(raw, err.reason, err.detail + where, source, err.video_id,
+                                                        offset=offset)))
+            return
+        self._valid.inc()
+        yield video.video_id, (source, offset, raw, video.num_frames)
 
 
 class ParseAndValidate(beam.PTransform):
-    """(source, raw) -> tagged ``valid`` and ``quarantine`` PCollections."""
+    """(source, offset, raw) -> tagged ``valid`` and ``quarantine`` PCollections."""
 
     def __init__(self, num_classes: int):
         super().__init__()
@@ -243,26 +377,119 @@ class ParseAndValidate(beam.PTransform):
             QUARANTINE_TAG, main="valid")
 
 
+class KeepFirstCopyFn(beam.DoFn):
+    """(video_id, copies) -> main: (source, offset, video_id, raw, num_frames); quarantine: the other copies.
+
+    The copy kept is the one at the smallest (file name, byte offset): the same whatever the
+    runner, the worker or the order the copies arrive in.
+    """
+
+    def setup(self):
+        self._duplicates = Metrics.counter(METRICS_NAMESPACE, f"quarantined_{validation.DUPLICATE_VIDEO_ID}")
+        self._quarantined = Metrics.counter(METRICS_NAMESPACE, "quarantined")
+
+    def process(self, element):
+        video_id, copies = element
+        copies = sorted(copies, key=lambda c: (c[0], c[1]))
+        source, offset, raw, num_frames = copies[0]
+        yield source, offset, video_id, raw, num_frames
+        for dup_source, dup_offset, dup_raw, _ in copies[1:]:
+            self._duplicates.inc()
+            self._quarantined.inc()
+            detail = (f"video id {video_id!r} at offset {dup_offset} is also at offset {offset} of {source}, "
+                      "the copy kept")
+            yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, (dup_source, validation.DUPLICATE_VIDEO_ID, quarantine_example(
+                dup_raw, validation.DUPLICATE_VIDEO_ID, detail, dup_source, video_id, offset=dup_offset)))
+
+
+class DropDuplicateIds(beam.PTransform):
+    """(video_id, copy) -> one copy per video id (main) + the others (``quarantine``).
+
+    A keyed grouping (GroupByKey on the id), so no worker holds the ids of the whole input;
+    it shuffles the records once (on Dataflow through the Shuffle service).
+    """
+
+    def expand(self, valid):
+        return (valid
+                | "GroupByVideoId" >> beam.GroupByKey()
+                | "KeepFirstCopy" >> beam.ParDo(KeepFirstCopyFn()).with_outputs(QUARANTINE_TAG, main="kept"))
+
+
 def _with_split(element, folds: int, holdout_fraction: float):
-    source, video_id, raw, video_bytes = element
-    return (folds_lib.assign_split(video_id, folds, holdout_fraction), source, video_id, raw, video_bytes)
+    source, offset, video_id, raw, num_frames = element
+    return folds_lib.assign_split(video_id, folds, holdout_fraction), source, video_id, raw, num_frames
 
 
 class AssignSplit(beam.PTransform):
-    """valid records -> {"assigned": all (split, source, id, raw, video), <split>: that split's records}."""
+    """kept records -> {"assigned": all (split, source, id, raw, num_frames), <split>: that split's records}."""
 
     def __init__(self, folds: int, holdout_fraction: float):
         super().__init__()
         self.folds, self.holdout_fraction = folds, holdout_fraction
         self.splits = folds_lib.split_names(folds, holdout_fraction)
 
-    def expand(self, valid):
+    def expand(self, kept):
         index = {s: i for i, s in enumerate(self.splits)}
-        assigned = valid | "Assign" >> beam.Map(_with_split, self.folds, self.holdout_fraction)
+        assigned = kept | "Assign" >> beam.Map(_with_split, self.folds, self.holdout_fraction)
         parts = assigned | "PartitionBySplit" >> beam.Partition(lambda e, n: index[e[0]], len(self.splits))
         out = {"assigned": assigned}
         out.update({s: parts[i] for s, i in index.items()})
         return out
+
+
+def _video_example(instance: dict, folds: int, holdout_fraction: float, standardized: bool):
+    """A transformed instance (yt8m.transform outputs) -> (split, serialized video-level Example)."""
+    video_id = instance[transform_lib.ID]
+    video_id = video_id if isinstance(video_id, bytes) else bytes(video_id)
+    extra = {}
+    if standardized:
+        extra = {transform_lib.MEAN_RGB_Z: instance[transform_lib.MEAN_RGB_Z],
+                 transform_lib.MEAN_AUDIO_Z: instance[transform_lib.MEAN_AUDIO_Z]}
+    example = writers.video_level_example(video_id, [int(x) for x in instance[transform_lib.LABELS]],
+                                          instance[transform_lib.MEAN_RGB], instance[transform_lib.MEAN_AUDIO],
+                                          **extra)
+    return folds_lib.assign_split(video_id, folds, holdout_fraction), example.SerializeToString()
+
+
+class AnalyzeAndTransform(beam.PTransform):
+    """Kept raw records -> (transform_fn written to ``transform_dir``, {split: video-level Example bytes}).
+
+    tensorflow-transform in the same pipeline: raw SequenceExamples -> Arrow RecordBatches
+    (tfx_bsl ``TFSequenceExampleRecord``) -> ``AnalyzeDataset(yt8m.transform preprocessing_fn)``
+    -> ``TransformDataset`` (the statistics outputs excluded) -> one video-level Example per
+    video, routed to its split by the same stable hash of its id.
+    """
+
+    def __init__(self, num_classes: int, folds: int, holdout_fraction: float, transform_dir: str, temp_dir: str,
+                 standardized_features: bool = False):
+        super().__init__()
+        self.num_classes, self.folds, self.holdout_fraction = num_classes, folds, holdout_fraction
+        self.transform_dir, self.temp_dir = transform_dir, temp_dir
+        self.standardized = standardized_features
+        self.splits = folds_lib.split_names(folds, holdout_fraction)
+
+    def expand(self, raw_records):
+        import tensorflow_transform.beam as tft_beam
+        from tfx_bsl.public import tfxio
+
+        source = tfxio.TFSequenceExampleRecord(file_pattern="unused", telemetry_descriptors=["yt8m", "preprocess"],
+                                               schema=transform_lib.raw_schema())
+        exclude = list(transform_lib.STAT_OUTPUTS)
+        if not self.standardized:
+            exclude += list(transform_lib.STANDARDIZED_OUTPUTS)
+        with tft_beam.Context(temp_dir=self.temp_dir):
+            batches = raw_records | "ToRecordBatches" >> source.RawRecordToRecordBatch()
+            dataset = (batches, source.TensorAdapterConfig())
+            transform_fn = dataset | "Analyze" >> tft_beam.AnalyzeDataset(
+                transform_lib.make_preprocessing_fn(self.num_classes))
+            transformed, _ = ((dataset, transform_fn)
+                              | "Transform" >> tft_beam.TransformDataset(exclude_outputs=exclude))
+            _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self.transform_dir)
+        index = {s: i for i, s in enumerate(self.splits)}
+        examples = transformed | "ToVideoExamples" >> beam.Map(_video_example, self.folds, self.holdout_fraction,
+                                                              self.standardized)
+        parts = examples | "PartitionBySplit" >> beam.Partition(lambda e, n: index[e[0]], len(self.splits))
+        return {s: parts[i] | f"VideoBytes/{s}" >> beam.Map(lambda e: e[1]) for s, i in index.items()}
 
 
 class CountOutputRecordsFn(beam.DoFn):
@@ -301,15 +528,16 @@ def count_tfrecords(path: str) -> int:
     return n
 
 
-def _write_tfrecords(pcoll, prefix: str, num_shards: int, kind: str, split: str, label: str, verify: bool = True):
-    """WriteToTFRecord (+ count what landed on disk if ``verify``); returns a count-pairs PCollection or None."""
+def _write_tfrecords(pcoll, prefix: str, num_shards: int, kind: str, split: str, label: str, verify: bool):
+    """WriteToTFRecord; returns (count pairs of what went INTO the write [+ what is on disk], file-name lines)."""
+    counted = pcoll | f"CountWrite{label}" >> beam.Map(lambda _: (("write_records", kind, split), 1))
     files = pcoll | f"Write{label}" >> beam.io.WriteToTFRecord(
         prefix, file_name_suffix=SHARD_SUFFIX, num_shards=int(num_shards))
+    files = files | f"Restamp{label}" >> beam.Map(lambda f: beam.window.TimestampedValue(f, 0))
+    names = files | f"FileName{label}" >> beam.Map(lambda f: json.dumps([kind, split, f]))
     if not verify:
-        return None
-    return (files
-            | f"Restamp{label}" >> beam.Map(lambda f: beam.window.TimestampedValue(f, 0))
-            | f"CountOnDisk{label}" >> beam.ParDo(CountOutputRecordsFn(kind, split)))
+        return [counted], names
+    return [counted, files | f"CountOnDisk{label}" >> beam.ParDo(CountOutputRecordsFn(kind, split))], names
 
 
 def _count_line(kv) -> str:
@@ -317,74 +545,114 @@ def _count_line(kv) -> str:
     return json.dumps([kind, a, b, int(n)])
 
 
+def _frames_bucket(num_frames: int) -> str:
+    low = min(int(num_frames) // FRAMES_BUCKET, FRAMES_BUCKETS - 1) * FRAMES_BUCKET
+    return f"{low}+" if low == (FRAMES_BUCKETS - 1) * FRAMES_BUCKET else f"{low}-{low + FRAMES_BUCKET - 1}"
+
+
 def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: str, num_classes: int, folds: int,
-                   holdout_fraction: float, shards: Mapping[str, int], verify_outputs: bool = True) -> None:
+                   holdout_fraction: float, shards: Mapping[str, int], verify_outputs: bool = False, *,
+                   temp_dir: str | None = None, standardized_features: bool = False) -> None:
     """Attach the preprocessing graph to ``pipeline`` (used by run_preprocess; handy in tests).
 
-    ``verify_outputs``: count the records in the written files (header walk) so the reconciliation
-    also covers the writes; costs one extra read of the outputs.
+    Counts come from the steps themselves (records read per file, quarantined per reason,
+    written per split, and what went INTO each write); ``verify_outputs`` also re-reads the
+    written files' headers and counts the records on disk (one extra read of the outputs).
     """
     splits = folds_lib.split_names(folds, holdout_fraction)
-    records = pipeline | "ReadWithSource" >> ReadWithSource(files)
-    parsed = records | "ParseAndValidate" >> ParseAndValidate(num_classes)
-    by_split = parsed.valid | "AssignSplit" >> AssignSplit(folds, holdout_fraction)
-    quarantine = parsed[QUARANTINE_TAG]
+    temp_dir = temp_dir or storage.join(output_dir, "_tft_tmp")
+    read = pipeline | "ReadWithSource" >> ReadWithSource(files)
+    parsed = read.records | "ParseAndValidate" >> ParseAndValidate(num_classes)
+    deduped = parsed.valid | "DropDuplicateIds" >> DropDuplicateIds()
+    by_split = deduped.kept | "AssignSplit" >> AssignSplit(folds, holdout_fraction)
+    quarantine = ((read[QUARANTINE_TAG], parsed[QUARANTINE_TAG], deduped[QUARANTINE_TAG])
+                  | "FlattenQuarantine" >> beam.Flatten())
+    unreadable = set(validation.UNREADABLE_REASONS)
 
     counts = [
-        records | "CountRead" >> beam.FlatMap(lambda e: [(("read", e[0], ""), 1),
-                                                        (("read_bytes", e[0], ""), len(e[1]))]),
-        by_split["assigned"] | "CountWritten" >> beam.Map(lambda e: (("written", e[1], e[0]), 1)),
-        quarantine | "CountQuarantined" >> beam.Map(lambda e: (("quarantined", e[0], e[1]), 1)),
+        read[COUNTS_TAG],
+        by_split["assigned"] | "CountWritten" >> beam.FlatMap(
+            lambda e: [(("written", e[1], e[0]), 1), (("frames_hist", "", _frames_bucket(e[4])), 1)]),
+        quarantine | "CountQuarantined" >> beam.FlatMap(
+            lambda e: [] if e[1] in unreadable else [(("quarantined", e[0], e[1]), 1)]),
     ]
+    file_lines = []
     for split in splits:
-        part = by_split[split]
-        frames = part | f"FrameBytes/{split}" >> beam.Map(lambda e: e[3])
-        videos = part | f"VideoBytes/{split}" >> beam.Map(lambda e: e[4])
-        counts.append(_write_tfrecords(frames, storage.join(output_dir, "frame", split, "part"), shards[split],
-                                       "frame", split, f"Frame/{split}", verify_outputs))
-        counts.append(_write_tfrecords(videos, storage.join(output_dir, "video", split, "part"), shards[split],
-                                       "video", split, f"Video/{split}", verify_outputs))
+        frames = by_split[split] | f"FrameBytes/{split}" >> beam.Map(lambda e: e[3])
+        c, names = _write_tfrecords(frames, storage.join(output_dir, "frame", split, "part"), shards[split],
+                                    "frame", split, f"Frame/{split}", verify_outputs)
+        counts += c
+        file_lines.append(names)
+    kept_raw = by_split["assigned"] | "KeptRecordBytes" >> beam.Map(lambda e: e[3])
+    videos = kept_raw | "AnalyzeAndTransform" >> AnalyzeAndTransform(
+        num_classes, folds, holdout_fraction, storage.join(output_dir, TRANSFORM_DIR), temp_dir,
+        standardized_features)
+    for split in splits:
+        c, names = _write_tfrecords(videos[split], storage.join(output_dir, "video", split, "part"), shards[split],
+                                    "video", split, f"Video/{split}", verify_outputs)
+        counts += c
+        file_lines.append(names)
     q_bytes = quarantine | "QuarantineBytes" >> beam.Map(lambda e: e[2])
-    counts.append(_write_tfrecords(q_bytes, storage.join(output_dir, "quarantine", "part"), shards["quarantine"],
-                                   "quarantine", "", "Quarantine", verify_outputs))
-    _ = ([c for c in counts if c is not None]
+    c, names = _write_tfrecords(q_bytes, storage.join(output_dir, "quarantine", "part"), shards["quarantine"],
+                                "quarantine", "", "Quarantine", verify_outputs)
+    counts += c
+    file_lines.append(names)
+    _ = (counts
          | "FlattenCounts" >> beam.Flatten()
          | "CountRecords" >> beam.CombinePerKey(sum)
          | "CountLines" >> beam.Map(_count_line)
          | "WriteCounts" >> beam.io.WriteToText(storage.join(output_dir, "_counts", "counts"),
                                                 file_name_suffix=".jsonl", num_shards=1, shard_name_template=""))
+    _ = (file_lines
+         | "FlattenFileNames" >> beam.Flatten()
+         | "WriteFileNames" >> beam.io.WriteToText(storage.join(output_dir, "_counts", "files"),
+                                                   file_name_suffix=".jsonl", num_shards=1, shard_name_template=""))
 
 
 # ----------------------------------------------------------------------------- counts & reconciliation
 
 def _empty_file_counts(splits: Sequence[str]) -> dict:
-    return {"read": 0, "read_bytes": 0, "written": {s: 0 for s in splits}, "written_total": 0,
+    return {"size_bytes": 0, "framed_bytes": 0, "read": 0, "read_bytes": 0, "unreadable_bytes": 0, "unreadable": [],
+            "written": {s: 0 for s in splits}, "written_total": 0,
             "quarantined": {r: 0 for r in validation.REASONS}, "quarantined_total": 0}
+
+
+_SUMMED = ("size_bytes", "framed_bytes", "read", "read_bytes", "unreadable_bytes", "written_total",
+           "quarantined_total")
 
 
 def assemble_counts(lines: Sequence[str], files: Sequence[str], splits: Sequence[str]) -> dict:
     """counts.json content (without reconciliation) from the job's count lines."""
     per_file = {f: _empty_file_counts(splits) for f in files}
+    writes = {"frame": {s: 0 for s in splits}, "video": {s: 0 for s in splits}, "quarantine": 0}
     outputs = {"frame": {s: 0 for s in splits}, "video": {s: 0 for s in splits}, "quarantine": 0}
     output_files = {"frame": {s: 0 for s in splits}, "video": {s: 0 for s in splits}, "quarantine": 0}
+    frames_hist: dict[str, int] = {}
     unexpected_sources: set[str] = set()
     for line in lines:
         if not line.strip():
             continue
         kind, a, b, n = json.loads(line)
-        if kind in ("output_records", "output_files"):
-            target = outputs if kind == "output_records" else output_files
+        if kind in ("write_records", "output_records", "output_files"):
+            target = {"write_records": writes, "output_records": outputs, "output_files": output_files}[kind]
             if a == "quarantine":
                 target["quarantine"] += n
             else:
                 target[a][b] = target[a].get(b, 0) + n
             continue
+        if kind == "frames_hist":
+            frames_hist[b] = frames_hist.get(b, 0) + n
+            continue
         if a not in per_file:
             unexpected_sources.add(a)
             per_file[a] = _empty_file_counts(splits)
         entry = per_file[a]
-        if kind in ("read", "read_bytes"):
+        if kind in ("read", "read_bytes", "size_bytes", "framed_bytes"):
             entry[kind] += n
+        elif kind == "unreadable":
+            reason, _, offset = b.rpartition("@")
+            entry["unreadable"].append({"offset": int(offset), "bytes": n, "reason": reason})
+            entry["unreadable_bytes"] += n
         elif kind == "written":
             entry["written"][b] = entry["written"].get(b, 0) + n
             entry["written_total"] += n
@@ -394,42 +662,71 @@ def assemble_counts(lines: Sequence[str], files: Sequence[str], splits: Sequence
         else:
             raise ValueError(f"unknown count line {line!r}")
     total = _empty_file_counts(splits)
+    del total["unreadable"]
+    total["unreadable_files"] = {r: 0 for r in validation.UNREADABLE_REASONS}
     for entry in per_file.values():
-        total["read"] += entry["read"]
-        total["read_bytes"] += entry["read_bytes"]
-        total["written_total"] += entry["written_total"]
-        total["quarantined_total"] += entry["quarantined_total"]
+        entry["unreadable"].sort(key=lambda u: u["offset"])
+        for key in _SUMMED:
+            total[key] += entry[key]
         for s, n in entry["written"].items():
             total["written"][s] = total["written"].get(s, 0) + n
         for r, n in entry["quarantined"].items():
             total["quarantined"][r] = total["quarantined"].get(r, 0) + n
+        for u in entry["unreadable"]:
+            total["unreadable_files"][u["reason"]] = total["unreadable_files"].get(u["reason"], 0) + 1
     return {"schema_version": COUNTS_SCHEMA_VERSION, "splits": list(splits), "total": total, "per_file": per_file,
-            "output_records": outputs, "output_files": output_files,
+            "write_records": writes, "output_records": outputs, "output_files": output_files,
+            "frames_histogram": dict(sorted(frames_hist.items(), key=lambda kv: int(kv[0].split("-")[0].rstrip("+")))),
             "unexpected_sources": sorted(unexpected_sources)}
 
 
-def reconcile(counts: dict, verify_outputs: bool = True) -> list[str]:
-    """Every way the counts disagree (empty list = reconciled); on-disk counts only if ``verify_outputs``."""
+def _record_balance(name: str, e: dict) -> list[str]:
     problems = []
-    for src in counts["unexpected_sources"]:
-        problems.append(f"records came from a file that was not in the input list: {src}")
+    if e["read"] != e["written_total"] + e["quarantined_total"]:
+        problems.append(f"{name}: read {e['read']} != written {e['written_total']} + quarantined "
+                        f"{e['quarantined_total']}")
+    if e["size_bytes"] != e["framed_bytes"] + e["unreadable_bytes"]:
+        problems.append(f"{name}: {e['size_bytes']} bytes != {e['framed_bytes']} bytes of records + "
+                        f"{e['unreadable_bytes']} unreadable bytes")
+    return problems
+
+
+def reconcile(counts: dict, verify_outputs: bool = True) -> list[str]:
+    """Every way the counts disagree (empty list = reconciled).
+
+    Per input file and in total: records read == written + quarantined, and file bytes ==
+    bytes of framed records + unreadable bytes. Per split: records written == records that
+    went into the frame write == into the video write; quarantined records + unreadable
+    ranges == records that went into the quarantine write. With ``verify_outputs``, the
+    records found in the written files equal what went into the writes.
+    """
+    problems = [f"records came from a file that was not in the input list: {src}"
+                for src in counts["unexpected_sources"]]
     for src, e in counts["per_file"].items():
-        if e["read"] != e["written_total"] + e["quarantined_total"]:
-            problems.append(f"{src}: read {e['read']} != written {e['written_total']} + quarantined "
-                            f"{e['quarantined_total']}")
+        if e["size_bytes"] == 0 and e["read"] == 0 and not e["unreadable"]:
+            problems.append(f"{src}: never read (no size, no records, no unreadable range)")
+        problems += _record_balance(src, e)
     t = counts["total"]
-    if t["read"] != t["written_total"] + t["quarantined_total"]:
-        problems.append(f"total: read {t['read']} != written {t['written_total']} + quarantined "
-                        f"{t['quarantined_total']}")
+    problems += _record_balance("total", t)
+    writes = counts["write_records"]
+    for kind in ("frame", "video"):
+        for split, n in t["written"].items():
+            went = writes[kind].get(split, 0)
+            if went != n:
+                problems.append(f"{kind}/{split}: {n} records written but {went} went into the {kind} write")
+    ranges = sum(t["unreadable_files"].values())
+    if writes["quarantine"] != t["quarantined_total"] + ranges:
+        problems.append(f"quarantine: {t['quarantined_total']} records + {ranges} unreadable ranges quarantined "
+                        f"but {writes['quarantine']} went into the quarantine write")
     if not verify_outputs:
         return problems
     for kind in ("frame", "video"):
-        for split, n in t["written"].items():
+        for split, n in writes[kind].items():
             on_disk = counts["output_records"][kind].get(split, 0)
             if on_disk != n:
                 problems.append(f"{kind}/{split}: {n} records sent to the writer but {on_disk} found in the files")
-    if counts["output_records"]["quarantine"] != t["quarantined_total"]:
-        problems.append(f"quarantine: {t['quarantined_total']} records quarantined but "
+    if counts["output_records"]["quarantine"] != writes["quarantine"]:
+        problems.append(f"quarantine: {writes['quarantine']} records sent to the writer but "
                         f"{counts['output_records']['quarantine']} found in the files")
     return problems
 
@@ -451,6 +748,9 @@ def _resolve_shards(num_shards, splits: Sequence[str], kind: str) -> dict[str, i
         shards = {s: int(num_shards) for s in list(splits) + ["quarantine"]}
     if any(n < 0 for n in shards.values()):
         raise ValueError(f"num_shards must be >= 0 (0 = let Beam decide), got {shards}")
+    if kind == "dataflow" and any(n == 1 for n in shards.values()):
+        raise ValueError("num_shards=1 on Dataflow funnels a whole split through one worker; use 0 (Beam decides) "
+                         "or a count >= 2")
     return shards
 
 
@@ -465,19 +765,56 @@ def _clear_previous_outputs(output_dir: str) -> None:
                 storage.gfile.remove(path)
 
 
-def _input_bytes(pattern: str, files: Sequence[str]) -> int | None:
-    wanted = set(files)
+def _file_sizes(files: Sequence[str]) -> dict[str, int]:
+    result = {}
+    for match in FileSystems.match(list(files)):
+        for m in match.metadata_list:
+            result[m.path] = m.size_in_bytes
+    return result
+
+
+def source_fingerprint(sizes: Mapping[str, int]) -> dict:
+    """sha256 over the sorted (file, size) of the input: changes when a file is added, removed or resized."""
+    h = hashlib.sha256()
+    for path in sorted(sizes):
+        h.update(f"{path}\t{sizes[path]}\n".encode("utf-8"))
+    return {"digest": f"sha256:{h.hexdigest()}", "files": len(sizes), "bytes": int(sum(sizes.values())),
+            "method": "sha256 of sorted (path, size in bytes)"}
+
+
+def _relative(path: str, root: str) -> str:
+    root = root.rstrip("/") + "/"
+    if not path.startswith(root):
+        raise ValueError(f"output file {path} is not under {root}")
+    return path[len(root):]
+
+
+def _output_files(lines: Sequence[str], output_dir: str, splits: Sequence[str]) -> dict:
+    files: dict = {"frame": {s: [] for s in splits}, "video": {s: [] for s in splits}, "quarantine": []}
+    for line in lines:
+        if not line.strip():
+            continue
+        kind, split, path = json.loads(line)
+        target = files["quarantine"] if kind == "quarantine" else files[kind][split]
+        target.append(_relative(path, output_dir))
+    for kind in ("frame", "video"):
+        for split in splits:
+            files[kind][split].sort()
+    files["quarantine"].sort()
+    return files
+
+
+def _metric_counters(result) -> dict[str, int]:
+    """The job's Beam counters (``yt8m.preprocess`` namespace), committed values; {} if the runner has none."""
     try:
-        parts = [p.strip() for p in pattern.split(",") if p.strip()]
-        parts = [p if "://" in p else os.path.abspath(p) for p in parts]
-        sizes = {m.path: m.size_in_bytes for r in FileSystems.match(parts) for m in r.metadata_list}
-        return sum(sizes[f] for f in wanted if f in sizes)
-    except Exception:  # sizes are for the log line only
-        return None
-
-
-def _glob_outputs(output_dir: str, *parts: str) -> list[str]:
-    return sorted(storage.gfile.glob(storage.join(output_dir, *parts, "part-*" + SHARD_SUFFIX)))
+        query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    except (NotImplementedError, AttributeError):
+        return {}
+    out: dict[str, int] = {}
+    for c in query["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return dict(sorted(out.items()))
 
 
 def run_preprocess(
@@ -492,38 +829,45 @@ def run_preprocess(
     num_shards: int | Mapping[str, int] | None = None,
     pipeline_options: PipelineOptions | None = None,
     clear_output: bool = True,
-    verify_outputs: bool = True,
+    verify_outputs: bool = False,
+    standardized_features: bool = False,
+    write_report: bool = True,
+    source_fingerprint_value: str | None = None,
 ) -> dict:
     """Run the job and return the reconciled counts (also written to ``OUT/counts.json``).
 
     ``num_shards``: shards per split output (an int, or ``{split: n, "quarantine": n}``);
-    0 lets Beam decide; default 2 per split and 1 for quarantine locally, 0 on Dataflow.
-    ``pipeline_args`` go to ``build_pipeline_options`` (e.g. ``--project``, ``--region`` for
-    Dataflow) unless ``pipeline_options`` is given. ``verify_outputs`` also counts the records
-    found in the written files (one extra read of the outputs; turn off for very large
-    Dataflow runs if that read is too costly). Raises FileNotFoundError if no input file
-    matches, RuntimeError if the counts do not reconcile.
+    0 lets Beam decide; default 2 per split and 1 for quarantine locally, 0 on Dataflow
+    (where 1 is refused). ``pipeline_args`` go to ``build_pipeline_options`` (e.g.
+    ``--project``, ``--region`` for Dataflow) unless ``pipeline_options`` is given.
+    ``verify_outputs``: also count the records found in the written files (one extra read of
+    the outputs); the counts always reconcile against what went into each write.
+    ``standardized_features``: also write the z-scored means (``mean_rgb_z``, ``mean_audio_z``)
+    into the video-level shards. ``source_fingerprint_value``: the caller's fingerprint of the
+    input (kept in dataset.json beside the job's own (path, size) digest).
+    Raises FileNotFoundError if no input file matches, RuntimeError if the counts do not
+    reconcile; damaged input is quarantined, never raised.
     """
     kind = _normalise_runner(runner)
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     splits = folds_lib.split_names(folds, holdout_fraction)
     files = [f if "://" in f else os.path.abspath(f) for f in storage.expand_pattern(input_pattern)]
-    if kind == "local" and "://" not in output_dir:
+    if "://" not in output_dir:
         output_dir = os.path.abspath(output_dir)
     shards = _resolve_shards(num_shards, splits, kind)
     options = pipeline_options or build_pipeline_options(kind, output_dir, extra_args=pipeline_args)
-    input_bytes = _input_bytes(input_pattern, files)
-    if kind == "local" and input_bytes and input_bytes > LOCAL_FIXED_SHARDS_WARN_BYTES and any(shards.values()):
+    sizes = _file_sizes(files)
+    input_bytes = sum(sizes.values())
+    if kind == "local" and input_bytes > LOCAL_FIXED_SHARDS_WARN_BYTES and any(shards.values()):
         _LOG.warning("preprocess: a fixed shard count groups every record in memory on the local runner (%.1f GB "
                      "of input); pass num_shards=0 to stream the writes", input_bytes / 1e9)
     if clear_output:
         _clear_previous_outputs(output_dir)
     storage.gfile.makedirs(output_dir)
 
-    _LOG.info("preprocess: %d input files (%s) matching %r -> %s; runner=%s; splits=%s; shards=%s",
-              len(files), "?" if input_bytes is None else f"{input_bytes / 1e6:.1f} MB", input_pattern, output_dir,
-              kind, splits, shards)
+    _LOG.info("preprocess: %d input files (%.1f MB) matching %r -> %s; runner=%s; splits=%s; shards=%s",
+              len(files), input_bytes / 1e6, input_pattern, output_dir, kind, splits, shards)
     start = time.time()
     if kind == "local":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -531,7 +875,8 @@ def run_preprocess(
         pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
     else:
         pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, files, output_dir, int(num_classes), folds, holdout_fraction, shards, verify_outputs)
+    build_pipeline(pipeline, files, output_dir, int(num_classes), folds, holdout_fraction, shards, verify_outputs,
+                   standardized_features=standardized_features)
     result = pipeline.run()
     state = result.wait_until_finish()
     elapsed = time.time() - start
@@ -539,8 +884,7 @@ def run_preprocess(
         raise RuntimeError(f"preprocess: the Beam job ended in state {state}")
     _LOG.info("preprocess: Beam job finished (%s) in %.1f s; reconciling counts", state, elapsed)
 
-    count_file = storage.join(output_dir, "_counts", "counts.jsonl")
-    lines = storage.read_text(count_file).splitlines()
+    lines = storage.read_text(storage.join(output_dir, "_counts", "counts.jsonl")).splitlines()
     counts = assemble_counts(lines, files, splits)
     problems = reconcile(counts, verify_outputs)
     if not verify_outputs:
@@ -550,66 +894,146 @@ def run_preprocess(
         "input_pattern": input_pattern, "num_input_files": len(files), "runner": kind,
         "elapsed_seconds": round(elapsed, 3),
         "records_per_second": round(total["read"] / elapsed, 2) if elapsed > 0 else None,
-        "mb_per_second": round(total["read_bytes"] / 1e6 / elapsed, 2) if elapsed > 0 else None,
+        "mb_per_second": round(total["size_bytes"] / 1e6 / elapsed, 2) if elapsed > 0 else None,
         "reconciled": not problems, "problems": problems, "outputs_verified": bool(verify_outputs),
+        "counters": _metric_counters(result),
     })
     storage.write_json(storage.join(output_dir, "counts.json"), counts)
     if problems:
         raise RuntimeError(f"preprocess: counts do not reconcile ({len(problems)} problems; see "
                            f"{storage.join(output_dir, 'counts.json')}): " + "; ".join(problems[:10]))
-    storage.gfile.rmtree(storage.join(output_dir, "_counts"))
+    out_files = _output_files(storage.read_text(storage.join(output_dir, "_counts", "files.jsonl")).splitlines(),
+                              output_dir, splits)
+    stats = transform_lib.statistics(storage.join(output_dir, TRANSFORM_DIR)) if total["written_total"] else None
+    if write_report:
+        from yt8m_pipeline.beam_jobs import report
+
+        report.write_report(storage.join(output_dir, REPORT_FILE), counts, stats, num_classes=int(num_classes))
+    for name in _TEMP_OUTPUTS:
+        if storage.gfile.exists(storage.join(output_dir, name)):
+            storage.gfile.rmtree(storage.join(output_dir, name))
 
     dataset = {
+        "schema_version": DATASET_SCHEMA_VERSION,
         "num_classes": int(num_classes), "folds": folds, "holdout_fraction": float(holdout_fraction),
-        "split_hash": folds_lib.HASH_DESCRIPTION, "input_pattern": input_pattern, "input_files": files,
-        "splits": {s: {"num_videos": total["written"][s],
-                       "frame_files": _glob_outputs(output_dir, "frame", s),
-                       "video_files": _glob_outputs(output_dir, "video", s)} for s in splits},
+        "split_hash": folds_lib.HASH_DESCRIPTION, "max_frames": schema.MAX_FRAMES,
+        "frame_rule": f"frame shards keep every frame; features use the first {schema.MAX_FRAMES}",
+        "input_pattern": input_pattern, "input_files": files,
+        "source_fingerprint": dict(source_fingerprint(sizes), given=source_fingerprint_value),
+        "paths_relative_to": "the directory of this file",
+        "splits": {s: {"num_videos": total["written"][s], "frame_files": out_files["frame"][s],
+                       "video_files": out_files["video"][s]} for s in splits},
+        "video_features": {"mean_rgb": schema.RGB_SIZE, "mean_audio": schema.AUDIO_SIZE,
+                           **({"mean_rgb_z": schema.RGB_SIZE, "mean_audio_z": schema.AUDIO_SIZE}
+                              if standardized_features else {})},
+        "transform_fn": TRANSFORM_DIR if total["written_total"] else None,
+        "report": REPORT_FILE if write_report else None,
+        "counts_file": "counts.json",
         "quarantine": {"num_records": total["quarantined_total"], "by_reason": total["quarantined"],
-                       "files": _glob_outputs(output_dir, "quarantine")},
+                       "unreadable_bytes": total["unreadable_bytes"], "unreadable_files": total["unreadable_files"],
+                       "files": out_files["quarantine"]},
         "counts": {"read": total["read"], "written": total["written"], "written_total": total["written_total"],
-                   "quarantined": total["quarantined"], "quarantined_total": total["quarantined_total"]},
+                   "quarantined": total["quarantined"], "quarantined_total": total["quarantined_total"],
+                   "unreadable_bytes": total["unreadable_bytes"], "size_bytes": total["size_bytes"]},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     storage.write_json(storage.join(output_dir, "dataset.json"), dataset)
-    quarantined = {r: n for r, n in total["quarantined"].items() if n}
-    _LOG.info("preprocess: %d records from %d files in %.1f s (%.0f records/s, %.1f MB/s): written %d %s, "
-              "quarantined %d %s", total["read"], len(files), elapsed, counts["records_per_second"] or 0,
-              counts["mb_per_second"] or 0, total["written_total"], total["written"], total["quarantined_total"],
-              quarantined)
+    for line in summary_lines(counts, output_dir):
+        _LOG.info("preprocess: %s", line)
     return counts
+
+
+def summary_lines(counts: dict, output_dir: str) -> list[str]:
+    """The job's summary: what was read, written, quarantined and unreadable, and where it went."""
+    t = counts["total"]
+    quarantined = ", ".join(f"{r} {n}" for r, n in t["quarantined"].items() if n) or "none"
+    unreadable = ", ".join(f"{r} {n}" for r, n in t["unreadable_files"].items() if n) or "none"
+    written = ", ".join(f"{s} {n}" for s, n in t["written"].items())
+    return [
+        f"read {t['read']:,} records ({t['size_bytes'] / 1e6:,.1f} MB) from {counts['num_input_files']} files in "
+        f"{counts['elapsed_seconds']:.1f} s ({counts['records_per_second'] or 0:,.0f} records/s, "
+        f"{counts['mb_per_second'] or 0:,.1f} MB/s)",
+        f"written {t['written_total']:,} ({written})",
+        f"quarantined {t['quarantined_total']:,} ({quarantined}); unreadable {t['unreadable_bytes']:,} bytes "
+        f"(files: {unreadable})",
+        f"dataset: {output_dir}",
+    ]
 
 
 # ----------------------------------------------------------------------------- CLI
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m yt8m_pipeline.beam_jobs.preprocess",
-        description="Validate frame-level YT8M TFRecords, assign folds by a stable hash of the video id, write "
-                    "frame- and video-level splits, a quarantine and reconciled counts.",
-        epilog="Unrecognised --flags are passed to Beam as pipeline options (e.g. --experiments=...).")
-    p.add_argument("--input", required=True, help="glob of frame-level TFRecords (comma-separated globs allowed)")
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in ONE line (``prog: error: ...``), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The job's flags, for this module's CLI and for the ``yt8m preprocess`` verb."""
+    p.add_argument("--input", required=True, help="frame-level TFRecords: a glob, or several comma-separated "
+                   "(local or gs://)")
     p.add_argument("--output", required=True, help="output directory (local or gs://)")
-    p.add_argument("--num-classes", type=int, default=3862)
+    p.add_argument("--num-classes", type=int, default=schema.NUM_CLASSES)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--holdout", type=float, default=0.1, help="fraction of videos in the holdout split")
     p.add_argument("--runner", choices=["local", "dataflow"], default="local")
     p.add_argument("--num-shards", type=int, default=None,
                    help="output shards per split (0 = let Beam decide; default 2 local, 0 on Dataflow)")
+    p.add_argument("--standardized", action="store_true",
+                   help="also write z-scored video-level means (mean_rgb_z, mean_audio_z)")
+    p.add_argument("--verify-outputs", action="store_true",
+                   help="also re-read every written file and count its records (one more read of the outputs)")
+    p.add_argument("--no-verify-outputs", dest="verify_outputs", action="store_false", help=argparse.SUPPRESS)
+    p.add_argument("--no-report", dest="report", action="store_false", help="do not write report.html")
     g = p.add_argument_group("Dataflow")
     g.add_argument("--project")
     g.add_argument("--region")
     g.add_argument("--temp-location")
     g.add_argument("--staging-location")
-    g.add_argument("--setup-file", help="default: the repo's setup.py")
+    g.add_argument("--setup-file", help="install the project on workers from this setup.py (heavier than the image)")
     g.add_argument("--machine-type")
     g.add_argument("--max-num-workers", type=int)
-    g.add_argument("--sdk-container-image")
+    g.add_argument("--num-workers", type=int)
+    g.add_argument("--sdk-container-image", help="worker image (default: the Dataflow image of images.yaml)")
+    g.add_argument("--service-account-email")
     g.add_argument("--job-name")
-    p.add_argument("--no-verify-outputs", dest="verify_outputs", action="store_false",
-                   help="do not re-count the records in the written files (saves one read of the outputs)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    return add_arguments(_OneLineParser(
+        prog="python -m yt8m_pipeline.beam_jobs.preprocess",
+        description="Read frame-level YT8M TFRecords (damaged files quarantined, never fatal), validate, drop "
+                    "duplicate ids, assign folds by a stable hash of the video id, write frame- and video-level "
+                    "splits, a tensorflow-transform transform_fn, a quarantine, reconciled counts and a report.",
+        epilog="Unrecognised --flags are passed to Beam as pipeline options (e.g. --experiments=...)."))
+
+
+def preprocess_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> list[str]:
+    """Run the job from parsed flags (``add_arguments``); returns the summary lines to print.
+
+    Raises ValueError / FileNotFoundError (one-line messages) on bad input, RuntimeError if the
+    counts do not reconcile.
+    """
+    if "://" not in args.input:
+        missing = [p for p in args.input.split(",") if p.strip() and not any(c in p for c in "*?[")
+                   and not os.path.exists(p.strip())]
+        if missing:
+            raise FileNotFoundError(f"input file {missing[0].strip()!r} does not exist")
+    options = build_pipeline_options(
+        args.runner, args.output, project=args.project, region=args.region, temp_location=args.temp_location,
+        staging_location=args.staging_location, setup_file=args.setup_file, machine_type=args.machine_type,
+        max_num_workers=args.max_num_workers, num_workers=args.num_workers,
+        sdk_container_image=args.sdk_container_image, service_account_email=args.service_account_email,
+        job_name=args.job_name, extra_args=list(beam_args))
+    counts = run_preprocess(args.input, args.output, args.num_classes, args.folds, args.holdout, args.runner,
+                            num_shards=args.num_shards, pipeline_options=options,
+                            verify_outputs=args.verify_outputs, standardized_features=args.standardized,
+                            write_report=args.report)
+    output = args.output if "://" in args.output else os.path.abspath(args.output)
+    return summary_lines(counts, output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -617,21 +1041,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:
-        logging.getLogger("apache_beam").setLevel(logging.WARNING)
-    options = build_pipeline_options(
-        args.runner, args.output, project=args.project, region=args.region, temp_location=args.temp_location,
-        staging_location=args.staging_location, setup_file=args.setup_file, machine_type=args.machine_type,
-        max_num_workers=args.max_num_workers, sdk_container_image=args.sdk_container_image, job_name=args.job_name,
-        extra_args=beam_args)
+        for noisy in ("apache_beam", "tensorflow_transform", "tfx_bsl", "absl", "tensorflow"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        counts = run_preprocess(args.input, args.output, args.num_classes, args.folds, args.holdout, args.runner,
-                                num_shards=args.num_shards, pipeline_options=options,
-                                verify_outputs=args.verify_outputs)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"preprocess: error: {exc}", file=sys.stderr)
+        lines = preprocess_from_args(args, beam_args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        if args.verbose:
+            raise
+        print(f"preprocess: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
-    print(json.dumps({"read": counts["total"]["read"], "written": counts["total"]["written"],
-                      "quarantined_total": counts["total"]["quarantined_total"]}))
+    for line in lines:
+        print(line)
     return 0
 
 

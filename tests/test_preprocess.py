@@ -1,7 +1,9 @@
 """Tests for the Beam preprocessing job (beam_jobs/preprocess.py), run locally on the FnApiRunner.
 
-Two Beam runs in total (module-scoped): the original 3 (+1 empty) files, and the same
-records reshuffled into 5 files (fold assignment must not depend on the sharding).
+Three Beam runs in total (module-scoped): the bad-input corpus (one bad record per reason,
+a duplicate id, a >300-frame video, a truncated, a CRC-damaged, an empty and a non-TFRecord
+file), and its readable records in ONE file and shuffled into FIVE files (fold assignment
+must not depend on the sharding).
 """
 
 import glob
@@ -16,6 +18,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptio
                                                   WorkerOptions)
 
 from yt8m import folds, schema, storage, validation, writers
+from yt8m.dataset import Dataset
 from yt8m_pipeline.beam_jobs import preprocess
 
 NUM_CLASSES = 100
@@ -61,61 +64,147 @@ def _bad_records(rng):
     return bad
 
 
+LONG_FRAMES = 310  # > schema.MAX_FRAMES: kept with every frame; features from the first 300
+
+
+def _tfrecord_bytes(records) -> bytes:
+    """TFRecord framing of ``records`` (written by TensorFlow, read back as bytes)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "x.tfrecord")
+        writers.write_tfrecords(path, records)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def _offsets(records) -> list[int]:
+    out, pos = [], 0
+    for r in records:
+        out.append(pos)
+        pos += 16 + len(r)
+    return out
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
+    """The bad-input corpus: one bad record per reason, a duplicate id, damaged / empty / non-TFRecord files."""
     rng = np.random.default_rng(8)
     root = tmp_path_factory.mktemp("yt8m_pre")
     in_dir = root / "in"
     in_dir.mkdir()
     good = {}  # video_id -> (raw, labels, rgb, audio)
-    bad = _bad_records(rng)
+    bad = _bad_records(rng)  # (reason, raw): every record-level reason
     bad_by_file = {0: bad[:2], 1: bad[2:4], 2: bad[4:]}
     files, expected = [], {}
+
+    def good_record(vid, t=None):
+        t = int(rng.integers(1, 12)) if t is None else t
+        rgb, audio = _frames(rng, t)
+        labels = sorted(rng.choice(NUM_CLASSES, int(rng.integers(1, 4)), replace=False).tolist())
+        raw = writers.frame_level_example(vid, labels, rgb, audio).SerializeToString()
+        good[vid] = (raw, labels, rgb, audio)
+        return raw
+
+    def expect(path, records, written, quarantined, unreadable=()):
+        expected[path] = {"read": records, "written": written, "quarantined": Counter(quarantined),
+                          "unreadable": list(unreadable)}
+
     for f in range(3):
-        records = []
-        for i in range(GOOD_PER_FILE):
-            vid = f"v{f}x{i:02d}"
-            t = int(rng.integers(1, 12))
-            rgb, audio = _frames(rng, t)
-            labels = sorted(rng.choice(NUM_CLASSES, int(rng.integers(1, 4)), replace=False).tolist())
-            raw = writers.frame_level_example(vid, labels, rgb, audio).SerializeToString()
-            good[vid] = (raw, labels, rgb, audio)
-            records.append(raw)
+        records = [good_record(f"v{f}x{i:02d}", LONG_FRAMES if (f, i) == (1, 0) else None)
+                   for i in range(GOOD_PER_FILE)]
         for j, (_, raw) in enumerate(bad_by_file[f]):
             records.insert(3 + 5 * j, raw)
+        quarantined = [reason for reason, _ in bad_by_file[f]]
+        if f == 2:  # a second copy of v0x05 (other labels): the copy in train0000 (smaller file name) is kept
+            _, labels, rgb, audio = good["v0x05"]
+            records.append(writers.frame_level_example("v0x05", [labels[0] + 1 if labels[0] + 1 < NUM_CLASSES
+                                                                  else 0], rgb, audio).SerializeToString())
+            quarantined.append(validation.DUPLICATE_VIDEO_ID)
         path = str(in_dir / f"train{f:04d}.tfrecord")
         writers.write_tfrecords(path, records)
         files.append(path)
-        expected[path] = {"read": len(records), "written": GOOD_PER_FILE,
-                          "quarantined": Counter(reason for reason, _ in bad_by_file[f])}
+        expect(path, len(records), GOOD_PER_FILE, quarantined)
+    # empty file, not a TFRecord
     empty = str(in_dir / "train0003.tfrecord")
     writers.write_tfrecords(empty, [])
-    expected[empty] = {"read": 0, "written": 0, "quarantined": Counter()}
+    expect(empty, 0, 0, [], [(validation.EMPTY_FILE, 0, 0)])
+    text = str(in_dir / "train0004.tfrecord")
+    with open(text, "w") as fh:
+        fh.write("video_id,labels\nabc,1 2 3\n" * 20)
+    expect(text, 0, 0, [], [(validation.NOT_A_TFRECORD, 0, os.path.getsize(text))])
+    # truncated: 4 whole records, the 5th cut in its data
+    recs = [good_record(f"t{i}") for i in range(5)]
+    blob = _tfrecord_bytes(recs)
+    cut = _offsets(recs)[4] + 16 + len(recs[4]) // 2
+    truncated = str(in_dir / "train0005.tfrecord")
+    with open(truncated, "wb") as fh:
+        fh.write(blob[:cut])
+    del good["t4"]
+    expect(truncated, 4, 4, [], [(validation.TRUNCATED, _offsets(recs)[4], cut - _offsets(recs)[4])])
+    # data CRC damaged in record 1 (kept in quarantine, the scan goes on), then a length CRC damaged at record 4
+    recs = [good_record(f"c{i}") for i in range(6)]
+    blob = bytearray(_tfrecord_bytes(recs))
+    offs = _offsets(recs)
+    blob[offs[1] + 12 + 40] ^= 0xFF  # inside record 1's data
+    blob[offs[4] + 9] ^= 0xFF  # record 4's length checksum
+    damaged = str(in_dir / "train0006.tfrecord")
+    with open(damaged, "wb") as fh:
+        fh.write(bytes(blob))
+    crc_raw = bytes(blob[offs[1] + 12: offs[1] + 12 + len(recs[1])])
+    for vid in ("c1", "c4", "c5"):
+        del good[vid]
+    expect(damaged, 4, 3, [validation.CRC_MISMATCH],
+           [(validation.CORRUPT_FRAMING, offs[4], len(blob) - offs[4])])
     return {"root": root, "in_dir": in_dir, "good": good, "bad": bad, "expected": expected,
-            "pattern": str(in_dir / "*.tfrecord")}
+            "crc_raw": crc_raw, "pattern": str(in_dir / "*.tfrecord")}
 
 
 @pytest.fixture(scope="module")
 def run1(data):
     out = str(data["root"] / "out1")
-    counts = preprocess.run_preprocess(data["pattern"], out, NUM_CLASSES, FOLDS, HOLDOUT, runner="local")
+    counts = preprocess.run_preprocess(data["pattern"], out, NUM_CLASSES, FOLDS, HOLDOUT, runner="local",
+                                       verify_outputs=True)
+    return {"out": out, "counts": counts}
+
+
+def _readable_records(data):
+    """Every record of the corpus that can be read (good, bad, duplicate, CRC-damaged), in file order."""
+    import io
+
+    records = []
+    for path in sorted(data["expected"]):
+        with open(path, "rb") as fh:
+            blob = fh.read()
+        records += [item.data for item in validation.scan_tfrecord(io.BytesIO(blob), len(blob))
+                    if isinstance(item, validation.ScannedRecord) and item.crc_ok]
+    return records
+
+
+def _resharded_run(data, name, num_files):
+    rng = np.random.default_rng(num_files)
+    records = _readable_records(data)
+    order = rng.permutation(len(records))
+    in_dir = data["root"] / f"in-{name}"
+    in_dir.mkdir()
+    for k in range(num_files):
+        writers.write_tfrecords(str(in_dir / f"shard{k}.tfrecord"), [records[i] for i in order[k::num_files]])
+    out = str(data["root"] / f"out-{name}")
+    counts = preprocess.run_preprocess(str(in_dir / "*.tfrecord"), out, NUM_CLASSES, FOLDS, HOLDOUT, num_shards=0,
+                                       write_report=False)
     return {"out": out, "counts": counts}
 
 
 @pytest.fixture(scope="module")
-def run2(data):
-    """The same records, shuffled and resharded into 5 files; num_shards=0 (Beam decides), no on-disk recount."""
-    rng = np.random.default_rng(1)
-    records = [g[0] for g in data["good"].values()] + [raw for _, raw in data["bad"]]
-    order = rng.permutation(len(records))
-    in_dir = data["root"] / "in2"
-    in_dir.mkdir()
-    for k in range(5):
-        writers.write_tfrecords(str(in_dir / f"shard{k}.tfrecord"), [records[i] for i in order[k::5]])
-    out = str(data["root"] / "out2")
-    counts = preprocess.run_preprocess(str(in_dir / "*.tfrecord"), out, NUM_CLASSES, FOLDS, HOLDOUT, num_shards=0,
-                                       verify_outputs=False)
-    return {"out": out, "counts": counts}
+def run_one_file(data):
+    """The readable records in ONE file; num_shards=0 (Beam decides), no on-disk recount."""
+    return _resharded_run(data, "one", 1)
+
+
+@pytest.fixture(scope="module")
+def run_five_files(data):
+    """The same records shuffled into FIVE files."""
+    return _resharded_run(data, "five", 5)
 
 
 def _records(pattern):
@@ -145,64 +234,103 @@ def test_counts_reconcile_per_file_and_total(data, run1):
         assert got["read"] == exp["read"], path
         assert got["written_total"] == exp["written"], path
         assert {r: n for r, n in got["quarantined"].items() if n} == dict(exp["quarantined"]), path
+        assert [(u["reason"], u["offset"], u["bytes"]) for u in got["unreadable"]] == exp["unreadable"], path
         assert got["read"] == got["written_total"] + got["quarantined_total"]
+        assert got["size_bytes"] == os.path.getsize(path) == got["framed_bytes"] + got["unreadable_bytes"]
         assert sum(got["written"].values()) == got["written_total"]
     total = counts["total"]
-    assert total["read"] == 3 * GOOD_PER_FILE + len(data["bad"])
-    assert total["written_total"] == 3 * GOOD_PER_FILE
+    assert total["read"] == sum(e["read"] for e in data["expected"].values())
+    assert total["written_total"] == len(data["good"])
     assert total["quarantined"] == {r: 1 for r in validation.REASONS}
+    assert total["unreadable_files"] == {r: 1 for r in validation.UNREADABLE_REASONS}
     assert total["read"] == total["written_total"] + total["quarantined_total"]
     expected_splits = Counter(folds.assign_split(v, FOLDS, HOLDOUT) for v in data["good"])
     assert total["written"] == {s: expected_splits.get(s, 0) for s in SPLITS}
     for kind in ("frame", "video"):
+        assert counts["write_records"][kind] == total["written"]
         assert counts["output_records"][kind] == total["written"]
-    assert counts["output_records"]["quarantine"] == len(data["bad"])
+    n_quarantine = len(validation.REASONS) + len(validation.UNREADABLE_REASONS)
+    assert counts["write_records"]["quarantine"] == counts["output_records"]["quarantine"] == n_quarantine
+
+
+def test_reason_counters_match_counts(run1):
+    counters, total = run1["counts"]["counters"], run1["counts"]["total"]
+    for reason in validation.REASONS:
+        assert counters.get(f"quarantined_{reason}") == 1, reason
+    for reason in validation.UNREADABLE_REASONS:
+        assert counters.get(f"unreadable_{reason}") == 1, reason
+    assert counters["read"] == total["read"] and counters["unreadable_bytes"] == total["unreadable_bytes"]
 
 
 def test_counts_and_dataset_json_files(data, run1):
     on_disk = storage.read_json(os.path.join(run1["out"], "counts.json"))
     assert on_disk == json.loads(json.dumps(run1["counts"]))
-    assert not os.path.exists(os.path.join(run1["out"], "_counts"))
-    ds = storage.read_json(os.path.join(run1["out"], "dataset.json"))
-    assert (ds["num_classes"], ds["folds"], ds["holdout_fraction"]) == (NUM_CLASSES, FOLDS, HOLDOUT)
-    assert ds["input_pattern"] == data["pattern"]
-    assert sorted(ds["input_files"]) == sorted(data["expected"])
-    assert set(ds["splits"]) == set(SPLITS)
-    for split, info in ds["splits"].items():
-        assert len(info["frame_files"]) == 2 and len(info["video_files"]) == 2  # default local num_shards
-        assert all(os.path.exists(p) for p in info["frame_files"] + info["video_files"])
-        assert info["num_videos"] == run1["counts"]["total"]["written"][split]
-    assert ds["quarantine"]["num_records"] == len(data["bad"])
-    assert ds["counts"]["read"] == run1["counts"]["total"]["read"]
+    for temp in ("_counts", "_tft_tmp"):
+        assert not os.path.exists(os.path.join(run1["out"], temp))
+    info = storage.read_json(os.path.join(run1["out"], "dataset.json"))
+    assert (info["num_classes"], info["folds"], info["holdout_fraction"]) == (NUM_CLASSES, FOLDS, HOLDOUT)
+    assert info["input_pattern"] == data["pattern"]
+    assert sorted(info["input_files"]) == sorted(data["expected"])
+    assert info["source_fingerprint"]["files"] == len(data["expected"])
+    ds = Dataset.open(run1["out"])
+    assert ds.split_names == SPLITS and ds.fold_names == SPLITS[:-1] and ds.holdout == "holdout"
+    for split in SPLITS:
+        frame_files, video_files = ds.files("frame", [split]), ds.files("video", [split])
+        assert len(frame_files) == 2 and len(video_files) == 2  # default local num_shards
+        assert sorted(frame_files) == sorted(glob.glob(os.path.join(run1["out"], "frame", split, "*")))
+        assert sorted(video_files) == sorted(glob.glob(os.path.join(run1["out"], "video", split, "*")))
+        assert ds.num_videos([split]) == run1["counts"]["total"]["written"][split]
+    assert ds.quarantine_files() == glob.glob(os.path.join(run1["out"], "quarantine", "*"))
+    assert info["quarantine"]["num_records"] == len(validation.REASONS)
+    assert ds.counts["read"] == run1["counts"]["total"]["read"]
+    assert os.path.isdir(ds.transform_path) and ds.transform_path == os.path.join(run1["out"], "transform_fn")
+
+
+def test_report_html_has_every_chart(run1):
+    page = open(os.path.join(run1["out"], "report.html")).read()
+    for heading in ("Label frequency", "Frames per video", "Fold balance", "Quarantine", "Per input file"):
+        assert heading in page
+    assert page.count("<svg") >= 4 and "reconcile" in page
+    assert validation.DUPLICATE_VIDEO_ID in page and validation.CORRUPT_FRAMING in page
 
 
 # ------------------------------------------------------------------------------------------ outputs
 
 
-def test_bad_records_quarantined_with_reason_and_raw_bytes(data, run1):
+def _value(ex, name):
+    return ex.features.feature[name].bytes_list.value[0]
+
+
+def test_bad_records_and_unreadable_ranges_quarantined_with_reason(data, run1):
     quarantined = [tf.train.Example.FromString(r) for r in _records(os.path.join(run1["out"], "quarantine", "*"))]
-    assert len(quarantined) == len(data["bad"])
-
-    def value(ex, name):
-        return ex.features.feature[name].bytes_list.value[0]
-
-    by_raw = {value(ex, "raw"): ex for ex in quarantined}
+    assert len(quarantined) == len(validation.REASONS) + len(validation.UNREADABLE_REASONS)
+    by_reason = {_value(ex, "reason").decode(): ex for ex in quarantined}
+    assert set(by_reason) == set(validation.REASONS) | set(validation.UNREADABLE_REASONS)
     for reason, raw in data["bad"]:
-        assert raw in by_raw, reason
-        ex = by_raw[raw]
-        assert value(ex, "reason").decode() == reason
-        assert value(ex, "detail")
-        assert value(ex, "source").decode() in data["expected"]
-    sources = Counter(value(ex, "source").decode() for ex in quarantined)
-    assert sources == Counter({p: sum(e["quarantined"].values()) for p, e in data["expected"].items()
-                               if e["quarantined"]})
-    assert value(by_raw[data["bad"][1][1]], "video_id") == b"bad-rgb"
+        ex = by_reason[reason]
+        assert _value(ex, "raw") == raw, reason
+        assert _value(ex, "detail")
+        assert _value(ex, "source").decode() in data["expected"]
+        assert ex.features.feature["offset"].int64_list.value[0] >= 0
+    assert _value(by_reason[validation.WRONG_RGB_BYTES], "video_id") == b"bad-rgb"
+    assert _value(by_reason[validation.CRC_MISMATCH], "raw") == data["crc_raw"]
+    dup = by_reason[validation.DUPLICATE_VIDEO_ID]
+    assert _value(dup, "video_id") == b"v0x05" and _value(dup, "source").decode().endswith("train0002.tfrecord")
+    assert b"train0000.tfrecord" in _value(dup, "detail")
+    for path, exp in data["expected"].items():
+        for reason, offset, nbytes in exp["unreadable"]:
+            ex = by_reason[reason]
+            assert _value(ex, "source").decode() == path and _value(ex, "raw") == b""
+            assert ex.features.feature["offset"].int64_list.value[0] == offset
+            assert ex.features.feature["unreadable_bytes"].int64_list.value[0] == nbytes
+            detail = _value(ex, "detail").decode()
+            assert len(detail) < 200  # a sentence, never the bytes
+            assert reason == validation.EMPTY_FILE or f"offset {offset}" in detail
 
 
-def test_good_records_byte_identical_in_their_split(data, run1):
+def test_good_records_byte_identical_in_their_split_exactly_once(data, run1):
     for split in SPLITS:
-        raws = _records(os.path.join(run1["out"], "frame", split, "*.tfrecord"))
-        for raw in raws:
+        for raw in _records(os.path.join(run1["out"], "frame", split, "*.tfrecord")):
             vid = tf.train.SequenceExample.FromString(raw).context.feature["id"].bytes_list.value[0].decode()
             assert raw == data["good"][vid][0]
             assert folds.assign_split(vid, FOLDS, HOLDOUT) == split
@@ -210,7 +338,11 @@ def test_good_records_byte_identical_in_their_split(data, run1):
     assert all_raw == Counter(g[0] for g in data["good"].values())
 
 
-def test_video_level_means_match_numpy(data, run1):
+def _deq(q):
+    return q.astype(np.float64) * (4.0 / 255.0) + (4.0 / 512.0 - 2.0)
+
+
+def test_video_level_means_match_numpy_first_300_frames(data, run1):
     seen = set()
     for split in SPLITS:
         for raw in _records(os.path.join(run1["out"], "video", split, "*.tfrecord")):
@@ -221,42 +353,95 @@ def test_video_level_means_match_numpy(data, run1):
             mean_rgb = np.array(f["mean_rgb"].float_list.value, np.float32)
             mean_audio = np.array(f["mean_audio"].float_list.value, np.float32)
             assert mean_rgb.shape == (1024,) and mean_audio.shape == (128,)
-            deq = lambda q: q.astype(np.float64) * (4.0 / 255.0) + (4.0 / 512.0 - 2.0)  # noqa: E731
-            np.testing.assert_allclose(mean_rgb, deq(rgb).mean(axis=0), atol=1e-6, rtol=0)
-            np.testing.assert_allclose(mean_audio, deq(audio).mean(axis=0), atol=1e-6, rtol=0)
+            np.testing.assert_allclose(mean_rgb, _deq(rgb[:300]).mean(axis=0), atol=1e-6, rtol=0)
+            np.testing.assert_allclose(mean_audio, _deq(audio[:300]).mean(axis=0), atol=1e-6, rtol=0)
             assert folds.assign_split(vid, FOLDS, HOLDOUT) == split
+            assert vid not in seen
             seen.add(vid)
     assert seen == set(data["good"])
 
 
-def test_split_assignment_independent_of_sharding(data, run1, run2):
-    assert run2["counts"]["reconciled"] and not run2["counts"]["outputs_verified"]
-    assert run2["counts"]["output_records"] is None and run1["counts"]["outputs_verified"]
-    assert run2["counts"]["total"]["written"] == run1["counts"]["total"]["written"]
-    assert run2["counts"]["total"]["quarantined"] == run1["counts"]["total"]["quarantined"]
-    first, second = _frame_ids_by_split(run1["out"]), _frame_ids_by_split(run2["out"])
-    assert first == second
+def test_long_video_kept_with_all_frames_and_means_of_first_300(data, run1):
+    raw, _, rgb, _ = data["good"]["v1x00"]
+    assert rgb.shape[0] == LONG_FRAMES > schema.MAX_FRAMES
+    split = folds.assign_split("v1x00", FOLDS, HOLDOUT)
+    assert raw in _records(os.path.join(run1["out"], "frame", split, "*.tfrecord"))  # all 310 frames stored
+    for r in _records(os.path.join(run1["out"], "video", split, "*.tfrecord")):
+        f = tf.train.Example.FromString(r).features.feature
+        if f["id"].bytes_list.value[0] == b"v1x00":
+            mean_rgb = np.array(f["mean_rgb"].float_list.value)
+            np.testing.assert_allclose(mean_rgb, _deq(rgb[:300]).mean(0), atol=1e-6, rtol=0)
+            assert np.abs(mean_rgb - _deq(rgb).mean(0)).max() > 1e-3  # all 310 frames would differ
+            video = validation.parse_frame_level(raw, NUM_CLASSES)
+            np.testing.assert_allclose(validation.video_level_means(video)[0], mean_rgb, atol=1e-6, rtol=0)
+            return
+    raise AssertionError("v1x00 not in the video-level shards")
+
+
+def test_tft_statistics_equal_numpy(data, run1):
+    stats = Dataset.open(run1["out"]).statistics()
+    rgb = np.concatenate([_deq(g[2][:300]) for g in data["good"].values()])
+    audio = np.concatenate([_deq(g[3][:300]) for g in data["good"].values()])
+    np.testing.assert_allclose(stats["rgb_frame_mean"], rgb.mean(0), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(stats["rgb_frame_var"], rgb.var(0), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(stats["audio_frame_mean"], audio.mean(0), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(stats["audio_frame_var"], audio.var(0), atol=1e-5, rtol=0)
+    label_counts = np.zeros(NUM_CLASSES, np.int64)
+    for g in data["good"].values():
+        label_counts[sorted(set(g[1]))] += 1
+    np.testing.assert_array_equal(stats["label_counts"], label_counts)
+    frames = np.array([g[2].shape[0] for g in data["good"].values()])
+    assert (int(stats["num_videos"]), int(stats["num_frames_total"])) == (len(frames), frames.sum())
+    assert (int(stats["num_frames_min"]), int(stats["num_frames_max"])) == (frames.min(), frames.max())
+    q = np.asarray(stats["num_frames_quantiles"])
+    assert len(q) == 9 and np.all(np.diff(q) >= 0)
+    for i, boundary in enumerate(q, start=1):  # each decile boundary sits at its rank (ties: a range of ranks)
+        below, at_or_below = (frames < boundary).mean(), (frames <= boundary).mean()
+        assert below - 0.02 <= i / 10 <= at_or_below + 0.02, (i, boundary, below, at_or_below)
+
+
+def test_split_assignment_independent_of_sharding(data, run1, run_one_file, run_five_files):
+    one, five = run_one_file["counts"], run_five_files["counts"]
+    assert one["reconciled"] and five["reconciled"] and not five["outputs_verified"]
+    assert five["output_records"] is None and run1["counts"]["outputs_verified"]
+    assert (one["num_input_files"], five["num_input_files"]) == (1, 5)
+    assert one["total"]["written"] == five["total"]["written"] == run1["counts"]["total"]["written"]
+    first, second = _frame_ids_by_split(run_one_file["out"]), _frame_ids_by_split(run_five_files["out"])
+    assert first == second == _frame_ids_by_split(run1["out"])
     assert len(first) == len(data["good"])
+    assert one["total"]["quarantined"] == five["total"]["quarantined"]
 
 
 # ------------------------------------------------------------------------------------------ pieces
 
 
-def test_reconcile_reports_lost_records():
-    files = ["/a.tfrecord", "/b.tfrecord"]
+def test_reconcile_reports_lost_records_and_bytes():
+    files = ["/a.tfrecord", "/b.tfrecord", "/c.tfrecord"]
     lines = [json.dumps(x) for x in [
+        ["size_bytes", "/a.tfrecord", "", 100], ["framed_bytes", "/a.tfrecord", "", 60],
+        ["unreadable", "/a.tfrecord", "truncated@60", 40],
         ["read", "/a.tfrecord", "", 3], ["written", "/a.tfrecord", "fold-0", 2],
         ["quarantined", "/a.tfrecord", "unparsable", 1],
+        ["size_bytes", "/b.tfrecord", "", 50], ["framed_bytes", "/b.tfrecord", "", 40],  # 10 bytes unaccounted
         ["read", "/b.tfrecord", "", 2], ["written", "/b.tfrecord", "fold-0", 1],  # one record lost
-        ["output_records", "frame", "fold-0", 3], ["output_records", "video", "fold-0", 2],  # one lost on disk
-        ["output_records", "quarantine", "", 1]]]
+        # /c.tfrecord: never read
+        ["write_records", "frame", "fold-0", 3], ["write_records", "video", "fold-0", 2],  # one lost before the write
+        ["write_records", "quarantine", "", 2],
+        ["output_records", "frame", "fold-0", 2], ["output_records", "video", "fold-0", 2],  # one lost on disk
+        ["output_records", "quarantine", "", 2]]]
     counts = preprocess.assemble_counts(lines, files, ["fold-0"])
     problems = preprocess.reconcile(counts)
     assert any(p.startswith("/b.tfrecord: read 2") for p in problems)
+    assert any(p.startswith("/b.tfrecord: 50 bytes") for p in problems)
+    assert any(p.startswith("/c.tfrecord: never read") for p in problems)
     assert any(p.startswith("total: read 5") for p in problems)
-    assert any(p.startswith("video/fold-0") for p in problems)
-    assert not any("/a.tfrecord" in p for p in problems)
+    assert any(p.startswith("video/fold-0: 3 records written but 2") for p in problems)
+    assert any(p.startswith("frame/fold-0: 3 records sent to the writer but 2") for p in problems)
+    assert not any("/a.tfrecord" in p or p.startswith("quarantine") for p in problems)
+    assert counts["per_file"]["/a.tfrecord"]["unreadable"] == [{"offset": 60, "bytes": 40, "reason": "truncated"}]
     assert counts["total"]["read"] == 5 and counts["total"]["quarantined"]["unparsable"] == 1
+    assert counts["total"]["unreadable_files"]["truncated"] == 1
+    assert not any(p.startswith("frame/fold-0: 3 records sent") for p in preprocess.reconcile(counts, False))
 
 
 def test_parse_and_validate_dofn_tags_garbage():
@@ -336,7 +521,7 @@ def test_cli_help(capsys):
         assert flag in text
 
 
-def test_dataflow_graph_builds_offline():
+def test_dataflow_graph_builds_offline(tmp_path):
     """The whole graph translates for the DataflowRunner (dry_run: no GCS calls, nothing submitted)."""
     import apache_beam as beam
 
@@ -345,9 +530,14 @@ def test_dataflow_graph_builds_offline():
     pipeline = beam.Pipeline(options=opts)
     shards = preprocess._resolve_shards(None, SPLITS, "dataflow")
     assert set(shards.values()) == {0}
+    # TFT creates its temp dir while the graph is BUILT (tf.io.gfile.makedirs): offline, a local one
     preprocess.build_pipeline(pipeline, ["gs://my-bucket/in/train0000.tfrecord"], "gs://my-bucket/out", NUM_CLASSES,
-                              FOLDS, HOLDOUT, shards)
+                              FOLDS, HOLDOUT, shards, temp_dir=str(tmp_path))
     names = {t.unique_name for t in pipeline.to_runner_api().components.transforms.values()}
-    for stage in ("ReadWithSource", "ParseAndValidate", "AssignSplit", "CountRecords", "WriteCounts"):
-        assert stage in names
+    for stage in ("ReadWithSource", "ReadWithSource/SpreadFiles", "ParseAndValidate", "DropDuplicateIds",
+                  "DropDuplicateIds/GroupByVideoId", "AssignSplit", "AnalyzeAndTransform",
+                  "AnalyzeAndTransform/Analyze", "AnalyzeAndTransform/WriteTransformFn", "CountRecords", "WriteCounts"):
+        assert stage in names, stage
+    # counts come from what goes into each write; no re-read of the outputs unless asked
+    assert "CountWriteFrame/holdout" in names and not any(n.startswith("CountOnDisk") for n in names)
     assert type(pipeline.runner).__name__ == "DataflowRunner"

@@ -1,12 +1,27 @@
-"""Validate one serialized frame-level record and say what is wrong with a reason code.
+"""Validate TFRecord files and frame-level records, and say what is wrong with a reason code.
 
 Pure protobuf + numpy (fast: no TensorFlow ops), so the Beam job, the CLI and the tests
-share exactly one definition of "a good record".
+share exactly one definition of "a good record" and of "a readable file":
+
+* ``scan_tfrecord`` walks the TFRecord framing of one file (u64 length, u32 masked crc32c
+  of the length, data, u32 masked crc32c of the data) and never raises on damage: it yields
+  every readable record, the records whose data CRC fails (framing intact: reason
+  ``crc_mismatch``, the scan goes on) and, at most once and last, the unreadable rest of the
+  file (``UNREADABLE_REASONS``: empty, not a TFRecord, truncated, corrupt framing).
+* ``parse_frame_level`` validates one record (``REASONS``).
+* Frames beyond ``schema.MAX_FRAMES`` (300) are NOT an error: they are kept in the frame
+  shards, and every feature computed from frames uses the first 300 only
+  (``feature_frames`` here; ``yt8m.transform.first_frames`` is the same rule in-graph, and
+  the readers and the serving graph truncate to the first 300 too).
+
+No message built here contains record bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import struct
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -21,8 +36,17 @@ WRONG_AUDIO_BYTES = "wrong_audio_bytes"
 FRAME_COUNT_MISMATCH = "frame_count_mismatch"
 ZERO_FRAMES = "zero_frames"
 LABEL_OUT_OF_RANGE = "label_out_of_range"
+CRC_MISMATCH = "crc_mismatch"  # the record's data CRC fails; the framing around it is intact
+DUPLICATE_VIDEO_ID = "duplicate_video_id"  # a later copy of an id seen elsewhere in the input (Beam job)
 REASONS = (UNPARSABLE, MISSING_ID, WRONG_RGB_BYTES, WRONG_AUDIO_BYTES, FRAME_COUNT_MISMATCH, ZERO_FRAMES,
-           LABEL_OUT_OF_RANGE)
+           LABEL_OUT_OF_RANGE, CRC_MISMATCH, DUPLICATE_VIDEO_ID)
+
+# Why (part of) a file could not be read as records: a byte range, not a record.
+EMPTY_FILE = "empty_file"  # 0 bytes (reported, 0 bytes unreadable)
+NOT_A_TFRECORD = "not_a_tfrecord"  # the first record header is not TFRecord framing
+TRUNCATED = "truncated"  # a header or a record runs past the end of the file
+CORRUPT_FRAMING = "corrupt_framing"  # a length CRC fails after good records: the rest cannot be framed
+UNREADABLE_REASONS = (EMPTY_FILE, NOT_A_TFRECORD, TRUNCATED, CORRUPT_FRAMING)
 
 
 class InvalidRecord(ValueError):
@@ -83,7 +107,116 @@ def parse_frame_level(serialized: bytes, num_classes: int, source: str = "") -> 
     return Video(video_id, labels, frames["rgb"], frames["audio"])
 
 
+def feature_frames(frames: np.ndarray) -> np.ndarray:
+    """THE rule for frames beyond ``schema.MAX_FRAMES``: features see the first 300 frames only.
+
+    The frame shards keep every frame; the readers, the serving graph and the TFT transform
+    (``yt8m.transform.first_frames``, the same rule on a RaggedTensor) all truncate to the
+    first ``MAX_FRAMES``, so training and serving agree on long videos.
+    """
+    return frames[:schema.MAX_FRAMES]
+
+
 def video_level_means(video: Video) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of the dequantized rgb and audio frames (the video-level features)."""
-    return (schema.dequantize(video.rgb).mean(axis=0, dtype=np.float64).astype(np.float32),
-            schema.dequantize(video.audio).mean(axis=0, dtype=np.float64).astype(np.float32))
+    """Mean of the dequantized first 300 rgb and audio frames (the video-level features).
+
+    The Beam job computes the same thing in the TFT graph (``yt8m.transform``); this numpy
+    version is the reference the tests compare it with.
+    """
+    return (schema.dequantize(feature_frames(video.rgb)).mean(axis=0, dtype=np.float64).astype(np.float32),
+            schema.dequantize(feature_frames(video.audio)).mean(axis=0, dtype=np.float64).astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- TFRecord framing
+
+_HEADER = 12  # u64 length + u32 masked crc of the length
+_FOOTER = 4  # u32 masked crc of the data
+_MASK_DELTA = 0xA282EAD8
+
+
+def _crc32c(data: bytes) -> int:
+    global _crc32c_impl
+    if _crc32c_impl is None:
+        try:
+            import google_crc32c  # C extension, comes with apache-beam[gcp]
+
+            _crc32c_impl = google_crc32c.value
+        except ImportError:  # pragma: no cover - crcmod (an apache-beam dependency) is slower
+            import crcmod.predefined  # type: ignore
+
+            _crc32c_impl = crcmod.predefined.mkPredefinedCrcFun("crc-32c")
+    return _crc32c_impl(data)
+
+
+_crc32c_impl = None
+
+
+def masked_crc32c(data: bytes) -> int:
+    """The TFRecord checksum: crc32c rotated right by 15 bits plus 0xa282ead8 (mod 2**32)."""
+    crc = _crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+@dataclasses.dataclass(frozen=True)
+class ScannedRecord:
+    """One framed record: ``offset`` of its header in the file, its data, ``crc_ok`` of the data."""
+
+    offset: int
+    data: bytes
+    crc_ok: bool
+
+    @property
+    def framed_bytes(self) -> int:
+        return _HEADER + len(self.data) + _FOOTER
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """The unreadable rest of a file: ``num_bytes`` from ``offset`` (to the end), and why."""
+
+    offset: int
+    num_bytes: int
+    reason: str
+    detail: str
+
+
+def scan_tfrecord(f, size: int) -> Iterator[ScannedRecord | Unreadable]:
+    """Walk the TFRecord framing of an open binary file of ``size`` bytes; never raises on damage.
+
+    Yields ``ScannedRecord`` for every framed record (``crc_ok`` False when only the data CRC
+    fails: the length was checked, so the scan goes on) and at most one ``Unreadable``, last,
+    covering the bytes from the first framing failure to the end of the file (after a
+    length-CRC failure nothing later can be located reliably). An empty file yields one
+    ``Unreadable`` of 0 bytes (reason ``empty_file``). Reads sequentially: one pass, no seeks.
+    """
+    if size == 0:
+        yield Unreadable(0, 0, EMPTY_FILE, "the file is empty")
+        return
+    pos = 0
+    while pos < size:
+        header = f.read(_HEADER)
+        if len(header) < _HEADER:
+            yield Unreadable(pos, size - pos, NOT_A_TFRECORD if pos == 0 else TRUNCATED,
+                             f"{size - pos} bytes at offset {pos} are too few for a record header ({_HEADER})")
+            return
+        length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
+        if masked_crc32c(length_bytes) != length_crc:
+            yield Unreadable(pos, size - pos, NOT_A_TFRECORD if pos == 0 else CORRUPT_FRAMING,
+                             f"the record header at offset {pos} fails its length checksum; the remaining "
+                             f"{size - pos} bytes cannot be framed")
+            return
+        (length,) = struct.unpack("<Q", length_bytes)
+        end = pos + _HEADER + length + _FOOTER
+        if end > size:
+            yield Unreadable(pos, size - pos, TRUNCATED,
+                             f"the record at offset {pos} declares {length} data bytes but the file ends "
+                             f"{end - size} bytes short")
+            return
+        body = f.read(length + _FOOTER)
+        if len(body) < length + _FOOTER:  # the file shrank while we read it
+            yield Unreadable(pos, size - pos, TRUNCATED, f"short read at offset {pos}")
+            return
+        data = body[:length]
+        (data_crc,) = struct.unpack("<I", body[length:])
+        yield ScannedRecord(pos, data, masked_crc32c(data) == data_crc)
+        pos = end
