@@ -511,6 +511,54 @@ def test_local_options_single_worker():
         preprocess.build_pipeline_options("prism", "/tmp/x")
 
 
+def test_dataflow_options_worker_image_and_no_single_shard(monkeypatch):
+    monkeypatch.setenv("YT8M_DATAFLOW_IMAGE", "europe-docker.pkg.dev/p/r/yt8m-dataflow@sha256:abc")
+    opts = preprocess.build_pipeline_options("dataflow", "gs://b/o", project="p", region="europe-west4",
+                                             num_workers=3, service_account_email="df@p.iam.gserviceaccount.com")
+    workers = opts.view_as(WorkerOptions)
+    assert workers.sdk_container_image == "europe-docker.pkg.dev/p/r/yt8m-dataflow@sha256:abc"
+    assert workers.num_workers == 3 and opts.view_as(SetupOptions).setup_file is None  # slim: no kfp on workers
+    assert "use_runner_v2" in opts.view_as(DebugOptions).experiments
+    assert opts.view_as(GoogleCloudOptions).service_account_email == "df@p.iam.gserviceaccount.com"
+    explicit = preprocess.build_pipeline_options("dataflow", "gs://b/o", project="p", region="r",
+                                                 setup_file=preprocess._default_setup_file())
+    assert explicit.view_as(WorkerOptions).sdk_container_image is None  # an explicit setup file wins
+    assert set(preprocess._resolve_shards(None, SPLITS, "dataflow").values()) == {0}
+    with pytest.raises(ValueError, match="one worker"):
+        preprocess._resolve_shards(1, SPLITS, "dataflow")
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert preprocess.main(["--input", str(tmp_path / "missing.tfrecord"), "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.tfrecord" in err and "does not exist" in err
+    assert preprocess.main(["--input", str(tmp_path / "none-*.tfrecord"), "--output", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(SystemExit) as info:
+        preprocess.main(["--input", "x", "--output", "y", "--folds", "three"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--folds" in err
+    assert preprocess.main(["--input", "x*", "--output", "y", "--runner", "dataflow"]) == 2  # no project/region
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_preprocess_from_args_summary_lines():
+    import argparse
+
+    args = preprocess.add_arguments(argparse.ArgumentParser()).parse_args(["--input", "a", "--output", "o"])
+    assert (args.folds, args.holdout, args.runner, args.verify_outputs) == (5, 0.1, "local", False)
+    counts = {"total": {"read": 10, "size_bytes": 2_000_000, "written_total": 7, "written": {"fold-0": 7},
+                        "quarantined_total": 3, "quarantined": {"unparsable": 1, "duplicate_video_id": 2},
+                        "unreadable_bytes": 12, "unreadable_files": {"truncated": 1, "empty_file": 0}},
+              "num_input_files": 2, "elapsed_seconds": 4.0, "records_per_second": 2.5, "mb_per_second": 0.5}
+    lines = preprocess.summary_lines(counts, "/out")
+    assert lines[0].startswith("read 10 records (2.0 MB) from 2 files")
+    assert lines[1] == "written 7 (fold-0 7)"
+    assert lines[2] == "quarantined 3 (unparsable 1, duplicate_video_id 2); unreadable 12 bytes (files: truncated 1)"
+    assert lines[3] == "dataset: /out"
+
+
 def test_cli_help(capsys):
     with pytest.raises(SystemExit) as info:
         preprocess.main(["--help"])

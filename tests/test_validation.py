@@ -43,3 +43,66 @@ def test_good_record_round_trips_frames_and_means():
     mean_rgb, mean_audio = validation.video_level_means(video)
     np.testing.assert_allclose(mean_rgb, (rgb * (4 / 255) + 4 / 512 - 2).mean(0), atol=1e-5)
     np.testing.assert_allclose(mean_audio, (audio * (4 / 255) + 4 / 512 - 2).mean(0), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- TFRecord framing
+
+import io  # noqa: E402
+
+from yt8m import schema  # noqa: E402
+
+
+def _framed(records, tmp_path):
+    path = str(tmp_path / "f.tfrecord")
+    writers.write_tfrecords(path, records)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _scan(blob):
+    return list(validation.scan_tfrecord(io.BytesIO(blob), len(blob)))
+
+
+def test_scan_reads_every_record_of_a_good_file_like_tensorflow(tmp_path):
+    records = [b"a" * n for n in (0, 1, 100, 5000)]
+    items = _scan(_framed(records, tmp_path))
+    assert [i.data for i in items] == records and all(i.crc_ok for i in items)
+    assert [i.offset for i in items] == [0, 16, 33, 149]
+
+
+def test_scan_damage_kinds(tmp_path):
+    records = [b"x" * 50, b"y" * 60, b"z" * 70]
+    blob = _framed(records, tmp_path)
+    assert [(type(i).__name__, i.reason, i.num_bytes) for i in _scan(b"")] == [("Unreadable", "empty_file", 0)]
+    (bad,) = _scan(b"hello, I am a CSV file\n" * 3)
+    assert (bad.offset, bad.reason, bad.num_bytes) == (0, validation.NOT_A_TFRECORD, 69)
+    # truncated inside record 3's data: 2 records, then the rest unreadable
+    items = _scan(blob[:-20])
+    assert [i.data for i in items[:2]] == records[:2]
+    assert (items[2].reason, items[2].offset, items[2].num_bytes) == (validation.TRUNCATED, 142, len(blob) - 20 - 142)
+    # truncated inside a header
+    items = _scan(blob[:142 + 5])
+    assert items[-1].reason == validation.TRUNCATED and items[-1].num_bytes == 5
+    # data CRC: the record is returned with crc_ok False and the scan goes on
+    damaged = bytearray(blob)
+    damaged[66 + 12 + 3] ^= 1
+    items = _scan(bytes(damaged))
+    assert [i.crc_ok for i in items] == [True, False, True] and items[1].data != records[1]
+    # length CRC after a good record: the rest of the file is unreadable (corrupt framing)
+    damaged = bytearray(blob)
+    damaged[66 + 9] ^= 1
+    items = _scan(bytes(damaged))
+    assert items[0].data == records[0] and len(items) == 2
+    assert (items[1].reason, items[1].offset, items[1].num_bytes) == (validation.CORRUPT_FRAMING, 66, len(blob) - 66)
+    for item in items:  # messages never carry record bytes
+        assert "x" * 10 not in getattr(item, "detail", "")
+
+
+def test_more_than_300_frames_is_valid_and_features_use_the_first_300():
+    rng = np.random.default_rng(1)
+    vid, labels, rgb, audio = random_video(rng, "long", schema.MAX_FRAMES + 20, 10)
+    video = validation.parse_frame_level(writers.frame_level_example(vid, labels, rgb, audio).SerializeToString(), 10)
+    assert video.num_frames == schema.MAX_FRAMES + 20
+    assert validation.feature_frames(video.rgb).shape == (schema.MAX_FRAMES, 1024)
+    mean_rgb, _ = validation.video_level_means(video)
+    np.testing.assert_allclose(mean_rgb, (rgb[:300] * (4 / 255) + 4 / 512 - 2).mean(0), atol=1e-5)
