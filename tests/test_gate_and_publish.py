@@ -114,3 +114,11 @@ def test_abandoned_staging_folders_are_removed_and_recent_ones_kept(model_and_da
     final = publish.publish_model(model_dir, str(root), {"k": 2})
     assert sorted(os.listdir(root / ".staging")) == ["v-running-now"]
     assert os.path.isdir(final) and publish.latest_version(str(root)) == final
+
+
+def test_two_publishes_of_the_same_manifest_in_one_second_get_two_versions(model_and_data, tmp_path):
+    model_dir, _ = model_and_data
+    root = str(tmp_path / "pub")
+    first = publish.publish_model(model_dir, root, {"same": 1})
+    second = publish.publish_model(model_dir, root, {"same": 1})
+    assert first != second and len(os.listdir(os.path.join(root, "versions"))) == 2

@@ -21,6 +21,7 @@ import datetime
 import hashlib
 import logging
 import os
+import secrets
 import time
 
 from yt8m import predictions, scoring, storage
@@ -79,9 +80,11 @@ def clean_abandoned_staging(publish_root: str, max_age_seconds: float = STAGING_
 
 
 def _version_name(manifest: dict) -> str:
+    """Time to the second, a digest of the manifest, and a random part: two publishes of the same
+    manifest in the same second still get two versions."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     digest = hashlib.sha256(repr(sorted(manifest.items())).encode()).hexdigest()[:8]
-    return f"v{stamp}-{digest}"
+    return f"v{stamp}-{digest}-{secrets.token_hex(2)}"
 
 
 def publish_model(model_dir: str, publish_root: str, manifest: dict, test_data: str | None = None) -> str:
