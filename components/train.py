@@ -26,6 +26,7 @@ def train_op(model_config: dict, fold: int, dataset: Input[Dataset], top_k: int,
                                  fold=int(fold), top_k=top_k)
     # The config and fold live here (and in fold_metrics.json): a task's display name cannot hold a loop item.
     oof_predictions.metadata.update({"name": cfg.name, "family": cfg.family, "fold": int(fold),
+                                     "config_hash": config.config_hash(cfg),
                                      "folds": result["folds"], "held_out": result["held_out"],
                                      "oof_gap": result["metrics"]["gap"], "dataset": dataset.uri})
     for key, value in result["metrics"].items():
@@ -47,6 +48,7 @@ def train_final_op(model_config: dict, dataset: Input[Dataset], collected_folds:
                                   folds=folds, fold_dirs=training.member_fold_dirs(collected_folds.path, cfg.name),
                                   top_k=top_k)
     model.metadata.update({"name": cfg.name, "family": cfg.family, "preset": cfg.preset,
+                           "config_hash": config.config_hash(cfg),
                            "parameters": result["parameters"], "size_bytes": result["saved_model_bytes"],
                            "oof_gap": result["oof"]["gap"], "holdout_gap": result["holdout"]["gap"],
                            "folds": folds, "dataset": dataset.uri, "collected_folds": collected_folds.uri})

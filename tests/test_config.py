@@ -79,3 +79,11 @@ def test_yaml_nan_learning_rate_is_refused_when_the_file_is_loaded(tmp_path):
     path.write_text("models:\n  - name: a\n    family: moe\n    training:\n      learning_rate: .nan\n")
     with pytest.raises(config.ConfigError, match=r"learning_rate: must be a finite number"):
         config.load_run_config(str(path))
+
+
+def test_config_hash_is_stable_and_changes_with_the_config():
+    a = config.model_config_from_dict({"name": "m", "family": "moe"})
+    again = config.model_config_from_dict({"name": "m", "family": "moe", "training": {"epochs": 5}})  # the default
+    other = config.model_config_from_dict({"name": "m", "family": "moe", "training": {"epochs": 6}})
+    assert config.config_hash(a) == config.config_hash(again) and len(config.config_hash(a)) == 12
+    assert config.config_hash(a) != config.config_hash(other)

@@ -391,3 +391,10 @@ def to_dict(cfg) -> dict:
 
 def dump_yaml(cfg) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def config_hash(cfg) -> str:
+    """A short, stable digest of a config (as JSON with sorted keys): the lineage key of what trained a model."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:12]

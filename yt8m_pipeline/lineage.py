@@ -19,7 +19,7 @@ from yt8m_pipeline import rerun
 
 # Metadata worth showing next to an artifact, in this order (others stay in the HTML table).
 _SHOWN = ("source", "source_fingerprint", "records_read", "records_written", "records_quarantined", "name", "family",
-          "preset", "fold", "oof_gap", "holdout_gap", "members", "size_bytes", "gap", "passed", "version")
+          "preset", "config_hash", "fold", "oof_gap", "holdout_gap", "members", "size_bytes", "gap", "passed", "version")
 
 
 @dataclasses.dataclass
