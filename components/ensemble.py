@@ -17,9 +17,10 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
     from yt8m import ensemble, readers, training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    num_classes, folds = int(dataset.metadata["num_classes"]), int(dataset.metadata["folds"])
-    labels = {split: readers.read_id_labels(training.split_files(dataset.path, "video", names))
-              for split, names in (("oof", [f"fold-{k}" for k in range(folds)]), ("holdout", ["holdout"]))}
+    ds = training.open_dataset(dataset.path, dataset.metadata.get("num_classes"), dataset.metadata.get("folds"))
+    num_classes = ds.num_classes
+    labels = {split: readers.read_id_labels(training.dataset_files(ds, "video", names))
+              for split, names in (("oof", ds.fold_names), ("holdout", [ds.holdout]))}
     report = ensemble.build_ensemble([m.path for m in members], merged_model.path, num_classes,
                                      holdout_labels=labels["holdout"], oof_labels=labels["oof"],
                                      quantize_min_elements=quantize_min_elements)

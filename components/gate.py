@@ -15,12 +15,12 @@ def gate_op(merged_model: Input[Model], dataset: Input[Dataset], min_gap: float,
     """
     import logging
 
-    from yt8m import gate, storage
+    from yt8m import gate, storage, training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ds = training.open_dataset(dataset.path, dataset.metadata.get("num_classes"), dataset.metadata.get("folds"))
     result = gate.run_gate(storage.join(merged_model.path, "saved_model"),
-                           storage.join(dataset.path, "frame", "holdout", "part*"),
-                           int(dataset.metadata["num_classes"]), min_gap, max_size_bytes)
+                           training.dataset_files(ds, "frame", [ds.holdout]), ds.num_classes, min_gap, max_size_bytes)
     with open(report.path, "w") as f:
         f.write(result.to_markdown())
     for key, value in result.metrics.items():

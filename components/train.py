@@ -21,8 +21,9 @@ def train_op(model_config: dict, fold: int, dataset: Input[Dataset], top_k: int,
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config.model_config_from_dict(model_config)
+    # The dataset is read through its dataset.json (training.open_dataset); the metadata must agree with it.
     result = training.train_fold(cfg, dataset.path, oof_predictions.path,
-                                 num_classes=int(dataset.metadata["num_classes"]), folds=int(dataset.metadata["folds"]),
+                                 num_classes=dataset.metadata.get("num_classes"), folds=dataset.metadata.get("folds"),
                                  fold=int(fold), top_k=top_k)
     # The config and fold live here (and in fold_metrics.json): a task's display name cannot hold a loop item.
     oof_predictions.metadata.update({"name": cfg.name, "family": cfg.family, "fold": int(fold),
@@ -43,10 +44,10 @@ def train_final_op(model_config: dict, dataset: Input[Dataset], collected_folds:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config.model_config_from_dict(model_config)
-    folds = int(dataset.metadata["folds"])
-    result = training.train_final(cfg, dataset.path, model.path, num_classes=int(dataset.metadata["num_classes"]),
-                                  folds=folds, fold_dirs=training.member_fold_dirs(collected_folds.path, cfg.name),
-                                  top_k=top_k)
+    result = training.train_final(cfg, dataset.path, model.path, num_classes=dataset.metadata.get("num_classes"),
+                                  folds=dataset.metadata.get("folds"),
+                                  fold_dirs=training.member_fold_dirs(collected_folds.path, cfg.name), top_k=top_k)
+    folds = result["folds"]
     model.metadata.update({"name": cfg.name, "family": cfg.family, "preset": cfg.preset,
                            "config_hash": config.config_hash(cfg),
                            "parameters": result["parameters"], "size_bytes": result["saved_model_bytes"],

@@ -11,7 +11,7 @@ import yaml
 
 from tests.helpers import random_video, write_videos
 from yt8m import config as config_lib
-from yt8m import distill, export, metrics, predictions, readers, training, writers
+from yt8m import dataset, distill, export, metrics, predictions, readers, training, writers
 from yt8m.models import registry
 from yt8m_pipeline import cli
 
@@ -231,6 +231,8 @@ def test_video_family_on_frame_data_is_mean_pooled_and_mixup_keeps_targets_consi
 
 
 def _write_layout(root, rng, folds=2, per_split=12, frames=6):
+    """The preprocessing job's layout in miniature, with its dataset.json (the only way consumers find files)."""
+    splits = {}
     for split in [f"fold-{k}" for k in range(folds)] + ["holdout"]:
         videos = [random_video(rng, f"{split}-{i}", frames, NUM_CLASSES) for i in range(per_split)]
         write_videos(os.path.join(root, "frame", split, "part-00000-of-00001.tfrecord"), videos)
@@ -241,6 +243,11 @@ def _write_layout(root, rng, folds=2, per_split=12, frames=6):
             records.append(writers.video_level_example(vid, labels, mean_rgb.numpy()[0, :frames].mean(0),
                                                        mean_audio.numpy()[0, :frames].mean(0)).SerializeToString())
         writers.write_tfrecords(os.path.join(root, "video", split, "part-00000-of-00001.tfrecord"), records)
+        splits[split] = {"num_videos": per_split,
+                         "frame_files": [f"frame/{split}/part-00000-of-00001.tfrecord"],
+                         "video_files": [f"video/{split}/part-00000-of-00001.tfrecord"]}
+    with open(os.path.join(root, "dataset.json"), "w") as f:
+        json.dump({"num_classes": NUM_CLASSES, "folds": folds, "holdout_fraction": 0.2, "splits": splits}, f)
 
 
 def test_train_member_writes_the_member_files_and_cleans_its_checkpoints(tmp_path):
@@ -303,9 +310,22 @@ def test_fold_tasks_collected_then_final_member_is_the_member_the_pipeline_publi
 def test_final_member_refuses_missing_duplicate_or_foreign_folds_before_training(tmp_path):
     root = str(tmp_path / "dataset")
     _write_layout(root, np.random.default_rng(6))
+    # Files are found through dataset.json only: a stray shard in a split folder (a leftover of another
+    # run, a partial write) is never read, and a hand-built split name is not needed anywhere.
+    for level in ("frame", "video"):
+        with open(os.path.join(root, level, "fold-1", "part-stray.tfrecord"), "wb") as f:
+            f.write(b"not a tfrecord")
     cfg = _cfg("moe", epochs=1, batch_size=8)
     fold0 = str(tmp_path / "f0")
     training.train_fold(cfg, root, fold0, NUM_CLASSES, folds=2, fold=0)
+    assert training.split_files(root, "video", ["fold-*"]) == [
+        os.path.join(root, "video", f"fold-{k}", "part-00000-of-00001.tfrecord") for k in (0, 1)]
+    with pytest.raises(dataset.DatasetError, match="folds is 2, but 3 was given"):
+        training.train_fold(cfg, root, str(tmp_path / "f3"), NUM_CLASSES, folds=3, fold=0)
+    with pytest.raises(dataset.DatasetError, match="num_classes is 12, but 7 was given"):
+        training.train_final(cfg, root, str(tmp_path / "f3"), 7, folds=2, fold_dirs=[fold0])
+    with pytest.raises(dataset.DatasetError, match="dataset.json: not found"):
+        training.train_fold(cfg, str(tmp_path / "nothing"), str(tmp_path / "f3"), None, None, fold=0)
     out = str(tmp_path / "member")
     with pytest.raises(ValueError, match=r"folds 0..1 once each, got \[0\] \(missing \[1\]\)"):
         training.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0])

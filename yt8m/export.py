@@ -8,6 +8,13 @@ channel (dequantized inside the graph), and calls each member through
 - ``serving_default(serialized: string[B])`` -> ``{"scores": float32[B, C], "video_id": string[B]}``
 - ``predict_features(rgb [B, F, 1024], audio [B, F, 128], num_frames [B])`` -> ``{"scores"}``
 
+Frames beyond 300 follow ONE rule everywhere (``yt8m.validation.feature_frames``, in-graph
+``yt8m.transform.first_frames``): a video-level member's features are the means of the FIRST
+``schema.MAX_FRAMES`` dequantized frames, accumulated in float64 and rounded to float32 exactly as
+the dataset's tensorflow-transform graph computes the video-level shards it trained on
+(``video_features``); a frame-level member sees its first ``member_max_frames`` frames, as the
+trainer's reader does. So a member served raw records scores what it scored in training.
+
 Scores are the weighted average of the members' probabilities. With ``tta=True`` each
 frame-level member's probability is itself the mean over the 6 test-time variants of the
 video (full, first half, second half, each forward and reversed; ``yt8m.augment``);
@@ -70,9 +77,41 @@ def _read(weight):
     return weight.dequantize() if isinstance(weight, QuantizedTensor) else tf.convert_to_tensor(weight)
 
 
-def _video_features(rgb, audio, num_frames):
-    denom = tf.maximum(tf.cast(num_frames, tf.float32), 1.0)[:, None]
-    return {"mean_rgb": tf.reduce_sum(rgb, axis=1) / denom, "mean_audio": tf.reduce_sum(audio, axis=1) / denom}
+def member_max_frames(input_level: str, max_frames: int | None = None) -> int:
+    """The leading frames a member's features see (THE frames-beyond-300 rule, ``validation.feature_frames``).
+
+    Video-level: always the first ``schema.MAX_FRAMES`` (the means of the dataset's video-level shards,
+    ``yt8m.transform``); frame-level: the first ``min(max_frames, schema.MAX_FRAMES)`` (the trainer's reader).
+    """
+    if input_level == "video" or max_frames is None:
+        return schema.MAX_FRAMES
+    return max(1, min(int(max_frames), schema.MAX_FRAMES))
+
+
+def video_features(rgb, audio, num_frames) -> dict:
+    """Video-level features of decoded frames ``[B, F, D]``: means of the first ``MAX_FRAMES`` valid frames.
+
+    The same arithmetic as ``yt8m.transform`` (``first_frames`` + ``_video_mean``): float32 dequantized
+    frames summed in float64 (exact for <= 300 frames whatever the order), divided by the frame count in
+    float64, rounded once to float32. Frames beyond ``num_frames`` are masked out.
+    """
+    rgb, audio = rgb[:, :schema.MAX_FRAMES], audio[:, :schema.MAX_FRAMES]
+    n = tf.minimum(tf.cast(num_frames, tf.int32), schema.MAX_FRAMES)
+    mask = tf.sequence_mask(n, tf.shape(rgb)[1], dtype=tf.float64)[:, :, None]
+    denom = tf.maximum(tf.cast(n, tf.float64), 1.0)[:, None]
+
+    def mean(x):
+        return tf.cast(tf.reduce_sum(tf.cast(x, tf.float64) * mask, axis=1) / denom, tf.float32)
+
+    return {"mean_rgb": mean(rgb), "mean_audio": mean(audio)}
+
+
+_video_features = video_features  # the former private name
+
+
+def _first_frames(rgb, audio, num_frames, frames: int):
+    """The member's view of a decoded batch: its first ``frames`` frames (zero-padded, as the reader gives)."""
+    return rgb[:, :frames], audio[:, :frames], tf.minimum(tf.cast(num_frames, tf.int32), frames)
 
 
 class ServingModule(tf.Module):
@@ -89,6 +128,10 @@ class ServingModule(tf.Module):
         if len(weights) != len(members) or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"member weights must be {len(members)} non-negative numbers with a positive sum")
         self.max_frames = max_frames
+        # Each member's frames (the one rule: member_max_frames); records are decoded once, to the most any needs.
+        self.member_frames = [member_max_frames(m.input_level, min(int(max_frames), _config_max_frames(m)))
+                              for m in members]
+        self.decode_frames = max(self.member_frames)
         # Keras models are kept out of the object graph: only the weights below are saved.
         self._members = data_structures.NoDependency(list(members))
         self.combiner_weights = tf.constant((weights / weights.sum()).astype(np.float32))
@@ -104,22 +147,28 @@ class ServingModule(tf.Module):
         self.num_classes = int(members[0].model.output_shape[-1])
         self.metadata = tf.constant(json.dumps({"members": [{"name": m.name, "config": m.config} for m in members],
                                                 "weights": weights.tolist(),
+                                                "member_frames": self.member_frames,
                                                 "quantize_min_elements": quantize_min_elements,
                                                 "tta": self.tta}))
 
+    def _frame_inputs(self, rgb, audio, num_frames, frames: int, cache: dict) -> dict:
+        if frames not in cache:
+            r, a, n = _first_frames(rgb, audio, num_frames, frames)
+            if self.tta:
+                r, a, n = augment.tta_variants(r, a, n)
+            cache[frames] = {"rgb": r, "audio": a, "num_frames": n}
+        return cache[frames]
+
     def score(self, rgb, audio, num_frames):
-        frame_inputs = {"rgb": rgb, "audio": audio, "num_frames": num_frames}
-        if self.tta and any(m.input_level == "frame" for m in self._members):
-            tta_rgb, tta_audio, tta_frames = augment.tta_variants(rgb, audio, num_frames)
-            frame_inputs = {"rgb": tta_rgb, "audio": tta_audio, "num_frames": tta_frames}
+        frame_inputs: dict = {}
         video_inputs = None
         total = 0.0
         for i, member in enumerate(self._members):
             if member.input_level == "video":
-                video_inputs = video_inputs or _video_features(rgb, audio, num_frames)
+                video_inputs = video_inputs or video_features(rgb, audio, num_frames)
                 inputs = video_inputs
             else:
-                inputs = frame_inputs
+                inputs = self._frame_inputs(rgb, audio, num_frames, self.member_frames[i], frame_inputs)
             trainable = [_read(w) for w in self.trainable_weights_by_member[i]]
             non_trainable = [_read(w) for w in self.non_trainable_weights_by_member[i]]
             probs, _ = member.model.stateless_call(trainable, non_trainable, inputs, training=False)
@@ -130,7 +179,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")])
     def serve(self, serialized):
-        ids, rgb, audio, num_frames, _ = readers.decode_frame_batch(serialized, self.max_frames)
+        ids, rgb, audio, num_frames, _ = readers.decode_frame_batch(serialized, self.decode_frames)
         return {"scores": self.score(rgb, audio, num_frames), "video_id": ids}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, schema.RGB_SIZE], tf.float32, name="rgb"),
@@ -138,6 +187,12 @@ class ServingModule(tf.Module):
                                   tf.TensorSpec([None], tf.int32, name="num_frames")])
     def predict_features(self, rgb, audio, num_frames):
         return {"scores": self.score(rgb, audio, num_frames)}
+
+
+def _config_max_frames(member: Member) -> int:
+    """The member's training ``max_frames`` (from its config), ``MAX_FRAMES`` when the config does not say."""
+    training = (member.config or {}).get("training") or {}
+    return int(training.get("max_frames", schema.MAX_FRAMES))
 
 
 def export_serving_model(members: list[Member], export_dir: str, member_weights: list[float] | None = None,

@@ -50,8 +50,15 @@ class GateResult:
                 "metrics": self.metrics}
 
 
-def score_in_fresh_process(model_dir: str, data: str, timeout: int = 1800) -> tuple[list[str], np.ndarray, list]:
-    """Load and score ``model_dir`` in a new Python process; return (ids, scores, label lists)."""
+def score_in_fresh_process(model_dir: str, data: str | list[str],
+                           timeout: int = 1800) -> tuple[list[str], np.ndarray, list]:
+    """Load and score ``model_dir`` in a new Python process; return (ids, scores, label lists).
+
+    ``data``: a pattern (comma-separated patterns allowed) or a list of files (e.g. the holdout's
+    frame-level files from ``Dataset.files``), passed on as one comma-separated pattern.
+    """
+    if not isinstance(data, str):
+        data = ",".join(data)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "scores.npz")
         proc = subprocess.run([sys.executable, "-P", "-m", "yt8m.scoring", "--model", model_dir, "--data", data,
@@ -65,7 +72,8 @@ def score_in_fresh_process(model_dir: str, data: str, timeout: int = 1800) -> tu
         return [str(v) for v in z["video_ids"]], z["scores"], labels
 
 
-def run_gate(model_dir: str, holdout_data: str, num_classes: int, min_gap: float, max_size_bytes: int) -> GateResult:
+def run_gate(model_dir: str, holdout_data: str | list[str], num_classes: int, min_gap: float,
+             max_size_bytes: int) -> GateResult:
     checks, result_metrics = [], {}
     size = storage.directory_size(model_dir)
     result_metrics["size_bytes"] = size

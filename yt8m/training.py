@@ -1,14 +1,22 @@
 """Train model configs: the K-fold member of the pipeline (``train_member``) and one config on
 given TFRecords (``train_single``, the ``yt8m train`` verb).
 
-``train_member`` reads the preprocessed dataset layout (``DIR/{frame,video}/{fold-k,holdout}/part*``),
-writes into ``output_dir``:
+``train_member`` / ``train_fold`` / ``train_final`` read the preprocessing job's output through its
+ONE owner, ``yt8m.dataset.Dataset.open(DIR)`` (``dataset.json``: the files of each split and level,
+the folds, the classes, the counts; never a glob of the folders or a hand-built split name), and
+write into ``output_dir``:
 
 - ``oof_predictions.npz`` (top-k sparse, keyed by video id) and ``holdout_predictions.npz``
 - ``model.weights.h5`` + ``model_config.yaml`` (the member, rebuilt by the ensembler)
 - ``saved_model/`` (this member alone, serving serialized SequenceExamples)
 - ``metrics.json`` (OOF and holdout GAP@20, Hit@1, PERR, mAP; examples/s; parameters)
 - ``tensorboard/<fold-k|final>/`` (checkpoints live in ``checkpoints/`` while it runs)
+
+Features are the ones the serving graph computes from raw records (``yt8m.export``): a video-level
+family trains on the job's video-level shards (the means of the FIRST 300 dequantized frames, from the
+dataset's tensorflow-transform graph, ``yt8m.transform``), which the serving graph recomputes with the
+same rule (``export.video_features``); a frame-level family sees the reader's frames, at most the first
+300 (``yt8m.validation.feature_frames``; ``export.member_max_frames``).
 
 The training loop (``Trainer``) is a small custom loop under a ``tf.distribute`` strategy
 (``MirroredStrategy`` with more than one GPU, the default strategy otherwise):
@@ -46,6 +54,7 @@ import tensorflow as tf
 
 from yt8m import augment, checkpoints, distill, export, metrics, predictions, readers, storage
 from yt8m import config as config_lib
+from yt8m import dataset as dataset_lib
 from yt8m.models import registry
 
 log = logging.getLogger(__name__)
@@ -57,10 +66,47 @@ VIDEO_SHUFFLE_BUFFER = 4096
 # ----------------------------------------------------------------------------------------- data
 
 
+def open_dataset(dataset_dir: str, num_classes: int | None = None, folds: int | None = None) -> dataset_lib.Dataset:
+    """The preprocessed dataset in ``dataset_dir`` (``Dataset.open``); ``num_classes`` / ``folds``, when
+    given (e.g. from a pipeline artifact's metadata), must be what its ``dataset.json`` says."""
+    ds = dataset_lib.Dataset.open(dataset_dir)
+    for what, given, actual in (("num_classes", num_classes, ds.num_classes), ("folds", folds, ds.folds)):
+        if given is not None and int(given) != actual:
+            raise dataset_lib.DatasetError(f"{ds.path}/{dataset_lib.DATASET_FILE}: {what} is {actual}, "
+                                           f"but {int(given)} was given")
+    return ds
+
+
+def dataset_files(ds: dataset_lib.Dataset, level: str, splits: list[str]) -> list[str]:
+    """``ds.files(level, splits)``, refusing an empty list with a one-line reason (a split with no videos)."""
+    files = ds.files(level, splits)
+    if not files:
+        raise dataset_lib.DatasetError(f"{ds.path}: no {level}-level files in split(s) {', '.join(splits)} "
+                                       f"({ds.num_videos(splits)} videos)")
+    return files
+
+
 def split_files(dataset_dir: str, level: str, splits: list[str]) -> list[str]:
-    """Shards of the given splits (``fold-0``, ``holdout`` ...) at ``level`` ("frame" or "video")."""
-    pattern = ",".join(storage.join(dataset_dir, level, s, "part*") for s in splits)
-    return storage.expand_pattern(pattern, what=f"{level}-level {'/'.join(splits)}")
+    """Shards of the given splits at ``level`` ("frame" or "video"), as listed in ``dataset.json``.
+
+    Kept for callers outside the library; prefer ``Dataset.open(dir).files(level, splits)``. A split
+    name may be a shell pattern over the dataset's split names (``"fold-*"``: every fold).
+    """
+    import fnmatch
+
+    ds = dataset_lib.Dataset.open(dataset_dir)
+    names = []
+    for s in splits:
+        matched = [n for n in ds.split_names if fnmatch.fnmatchcase(n, s)]
+        if not matched:
+            raise dataset_lib.DatasetError(f"{ds.path}: no split matches {s!r}; splits are {ds.split_names}")
+        names += [n for n in matched if n not in names]
+    return dataset_files(ds, level, names)
+
+
+def feature_frames(input_level: str, t: config_lib.TrainingConfig) -> int:
+    """How many leading frames the family's features see: ``export.member_max_frames`` (the serving rule)."""
+    return export.member_max_frames(input_level, t.max_frames)
 
 
 def make_dataset(files, input_level: str, num_classes: int, t: config_lib.TrainingConfig, training: bool,
@@ -69,7 +115,8 @@ def make_dataset(files, input_level: str, num_classes: int, t: config_lib.Traini
     if input_level == "video":
         return readers.video_level_dataset(files, num_classes, batch, training=training, include_ids=include_ids,
                                            seed=t.seed)
-    return readers.frame_level_dataset(files, num_classes, batch, training=training, max_frames=t.max_frames,
+    return readers.frame_level_dataset(files, num_classes, batch, training=training,
+                                       max_frames=feature_frames(input_level, t),
                                        num_samples=t.num_samples if training else None, include_ids=include_ids,
                                        seed=t.seed)
 
@@ -99,7 +146,7 @@ def count_records(files: list[str]) -> int:
 
 def _mean_pool(features: dict) -> dict:
     """Video-level features from decoded frames, exactly as the serving graph computes them."""
-    return export._video_features(features["rgb"], features["audio"], features["num_frames"])
+    return export.video_features(features["rgb"], features["audio"], features["num_frames"])
 
 
 def _decode_video_batch(serialized, num_classes: int, sources):
@@ -146,8 +193,8 @@ def train_input(files: list[str], data_format: str, input_level: str, num_classe
         if data_format == "video":
             ids, features, labels = _decode_video_batch(serialized, num_classes, sources)
         else:
-            ids, rgb, audio, num_frames, label_ids = readers.decode_frame_batch(serialized, t.max_frames, num_classes,
-                                                                                sources)
+            ids, rgb, audio, num_frames, label_ids = readers.decode_frame_batch(
+                serialized, feature_frames(input_level, t), num_classes, sources)
             labels = readers.multi_hot(label_ids, num_classes)
             if input_level == "frame":
                 rgb, audio, num_frames = augment.frame_augment(rgb, audio, num_frames, t.half_video_prob,
@@ -176,8 +223,8 @@ def eval_input(files: list[str], data_format: str, input_level: str, num_classes
     for video-level families on frame-level data."""
     if data_format == "video":
         return readers.video_level_dataset(files, num_classes, t.eval_batch_size, include_ids=True)
-    ds = readers.frame_level_dataset(files, num_classes, t.eval_batch_size, max_frames=t.max_frames,
-                                     include_ids=True)
+    ds = readers.frame_level_dataset(files, num_classes, t.eval_batch_size,
+                                     max_frames=feature_frames(input_level, t), include_ids=True)
     if input_level == "video":
         ds = ds.map(lambda f, y: ({**_mean_pool(f), "video_id": f["video_id"]}, y))
     return ds
@@ -571,18 +618,6 @@ def _load_teacher(t: config_lib.TrainingConfig, data_dir: str | None, num_classe
     return distill.TeacherTable(distill.resolve_teacher_path(t.teacher_predictions, data_dir), num_classes)
 
 
-def _split_records(dataset_dir: str, splits: list[str]) -> int | None:
-    """Record count of ``splits`` from the preprocess job's ``dataset.json`` (None if unknown)."""
-    path = storage.join(dataset_dir, "dataset.json")
-    if not storage.gfile.exists(path):
-        return None
-    try:
-        info = storage.read_json(path)["splits"]
-        return int(sum(info[s]["num_videos"] for s in splits))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def _write_member(model_config, model, level: str, output_dir: str, max_frames: int) -> int:
     storage.gfile.makedirs(output_dir)
     model.save_weights(storage.join(output_dir, "model.weights.h5"))
@@ -604,37 +639,35 @@ OOF_FILE = "oof_predictions.npz"
 FOLD_METRICS_FILE = "fold_metrics.json"
 
 
-def _fold_names(folds: int) -> list[str]:
-    return [f"fold-{k}" for k in range(folds)]
-
-
-def train_fold(model_config: config_lib.ModelConfig, dataset_dir: str, output_dir: str, num_classes: int,
-               folds: int, fold: int, top_k: int = 20, checkpoint_dir: str | None = None,
+def train_fold(model_config: config_lib.ModelConfig, dataset_dir: str, output_dir: str, num_classes: int | None,
+               folds: int | None, fold: int, top_k: int = 20, checkpoint_dir: str | None = None,
                tensorboard_dir: str | None = None) -> dict:
     """Train on every fold but ``fold`` and predict ``fold``: its out-of-fold predictions.
+
+    The dataset is read through ``Dataset.open(dataset_dir)``; ``num_classes`` and ``folds`` (None:
+    from its ``dataset.json``) are checked against it.
 
     Writes ``output_dir/oof_predictions.npz`` (top-k, keyed by video id) and ``fold_metrics.json``
     (config name, fold, GAP@20 / Hit@1 / PERR / mAP of the held-out fold, training summary).
     Checkpoints go to ``checkpoint_dir`` (default ``output_dir/checkpoints``, removed when done):
     a killed or retried task with the same output resumes from them.
     """
+    ds = open_dataset(dataset_dir, num_classes, folds)
+    num_classes, folds = ds.num_classes, ds.folds
     if not 0 <= fold < folds:
         raise ValueError(f"fold must be in [0, {folds}), got {fold}")
     level, t = registry.get_family(model_config.family).input_level, model_config.training
-    names = _fold_names(folds)
-    held, splits = names[fold], [f for f in names if f != names[fold]]
+    held, splits = ds.fold_name(fold), ds.train_splits(held_out_fold=fold)
     started = time.time()
     own_checkpoints = checkpoint_dir is None
     checkpoint_dir = checkpoint_dir or storage.join(output_dir, "checkpoints")
-    train = split_files(dataset_dir, level, splits)
+    train = dataset_files(ds, level, splits)
     log.info("%s: fold %d/%d: training on %d shards, predicting %s", model_config.name, fold + 1, folds, len(train),
              held)
     trainer = Trainer(model_config, num_classes, checkpoint_dir,
                       tensorboard_dir or storage.join(output_dir, "tensorboard"), f"{model_config.name} fold {fold}")
-    summary = trainer.fit(train, teacher=_load_teacher(t, dataset_dir, num_classes),
-                          records=_split_records(dataset_dir, splits))
-    ids, scores, labels = predict(trainer.inference_model(), level, split_files(dataset_dir, level, [held]),
-                                  num_classes, t)
+    summary = trainer.fit(train, teacher=_load_teacher(t, ds.path, num_classes), records=ds.num_videos(splits))
+    ids, scores, labels = predict(trainer.inference_model(), level, dataset_files(ds, level, [held]), num_classes, t)
     fold_metrics = evaluate(scores, labels)
     log.info("%s: fold %d GAP@20 %.4f on its %d held-out videos", model_config.name, fold, fold_metrics["gap"],
              len(ids))
@@ -722,8 +755,8 @@ def _topk_metrics(topk: dict, labels: dict[str, list[int]], num_classes: int, ch
     return acc.result()
 
 
-def train_final(model_config: config_lib.ModelConfig, dataset_dir: str, output_dir: str, num_classes: int,
-                folds: int, fold_dirs: list[str], top_k: int = 20, checkpoint_dir: str | None = None,
+def train_final(model_config: config_lib.ModelConfig, dataset_dir: str, output_dir: str, num_classes: int | None,
+                folds: int | None, fold_dirs: list[str], top_k: int = 20, checkpoint_dir: str | None = None,
                 tensorboard_dir: str | None = None) -> dict:
     """The member: gather its K folds' out-of-fold predictions (``fold_dirs``: ``train_fold`` outputs),
     train the final model on all folds, predict the holdout, export; see the module doc for the files.
@@ -732,11 +765,16 @@ def train_final(model_config: config_lib.ModelConfig, dataset_dir: str, output_d
     ``oof`` is measured on the gathered top-k predictions (what the ensembler reads; GAP@20 exact for
     top_k >= 20), ``oof_folds`` holds each fold's metrics on its full scores.
     """
+    ds = open_dataset(dataset_dir, num_classes, folds)
+    num_classes, folds = ds.num_classes, ds.folds
+    if ds.holdout is None:
+        raise dataset_lib.DatasetError(f"{ds.path}: the dataset has no holdout split (holdout_fraction 0); the "
+                                       "final member is evaluated on it")
     level, t = registry.get_family(model_config.family).input_level, model_config.training
-    names = _fold_names(folds)
+    names = ds.fold_names
     started = time.time()
     oof, fold_metrics = _merge_fold_predictions(model_config, fold_dirs, folds, num_classes)
-    oof_metrics = _topk_metrics(oof, readers.read_id_labels(split_files(dataset_dir, "video", names)), num_classes)
+    oof_metrics = _topk_metrics(oof, readers.read_id_labels(dataset_files(ds, "video", names)), num_classes)
     log.info("%s: out-of-fold GAP@20 %.4f over %d videos", model_config.name, oof_metrics["gap"],
              len(oof["video_ids"]))
 
@@ -745,10 +783,10 @@ def train_final(model_config: config_lib.ModelConfig, dataset_dir: str, output_d
     checkpoint_dir = checkpoint_dir or storage.join(output_dir, "checkpoints")
     trainer = Trainer(model_config, num_classes, checkpoint_dir,
                       tensorboard_dir or storage.join(output_dir, "tensorboard", "final"), f"{model_config.name} final")
-    summary = trainer.fit(split_files(dataset_dir, level, names), teacher=_load_teacher(t, dataset_dir, num_classes),
-                          records=_split_records(dataset_dir, names))
+    summary = trainer.fit(dataset_files(ds, level, names), teacher=_load_teacher(t, ds.path, num_classes),
+                          records=ds.num_videos(names))
     model = trainer.inference_model()
-    hold_ids, hold_scores, hold_labels = predict(model, level, split_files(dataset_dir, level, ["holdout"]),
+    hold_ids, hold_scores, hold_labels = predict(model, level, dataset_files(ds, level, [ds.holdout]),
                                                  num_classes, t)
     holdout_metrics = evaluate(hold_scores, hold_labels)
     log.info("%s: holdout GAP@20 %.4f", model_config.name, holdout_metrics["gap"])
@@ -772,17 +810,19 @@ def train_final(model_config: config_lib.ModelConfig, dataset_dir: str, output_d
     return result
 
 
-def train_member(model_config: config_lib.ModelConfig, dataset_dir: str, output_dir: str, num_classes: int,
-                 folds: int, top_k: int = 20) -> dict:
+def train_member(model_config: config_lib.ModelConfig, dataset_dir: str, output_dir: str,
+                 num_classes: int | None = None, folds: int | None = None, top_k: int = 20) -> dict:
     """K-fold training with out-of-fold predictions, then the final member on all folds; see module doc.
 
     The composition of ``train_fold`` (each fold) and ``train_final`` in one process: the pipeline
     runs the same steps as separate tasks.
     """
+    ds = open_dataset(dataset_dir, num_classes, folds)
+    num_classes, folds = ds.num_classes, ds.folds
     ckpt_root, tb_root = storage.join(output_dir, "checkpoints"), storage.join(output_dir, "tensorboard")
     folds_root = storage.join(output_dir, "folds")
     fold_dirs = []
-    for k, held in enumerate(_fold_names(folds)):
+    for k, held in enumerate(ds.fold_names):
         fold_dirs.append(storage.join(folds_root, held))
         train_fold(model_config, dataset_dir, fold_dirs[-1], num_classes, folds, k, top_k,
                    checkpoint_dir=storage.join(ckpt_root, held), tensorboard_dir=storage.join(tb_root, held))
