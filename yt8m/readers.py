@@ -231,11 +231,18 @@ def read_id_labels(data: str | Sequence[str]) -> dict[str, list[int]]:
     Features, so parsing either as an Example yields ``id`` and ``labels``.
     """
     out: dict[str, list[int]] = {}
+    where: dict[str, tuple[str, int]] = {}
     for path in _files(data):
-        for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        for index, raw in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
             feature = tf.train.Example.FromString(raw).features.feature
             ids = feature["id"].bytes_list.value if "id" in feature else []
             if len(ids) != 1:
-                raise ValueError(f"record without a video id in {path}")
-            out[ids[0].decode()] = list(feature["labels"].int64_list.value) if "labels" in feature else []
+                raise ValueError(f"bad YT8M data: missing_id: the record has no video id (file {path}, record {index})")
+            video_id = ids[0].decode()
+            if video_id in out:  # scoring it once would silently drop the other copy's labels
+                first_path, first_index = where[video_id]
+                raise ValueError(f"duplicate video id {video_id!r}: record {index} of {path} and record "
+                                 f"{first_index} of {first_path}")
+            out[video_id] = list(feature["labels"].int64_list.value) if "labels" in feature else []
+            where[video_id] = (path, index)
     return out

@@ -11,6 +11,7 @@ import io
 import logging
 import sys
 import time
+from typing import Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -23,18 +24,38 @@ log = logging.getLogger(__name__)
 def score_files(model_dir: str, data: str | list[str], batch_size: int = 64):
     """(video ids, scores [N, C], label id lists) for every record of ``data`` in file order."""
     files = storage.expand_pattern(data, "data") if isinstance(data, str) else list(data)
+    batches = tf.data.TFRecordDataset(files).batch(batch_size).as_numpy_iterator()
+    return score_batches(model_dir, batches, f"{len(files)} files", data)
+
+
+def score_records(model_dir: str, records: Iterable[bytes], batch_size: int = 64, what: str = "records"):
+    """Like ``score_files`` for a stream of serialized records (e.g. the valid ones of damaged files)."""
+    def batches():
+        batch = []
+        for record in records:
+            batch.append(record)
+            if len(batch) == batch_size:
+                yield np.array(batch, dtype=object)
+                batch = []
+        if batch:
+            yield np.array(batch, dtype=object)
+
+    return score_batches(model_dir, batches(), what, what)
+
+
+def score_batches(model_dir: str, batches: Iterable, what: str, data):
     serve = tf.saved_model.load(model_dir).signatures["serving_default"]
     ids, scores, labels = [], [], []
     started = time.time()
-    for batch in tf.data.TFRecordDataset(files).batch(batch_size):
+    for batch in batches:
+        batch = tf.constant(batch, dtype=tf.string)
         out = serve(serialized=batch)
         ids.extend(v.decode() for v in out["video_id"].numpy())
         scores.append(out["scores"].numpy())
         parsed = tf.io.parse_sequence_example(batch, {"labels": readers.CONTEXT_FEATURES["labels"]})[0]["labels"]
         labels.extend(tf.RaggedTensor.from_sparse(parsed).to_list())
     secs = time.time() - started
-    log.info("scored %d videos from %d files in %.1fs (%.0f videos/s)", len(ids), len(files), secs,
-             len(ids) / max(secs, 1e-9))
+    log.info("scored %d videos from %s in %.1fs (%.0f videos/s)", len(ids), what, secs, len(ids) / max(secs, 1e-9))
     if not ids:
         raise ValueError(f"no records in {data!r}")
     return ids, np.concatenate(scores), labels

@@ -157,20 +157,54 @@ def _saved_model_dir(path: str) -> str:
 
 
 def cmd_predict(args) -> int:
-    from yt8m import predictions, scoring
+    import tensorflow as tf
+
+    from yt8m import predictions, record_check, scoring, storage
 
     model_dir = _saved_model_dir(args.model)
-    ids, scores, _ = scoring.score_files(model_dir, args.data, batch_size=args.batch_size)
+    files = storage.check_readable(args.data, "--data")
+    if args.on_bad_record == "skip":
+        skipped = record_check.Skipped()
+        ids, scores, _ = scoring.score_records(model_dir, record_check.good_records(files, skipped),
+                                               batch_size=args.batch_size, what=f"{len(files)} files")
+    else:
+        record_check.check_not_empty(files, "--data")
+        try:
+            ids, scores, _ = scoring.score_files(model_dir, files, batch_size=args.batch_size)
+        except tf.errors.OpError as exc:
+            raise record_check.explain(exc, files, what="--data") from None
+        if len(set(ids)) != len(ids):
+            seen = set()
+            duplicate = next(v for v in ids if v in seen or seen.add(v))
+            raise UsageError(f"--data: bad YT8M data: duplicate_video_id: video {duplicate!r} appears more than "
+                             "once (a submission lists each video once; --on-bad-record skip keeps the first)")
     predictions.write_kaggle_csv(args.out, ids, scores, k=args.top_k)
     print(f"wrote {len(ids)} predictions to {args.out}")
+    if args.on_bad_record == "skip" and skipped.problems:
+        listing = args.out + ".skipped.csv"
+        skipped.write_csv(listing)
+        reasons = {}
+        for problem in skipped.problems:
+            reasons[problem.reason] = reasons.get(problem.reason, 0) + 1
+        print(f"skipped {len(skipped.problems)} bad records or unreadable ranges "
+              f"({', '.join(f'{r} {n}' for r, n in sorted(reasons.items()))}); listed in {listing}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
     from yt8m import metrics, predictions, readers
 
+    import tensorflow as tf
+
+    from yt8m import record_check, storage
+
     ids, label_ids, scores = predictions.read_kaggle_csv(args.predictions)
-    truth = readers.read_id_labels(args.data)
+    files = storage.check_readable(args.data, "--data")
+    record_check.check_not_empty(files, "--data")
+    try:
+        truth = readers.read_id_labels(files)
+    except tf.errors.OpError as exc:
+        raise record_check.explain(exc, files, args.num_classes, level="video", what="--data") from None
     unknown = [v for v in ids if v not in truth]
     if unknown:
         raise UsageError(f"{len(unknown)} predicted video ids are not in --data (e.g. {unknown[0]!r})")
@@ -221,6 +255,17 @@ def cmd_submit(args) -> int:
     return 0
 
 
+def cmd_preprocess(args) -> int:
+    from yt8m_pipeline.beam_jobs import preprocess
+
+    if not args.verbose:  # the summary lines below say what the job's INFO lines say
+        for noisy in ("apache_beam", "tensorflow_transform", "tfx_bsl", "absl", "tensorflow", "yt8m"):
+            logging.getLogger(noisy).setLevel(logging.ERROR if noisy != "yt8m" else logging.WARNING)
+    for line in preprocess.preprocess_from_args(args):
+        print(line)
+    return 0
+
+
 def cmd_images(args) -> int:
     from yt8m_pipeline import images
 
@@ -248,12 +293,24 @@ def cmd_train(args) -> int:
     from yt8m import config as config_lib
     from yt8m import storage, training
 
+    import tensorflow as tf
+
+    from yt8m import record_check
+
     cfg = config_lib.load_model_config(args.config)
-    storage.expand_pattern(args.data, "--data")
-    if args.eval_data:
-        storage.expand_pattern(args.eval_data, "--eval-data")
-    result = training.train_single(cfg, args.data, args.output, num_classes=args.num_classes,
-                                   eval_data=args.eval_data, restart=args.restart)
+    files = storage.check_readable(args.data, "--data")
+    eval_files = storage.check_readable(args.eval_data, "--eval-data") if args.eval_data else None
+    record_check.check_not_empty(files, "--data")
+    record_check.check_not_empty(eval_files or [], "--eval-data")
+    try:
+        result = training.train_single(cfg, files, args.output, num_classes=args.num_classes,
+                                       eval_data=eval_files, restart=args.restart)
+    except tf.errors.OpError as exc:
+        for what, checked in (("--data", files), ("--eval-data", eval_files or [])):
+            problem = record_check.first_problem(checked, args.num_classes, level=_record_level(checked))
+            if problem is not None:
+                raise record_check.BadDataError(f"{what}: {problem.line()}") from None
+        raise record_check.explain(exc, [], what="--data") from None
     line = (f"{cfg.name}: {result['family']}/{result['preset']}, {result['parameters']:,} parameters, "
             f"{result['steps']}/{result['total_steps']} steps")
     if result.get("resumed_from_step"):
@@ -263,6 +320,16 @@ def cmd_train(args) -> int:
     print(line + f", SavedModel {result['saved_model_bytes'] / 1e6:.1f} MB")
     print(args.output)
     return 0
+
+
+def _record_level(files) -> str:
+    """'frame' or 'video' from the first record that parses (frame-level when unknown)."""
+    from yt8m import training
+
+    try:
+        return training.detect_format(list(files))
+    except Exception:  # noqa: BLE001 - a damaged first record: check it as frame-level
+        return "frame"
 
 
 def _size_rows(num_classes: int, presets: list[str] | None, families: list[str] | None) -> list[dict]:
@@ -312,7 +379,7 @@ def cmd_models(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_preprocess_flags: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yt8m", description="YouTube-8M pipeline: data, training, ensembling, "
                                                                "gated publishing (locally or on Vertex AI)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -354,12 +421,25 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "here instead of submitting")
     p.set_defaults(func=cmd_submit)
 
+    p = sub.add_parser("preprocess", help="the Beam job: validate, quarantine, dedup, fold-split, TFT statistics "
+                                           "and transform_fn, reconciled counts, report (the pipeline's preprocess "
+                                           "step; local runner or Dataflow)")
+    if with_preprocess_flags:  # the job's module imports Beam and TensorFlow: only when the verb is used
+        from yt8m_pipeline.beam_jobs.preprocess import add_arguments as add_preprocess_arguments
+
+        add_preprocess_arguments(p)
+    p.set_defaults(func=cmd_preprocess)
+
     p = sub.add_parser("predict", help="Kaggle-format CSV (top 20) from a SavedModel")
     p.add_argument("--model", required=True, help="SavedModel directory or a published version directory")
     p.add_argument("--data", required=True, help="frame-level TFRecord pattern")
     p.add_argument("--out", required=True, help="CSV path")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--top-k", type=_positive_int, default=20)
+    p.add_argument("--on-bad-record", choices=["fail", "skip"], default="fail",
+                   help="fail (default): stop at the first bad record or damaged file with a one-line reason; "
+                        "skip: score the valid records, list the skipped ones (reason, file, offset, video id) "
+                        "in OUT.skipped.csv")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="GAP@20, Hit@1, PERR, mAP of a Kaggle CSV against labelled TFRecords")
@@ -442,7 +522,12 @@ def _import_tensorflow_quietly() -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose_flag = any(a in ("-v", "--verbose") for a in argv)
+    wants_preprocess = "preprocess" in argv
+    if wants_preprocess and not verbose_flag:
+        _import_tensorflow_quietly()
+    args = build_parser(with_preprocess_flags=wants_preprocess).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
