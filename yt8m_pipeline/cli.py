@@ -45,10 +45,11 @@ def _summary_gaps(result, clean_labels_path: str | None, num_classes: int) -> di
     """Oracle (ceiling) and class-prior (floor) GAP on the holdout next to the model's."""
     import numpy as np
 
-    from yt8m import metrics, readers, storage, synth, training
+    from yt8m import dataset, metrics, readers, storage, synth
 
-    holdout = readers.read_id_labels(training.split_files(result.dataset_dir, "video", ["holdout"]))
-    train = readers.read_id_labels(training.split_files(result.dataset_dir, "video", ["fold-*"]))
+    ds = dataset.Dataset.open(result.dataset_dir)
+    holdout = readers.read_id_labels(ds.files("video", [ds.holdout]))
+    train = readers.read_id_labels(ds.files("video", ds.fold_names))
     ids = list(holdout)
     labels = metrics.dense_labels([holdout[v] for v in ids], num_classes)
     prior = metrics.dense_labels(list(train.values()), num_classes).mean(axis=0)
