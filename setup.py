@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "apache-beam[gcp]==2.77.0",
     "kfp==2.17.0",
     "google-cloud-aiplatform>=1.165,<1.166",
+    "google-cloud-pipeline-components==2.22.0",  # Dataflow launch + wait ops (compile time; GCPC's own image runs them)
     "google-cloud-storage>=3.17,<3.18",
     "keras==3.15.1",
     "numpy>=2.4,<2.5",

@@ -29,7 +29,27 @@ Resources, retries and the parallelism cap are properties of the compiled IR, so
 is built from a run config's ``vertex`` section (``build_pipeline``); ``pipeline_arguments``
 maps the rest of the run config to the pipeline's parameters. Both serve ``yt8m run --local``
 and ``yt8m submit``.
+
+Where the preprocessing Beam job runs is chosen the same way, at compile time, by
+``vertex.dataflow.runner``: ``local`` (the default, and always under kfp.local) is the one
+preprocess task running the job on Beam's local runner; ``dataflow`` replaces it with::
+
+    launch (DataflowFlexTemplateJobOp) -> wait (WaitGcpResourcesOp) -> register dataset (ours)
+
+reading the raw data's gs:// pattern and writing ``<pipeline root>/dataflow/<run id>/dataset``
+(``dataflow_root`` and the job name come from ``pipeline_arguments``, unique per run), with the
+project, region, machine type, max workers, temp/staging locations, service account and worker
+image of the config. The launch task's ``gcp_resources`` links the Dataflow job from the Vertex
+UI; see ``yt8m_pipeline/dataflow.py`` for the launch, the register step and why a Flex Template.
+The per-run folder is a parameter of those tasks, so a new submission never reuses a cached
+Dataflow result (the launch task's cache key cannot see the launcher image, which the template
+spec names, nor the job's code in it).
 """
+
+import dataclasses
+import datetime
+import logging
+import secrets
 
 from kfp import dsl
 
@@ -41,9 +61,11 @@ from yt8m_pipeline.components.ensemble import ensemble_op
 from yt8m_pipeline.components.gate import gate_op
 from yt8m_pipeline.components.preprocess import preprocess_op
 from yt8m_pipeline.components.publish import publish_op
+from yt8m_pipeline.components.register_dataset import register_dataset_op
 from yt8m_pipeline.components.train import train_final_op, train_op
 
 PIPELINE_NAME = "yt8m-pipeline"
+log = logging.getLogger(__name__)
 
 
 def _limits(task: dsl.PipelineTask, resources) -> dsl.PipelineTask:
@@ -60,6 +82,32 @@ def _training(task: dsl.PipelineTask, vertex: config_lib.VertexConfig) -> dsl.Pi
                           backoff_factor=retry.backoff_factor, backoff_max_duration=retry.backoff_max_duration)
 
 
+def _preprocess_on_dataflow(v: config_lib.VertexConfig, raw, train_pattern, data_fingerprint, num_classes, folds,
+                            holdout_fraction, dataflow_root, dataflow_job_name, gcp_project, gcp_region):
+    """launch (Flex Template) -> wait -> register: the Dataset artifact of the job's gs:// output."""
+    from google_cloud_pipeline_components.v1.dataflow import DataflowFlexTemplateJobOp
+    from google_cloud_pipeline_components.v1.wait_gcp_resources import WaitGcpResourcesOp
+
+    from yt8m_pipeline import dataflow, images
+
+    d = v.dataflow
+    output = f"{dataflow_root}/dataset"
+    launch = DataflowFlexTemplateJobOp(
+        container_spec_gcs_path=d.flex_template, project=d.project or gcp_project, location=d.region or gcp_region,
+        job_name=dataflow_job_name,
+        parameters=dataflow.flex_parameters(train_pattern, output, num_classes, folds, holdout_fraction),
+        machine_type=d.machine_type, max_workers=d.max_workers,
+        temp_location=d.temp_location or f"{dataflow_root}/tmp",
+        staging_location=d.staging_location or f"{dataflow_root}/staging",
+        service_account_email=d.service_account, sdk_container_image=d.worker_image or images.DATAFLOW_IMAGE,
+    ).set_display_name("preprocess on dataflow")
+    wait = WaitGcpResourcesOp(gcp_resources=launch.outputs["gcp_resources"]).set_display_name("wait for dataflow")
+    register = _limits(register_dataset_op(raw_data=raw, output_dir=output, gcp_resources=wait.outputs["gcp_resources"],
+                                           data_fingerprint=data_fingerprint, num_classes=num_classes, folds=folds,
+                                           holdout_fraction=holdout_fraction), v.resources.preprocess)
+    return register.set_display_name("register dataset").outputs["dataset"]
+
+
 def build_pipeline(vertex: config_lib.VertexConfig | None = None):
     """The pipeline function with ``vertex``'s resources, retries and parallelism cap compiled in."""
     v = vertex or config_lib.VertexConfig()
@@ -72,14 +120,20 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None):
                       num_classes: int = 3862, folds: int = 5, holdout_fraction: float = 0.1,
                       quantize_min_elements: int = 17000, oof_top_k: int = 20, min_gap: float = 0.8,
                       max_size_bytes: int = 1 << 30, beam_runner: str = "local", register_model: bool = False,
-                      gcp_project: str = "", gcp_region: str = ""):
+                      gcp_project: str = "", gcp_region: str = "", dataflow_root: str = "",
+                      dataflow_job_name: str = ""):
         raw = dsl.importer(artifact_uri=train_pattern, artifact_class=dsl.Dataset, reimport=False,
                            metadata={"pattern": train_pattern, "fingerprint": data_fingerprint,
                                      "summary": data_summary}).set_display_name("raw data")
-        data = _limits(preprocess_op(raw_data=raw.output, data_fingerprint=data_fingerprint, num_classes=num_classes,
-                                     folds=folds, holdout_fraction=holdout_fraction, runner=beam_runner),
-                       r.preprocess).set_display_name("preprocess")
-        dataset = data.outputs["dataset"]
+        if v.dataflow.runner == "dataflow":
+            dataset = _preprocess_on_dataflow(v, raw.output, train_pattern, data_fingerprint, num_classes, folds,
+                                              holdout_fraction, dataflow_root, dataflow_job_name, gcp_project,
+                                              gcp_region)
+        else:
+            data = _limits(preprocess_op(raw_data=raw.output, data_fingerprint=data_fingerprint,
+                                         num_classes=num_classes, folds=folds, holdout_fraction=holdout_fraction,
+                                         runner=beam_runner), r.preprocess).set_display_name("preprocess")
+            dataset = data.outputs["dataset"]
         with dsl.ParallelFor(items=fold_tasks, parallelism=v.parallelism, name="folds") as item:
             fold = _training(train_op(model_config=item.model_config, fold=item.fold, dataset=dataset,
                                       top_k=oof_top_k), v).set_display_name("train fold")
@@ -105,23 +159,39 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None):
 
 
 def yt8m_pipeline(**arguments):
-    """Run the pipeline (under kfp.local) built from the ``vertex`` section of ``arguments["run_config"]``."""
+    """Run the pipeline (under kfp.local) built from the ``vertex`` section of ``arguments["run_config"]``.
+
+    kfp.local runs the Beam job on the local runner whatever ``vertex.dataflow.runner`` says (as it
+    ignores the resources): the Dataflow tasks are container components that only Vertex runs.
+    """
     vertex = config_lib.vertex_config_from_dict(arguments["run_config"].get("vertex"), "run_config.vertex")
+    if vertex.dataflow.runner != "local":
+        log.info("vertex.dataflow.runner=%s applies to Vertex runs; this local run uses Beam's local runner",
+                 vertex.dataflow.runner)
+        vertex = dataclasses.replace(vertex, dataflow=dataclasses.replace(vertex.dataflow, runner="local"))
     return build_pipeline(vertex)(**arguments)
 
 
 def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_pattern: str, publish_root: str,
                        num_classes: int, beam_runner: str = "local", *,
                        data_fingerprint: fingerprint.Fingerprint | None = None, gcp_project: str = "",
-                       gcp_region: str = "") -> dict:
+                       gcp_region: str = "", pipeline_root: str = "") -> dict:
     """The pipeline's parameters from a run config (the same for kfp.local and Vertex).
 
     ``data_fingerprint`` defaults to fingerprinting ``train_pattern``'s files now (a listing, no
     reads). With a ``gcp_project`` (a run submitted to Vertex) the publish task also registers the
-    model when ``vertex.model_registry.register`` says so; local runs never do.
+    model when ``vertex.model_registry.register`` says so; local runs never do. With
+    ``vertex.dataflow.runner: dataflow`` and a ``pipeline_root`` (a submitted run), the Dataflow
+    job gets a folder and a name of its own: ``<pipeline_root>/dataflow/<run id>`` and
+    ``yt8m-preprocess-<run id>`` (run id: UTC time + random hex).
     """
     data_fingerprint = data_fingerprint or fingerprint.fingerprint_files(train_pattern, "training data")
     model_configs = [config_lib.to_dict(m) for m in cfg.models]
+    dataflow_root = dataflow_job_name = ""
+    if cfg.vertex.dataflow.runner == "dataflow" and pipeline_root:
+        run_id = f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        dataflow_root = f"{pipeline_root.rstrip('/')}/dataflow/{run_id}"
+        dataflow_job_name = f"yt8m-preprocess-{run_id}"
     return {
         "train_pattern": train_pattern,
         "data_fingerprint": data_fingerprint.digest,
@@ -142,6 +212,8 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
         "register_model": bool(gcp_project) and cfg.vertex.model_registry.register,
         "gcp_project": gcp_project,
         "gcp_region": gcp_region,
+        "dataflow_root": dataflow_root,
+        "dataflow_job_name": dataflow_job_name,
     }
 
 

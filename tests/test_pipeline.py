@@ -3,6 +3,7 @@ resources and retries of the run config, the gate condition and an uncached publ
 
 import dataclasses
 import os
+import re
 
 import pytest
 import yaml
@@ -179,3 +180,128 @@ def test_pipeline_arguments_refuse_a_pattern_without_files(tmp_path):
     cfg = config.load_run_config(local_run.default_config_path())
     with pytest.raises(FileNotFoundError, match="no training data files match"):
         pipeline_def.pipeline_arguments(cfg, str(tmp_path / "none*.tfrecord"), "", "/pub", 100)
+
+
+# ----------------------------------------------------------------------------------------- Dataflow
+
+_FLEX = "gs://acme-ml/templates/preprocess.json"
+_DATAFLOW = {"runner": "dataflow", "flex_template": _FLEX, "project": "acme-data", "region": "europe-west4",
+             "machine_type": "n2-highmem-16", "max_workers": 120, "temp_location": "gs://acme-ml/tmp",
+             "staging_location": "gs://acme-ml/staging",
+             "service_account": "yt8m-dataflow@acme-ml.iam.gserviceaccount.com",
+             "worker_image": "europe-docker.pkg.dev/acme-ml/yt8m/yt8m-dataflow@sha256:" + "d" * 64}
+
+
+def _dataflow_config(**changes):
+    return config.run_config_from_dict({"models": [{"name": "m", "family": "moe"}],
+                                        "vertex": {"dataflow": {**_DATAFLOW, **changes}}})
+
+
+def _constant(task, name):
+    return task["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+
+
+def _channel(name):
+    return "{{$.inputs.parameters['pipelinechannel--%s']}}" % name
+
+
+def test_dataflow_runner_launches_the_flex_template_then_waits_then_registers_the_dataset(tmp_path):
+    from yt8m_pipeline import dataflow
+
+    ir = _compile(tmp_path, _dataflow_config())
+    root = ir["root"]["dag"]["tasks"]
+    assert "preprocess-op" not in root
+    launch, wait, register = root["dataflow-flex-template"], root["wait-gcp-resources"], root["register-dataset-op"]
+    assert [t["taskInfo"]["name"] for t in (launch, wait, register)] == \
+        ["preprocess on dataflow", "wait for dataflow", "register dataset"]
+    # the launch: our Flex Template, the job's parameters (gs:// in, a per-run gs:// folder out), the config's options
+    assert _constant(launch, "container_spec_gcs_path") == _FLEX
+    output = _channel("dataflow_root") + "/dataset"
+    assert _constant(launch, "parameters") == {
+        "input": _channel("train_pattern"), "output": output, "num_classes": _channel("num_classes"),
+        "folds": _channel("folds"), "holdout": _channel("holdout_fraction")}
+    assert sorted(_constant(launch, "parameters")) == sorted(dataflow.FLEX_PARAMETERS)  # the metadata's names
+    for channel in ("train_pattern", "dataflow_root", "num_classes", "folds", "holdout_fraction"):
+        assert launch["inputs"]["parameters"][f"pipelinechannel--{channel}"] == {"componentInputParameter": channel}
+    expected = {"project": "acme-data", "location": "europe-west4", "machine_type": "n2-highmem-16",
+                "max_workers": 120, "temp_location": "gs://acme-ml/tmp", "staging_location": "gs://acme-ml/staging",
+                "service_account_email": _DATAFLOW["service_account"], "sdk_container_image": _DATAFLOW["worker_image"]}
+    assert {name: _constant(launch, name) for name in expected} == expected
+    assert launch["inputs"]["parameters"]["job_name"] == {"componentInputParameter": "dataflow_job_name"}
+    executors = ir["deploymentSpec"]["executors"]
+    gcpc = "gcr.io/ml-pipeline/google-cloud-pipeline-components:2.22.0"
+    for task in (launch, wait):
+        executor = executors[ir["components"][task["componentRef"]["name"]]["executorLabel"]]["container"]
+        assert executor["image"] == gcpc
+    assert "flex_template.launcher" in " ".join(executors["exec-dataflow-flex-template"]["container"]["command"])
+    # the wait consumes the launch's gcp_resources (the Vertex UI's link to the job); register runs after it
+    assert wait["inputs"]["parameters"]["gcp_resources"]["taskOutputParameter"] == \
+        {"outputParameterKey": "gcp_resources", "producerTask": "dataflow-flex-template"}
+    assert register["inputs"]["parameters"]["gcp_resources"]["taskOutputParameter"] == \
+        {"outputParameterKey": "gcp_resources", "producerTask": "wait-gcp-resources"}
+    assert "wait-gcp-resources" in register["dependentTasks"]
+    assert _constant(register, "output_dir") == output  # the folder the job wrote
+    assert register["inputs"]["artifacts"]["raw_data"]["taskOutputArtifact"]["producerTask"] == "importer"
+    assert executors["exec-register-dataset-op"]["container"]["resources"]["resourceMemoryLimit"] == "32G"
+    # downstream reads the registered dataset (the loops and the gate condition pass it on to their tasks)
+    registered = {"outputArtifactKey": "dataset", "producerTask": "register-dataset-op"}
+    for name in ("ensemble-op", "gate-op"):
+        assert root[name]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == registered, name
+    groups = [t for t in root.values() if "parameterIterator" in t or "triggerPolicy" in t]
+    assert len(groups) == 3 and all(
+        t["inputs"]["artifacts"]["pipelinechannel--register-dataset-op-dataset"]["taskOutputArtifact"] == registered
+        for t in groups)
+    # never a /gcs/ (FUSE) path in what the Dataflow tasks receive
+    assert "/gcs/" not in yaml.safe_dump([launch, wait, register, executors["exec-dataflow-flex-template"]])
+
+
+def test_dataflow_defaults_run_in_the_submitted_project_and_region_with_the_dataflow_image(tmp_path):
+    from yt8m_pipeline import images
+
+    cfg = config.run_config_from_dict({"models": [{"name": "m", "family": "moe"}],
+                                       "vertex": {"dataflow": {"runner": "dataflow", "flex_template": _FLEX}}})
+    launch = _compile(tmp_path, cfg)["root"]["dag"]["tasks"]["dataflow-flex-template"]
+    params = launch["inputs"]["parameters"]
+    assert params["project"] == {"componentInputParameter": "gcp_project"}
+    assert params["location"] == {"componentInputParameter": "gcp_region"}
+    assert _constant(launch, "temp_location") == _channel("dataflow_root") + "/tmp"
+    assert _constant(launch, "staging_location") == _channel("dataflow_root") + "/staging"
+    assert _constant(launch, "sdk_container_image") == images.DATAFLOW_IMAGE
+    assert _constant(launch, "service_account_email") == ""  # GCPC drops it: the project's default account
+
+
+def test_local_runner_keeps_the_one_preprocess_task(tmp_path):
+    default = _compile(tmp_path)
+    explicit = _compile(tmp_path, config.run_config_from_dict({"models": [{"name": "m", "family": "moe"}],
+                                                               "vertex": {"dataflow": {"runner": "local"}}}))
+    assert explicit == default
+    root = default["root"]["dag"]["tasks"]
+    assert "preprocess-op" in root and not {"dataflow-flex-template", "wait-gcp-resources", "register-dataset-op"} \
+        & set(root)
+    assert root["preprocess-op"]["inputs"]["parameters"]["runner"] == {"componentInputParameter": "beam_runner"}
+
+
+def test_kfp_local_runs_build_the_local_graph_even_with_a_dataflow_config(monkeypatch):
+    built = []
+    monkeypatch.setattr(pipeline_def, "build_pipeline", lambda vertex: built.append(vertex) or (lambda **kw: None))
+    run_config = config.to_dict(_dataflow_config())
+    pipeline_def.yt8m_pipeline(run_config=run_config)
+    assert built[0].dataflow.runner == "local" and built[0].dataflow.flex_template == _FLEX
+
+
+def test_pipeline_arguments_give_each_dataflow_run_its_own_folder_and_job_name(tmp_path):
+    cfg = _dataflow_config()
+    fp = fingerprint.unknown("gs://acme-data/train*.tfrecord", "dry run")
+    common = dict(data_fingerprint=fp, gcp_project="acme-ml", gcp_region="europe-west4",
+                  pipeline_root="gs://acme-ml/root/")
+    first, second = (pipeline_def.pipeline_arguments(cfg, "gs://acme-data/train*.tfrecord", "", "gs://acme-ml/pub",
+                                                     100, **common) for _ in range(2))
+    assert first["dataflow_root"].startswith("gs://acme-ml/root/dataflow/")
+    assert first["dataflow_root"] != second["dataflow_root"]
+    run_id = first["dataflow_root"].rsplit("/", 1)[1]
+    assert first["dataflow_job_name"] == f"yt8m-preprocess-{run_id}"
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", first["dataflow_job_name"])  # Dataflow's job name rule
+    assert set(first) == set(_compile(tmp_path, cfg)["root"]["inputDefinitions"]["parameters"])
+    local = pipeline_def.pipeline_arguments(config.load_run_config(local_run.default_config_path()),
+                                            "gs://acme-data/train*.tfrecord", "", "/pub", 100, **common)
+    assert (local["dataflow_root"], local["dataflow_job_name"]) == ("", "")

@@ -332,3 +332,80 @@ def test_submit_uses_the_service_account_and_application_default_credentials(tmp
                         lambda *a, **k: (_ for _ in ()).throw(auth_exceptions.DefaultCredentialsError("none")))
     with pytest.raises(vertex.SubmitError, match="no Application Default Credentials: run `gcloud auth"):
         vertex.submit_from_args(**_SUBMIT)
+
+
+# ----------------------------------------------------------------------------------------- Dataflow preprocessing
+
+_FLEX = "gs://bucket/templates/preprocess.json"
+
+
+@pytest.mark.parametrize("dataflow, message", [
+    ({"runner": "spark"}, "vertex.dataflow.runner: expected one of local, dataflow, got 'spark'"),
+    ({"runner": "dataflow"}, "vertex.dataflow.flex_template: required with runner dataflow"),
+    ({"flex_template": "templates/preprocess.json"}, "vertex.dataflow.flex_template: expected a gs://BUCKET/"),
+    ({"flex_template": "gs://bucket/templates/preprocess.yaml"}, "vertex.dataflow.flex_template: expected the "
+                                                                 "template spec file (.json)"),
+    ({"temp_location": "/tmp/beam"}, "vertex.dataflow.temp_location: expected a gs://BUCKET/... path"),
+    ({"staging_location": "/gcs/bucket/staging"}, "vertex.dataflow.staging_location: expected a gs://BUCKET/"),
+    ({"max_workers": 0}, "vertex.dataflow.max_workers: must be >= 1 and <= 1000"),
+    ({"max_workers": "many"}, "vertex.dataflow.max_workers: expected int"),
+    ({"machine_type": "N2 highmem"}, "vertex.dataflow.machine_type: expected a Compute Engine machine type"),
+    ({"service_account": "dataflow-workers"}, "vertex.dataflow.service_account: expected a service account email"),
+    ({"project": "My Project"}, "vertex.dataflow.project: expected a project ID"),
+    ({"region": "europe"}, "vertex.dataflow.region: expected a region like us-central1"),
+    ({"worker_image": "repo/image: 1"}, "vertex.dataflow.worker_image: expected an image reference without spaces"),
+    ({"workers": 3}, "vertex.dataflow: unknown field(s) workers"),
+])
+def test_bad_dataflow_settings_name_the_field(dataflow, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.run_config_from_dict({"models": [_MOE], "vertex": {"dataflow": dataflow}}, where="run.yaml")
+    assert str(err.value).startswith("run.yaml.") and message in str(err.value)
+
+
+def test_dataflow_defaults_run_locally_and_settings_round_trip_through_pipeline_parameters():
+    assert config.VertexConfig().dataflow.runner == "local"
+    assert config.load_run_config(local_run.default_config_path()).vertex.dataflow == config.DataflowConfig()
+    cfg = config.run_config_from_dict({"models": [_MOE], "vertex": {"dataflow": {
+        "runner": "dataflow", "flex_template": _FLEX, "max_workers": 200}}})
+    raw = json.loads(json.dumps(config.to_dict(cfg)))
+    raw["vertex"]["dataflow"]["max_workers"] = 200.0  # protobuf Struct numbers arrive as floats
+    assert config.vertex_config_from_dict(raw["vertex"]) == cfg.vertex
+
+
+def _dataflow_config_file(tmp_path) -> str:
+    raw = yaml.safe_load(open(local_run.default_config_path()))
+    raw["vertex"]["dataflow"] = {"runner": "dataflow", "flex_template": _FLEX,
+                                 "service_account": "yt8m-dataflow@my-project.iam.gserviceaccount.com"}
+    path = tmp_path / "dataflow.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_dry_run_with_a_dataflow_config_launches_the_job_from_the_flex_template(tmp_path, caplog):
+    from yt8m_pipeline import images
+
+    with caplog.at_level("WARNING"):
+        spec = _dry_run(tmp_path, config_path=_dataflow_config_file(tmp_path))
+    job = spec["pipelineJob"]
+    tasks = _tasks(job["pipelineSpec"])
+    assert "preprocess-op" not in tasks
+    launch = tasks["dataflow-flex-template"]["inputs"]["parameters"]
+    assert launch["container_spec_gcs_path"]["runtimeValue"]["constant"] == _FLEX
+    assert launch["service_account_email"]["runtimeValue"]["constant"] == \
+        "yt8m-dataflow@my-project.iam.gserviceaccount.com"
+    assert {"wait-gcp-resources", "register-dataset-op"} <= set(tasks)
+    params = job["runtimeConfig"]["parameterValues"]
+    assert params["dataflow_root"].startswith("gs://bucket/root/dataflow/")  # under the pipeline root, per run
+    assert params["dataflow_job_name"] == "yt8m-preprocess-" + params["dataflow_root"].rsplit("/", 1)[1]
+    assert (params["gcp_project"], params["gcp_region"]) == ("my-project", "us-central1")
+    assert f"image {images.DATAFLOW_IMAGE} is a placeholder" in caplog.text
+    assert "/gcs/" not in json.dumps(tasks["dataflow-flex-template"])
+
+
+def test_a_real_submission_refuses_a_placeholder_dataflow_image(tmp_path, monkeypatch):
+    from yt8m_pipeline import images, vertex
+
+    for name in ("CPU_IMAGE", "GPU_IMAGE"):
+        monkeypatch.setattr(images, name, f"europe-docker.pkg.dev/p/yt8m/{name.lower()}@sha256:{'a' * 64}")
+    with pytest.raises(vertex.SubmitError, match="yt8m-dataflow:0.1.0 is a placeholder"):
+        vertex.submit_from_args(**{**_SUBMIT, "config_path": _dataflow_config_file(tmp_path)})

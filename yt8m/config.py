@@ -149,12 +149,39 @@ class ModelRegistryConfig:
     serving_image: str = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 
 
+DATAFLOW_RUNNERS = ("local", "dataflow")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataflowConfig:
+    """Where the preprocessing Beam job runs in a Vertex run (the pipeline graph is chosen at compile time).
+
+    ``local``: inside the preprocess task, on Beam's local runner (the only choice under kfp.local,
+    which ignores this section). ``dataflow``: launched on Dataflow from a Flex Template
+    (``flex_template``, built with ``yt8m_pipeline.dataflow.flex_template_build_command``) whose
+    launcher and workers run the project's Dataflow image; the pipeline waits for the job and
+    registers its output as the Dataset artifact. Empty strings take the defaults below.
+    """
+    runner: str = "local"  # one of DATAFLOW_RUNNERS
+    flex_template: str = ""  # gs:// path of the Flex Template spec (required with runner dataflow)
+    project: str = ""  # default: the project the run is submitted to
+    region: str = ""  # default: the region the run is submitted to
+    machine_type: str = "n2-highmem-8"  # Dataflow workers (the duplicate-id grouping and TFT hold records)
+    max_workers: int = 50
+    temp_location: str = ""  # gs://; default <pipeline root>/dataflow/<run id>/tmp
+    staging_location: str = ""  # gs://; default <pipeline root>/dataflow/<run id>/staging
+    service_account: str = ""  # the workers' service account (infra: `terraform output dataflow_service_account`);
+    # default: the project's Compute Engine default service account
+    worker_image: str = ""  # launcher and worker image; default: the dataflow image of yt8m_pipeline/images.py
+
+
 @dataclasses.dataclass(frozen=True)
 class VertexConfig:
     resources: ResourcesConfig = ResourcesConfig()
     training_retry: RetryConfig = RetryConfig()
     parallelism: int = 8  # at most this many training tasks at once (the GPU quota)
     model_registry: ModelRegistryConfig = ModelRegistryConfig()
+    dataflow: DataflowConfig = DataflowConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,6 +384,42 @@ def _check_vertex(v: VertexConfig, where: str) -> None:
     for name in ("display_name", "serving_image"):
         if not getattr(m, name).strip():
             raise ConfigError(f"{where}.model_registry.{name}: must not be empty")
+    _check_dataflow(v.dataflow, f"{where}.dataflow")
+
+
+_GCS_PATH = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
+_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_GCP_REGION = re.compile(r"^[a-z]+(-[a-z]+)+[0-9]+$")
+_MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+_SERVICE_ACCOUNT = re.compile(r"^[a-z0-9-]+@[a-z0-9.-]+\.gserviceaccount\.com$")
+
+
+def _check_dataflow(d: DataflowConfig, where: str) -> None:
+    """The runner, gs:// locations, and the Flex Template a Dataflow runner needs."""
+    if d.runner not in DATAFLOW_RUNNERS:
+        raise ConfigError(f"{where}.runner: expected one of {', '.join(DATAFLOW_RUNNERS)}, got {d.runner!r}")
+    if d.runner == "dataflow" and not d.flex_template:
+        raise ConfigError(f"{where}.flex_template: required with runner dataflow (the gs:// path of the Flex "
+                          "Template spec; see infra/README.md)")
+    for name in ("flex_template", "temp_location", "staging_location"):
+        value = getattr(d, name)
+        if value and not _GCS_PATH.match(value):
+            raise ConfigError(f"{where}.{name}: expected a gs://BUCKET/... path, got {value!r}")
+    if d.flex_template and not d.flex_template.endswith(".json"):
+        raise ConfigError(f"{where}.flex_template: expected the template spec file (.json), got {d.flex_template!r}")
+    checks = (("project", _GCP_PROJECT, "a project ID (6-30 lowercase letters, digits, '-')"),
+              ("region", _GCP_REGION, "a region like us-central1"),
+              ("service_account", _SERVICE_ACCOUNT, "a service account email (NAME@PROJECT.iam.gserviceaccount.com)"))
+    for name, pattern, expected in checks:
+        value = getattr(d, name)
+        if value and not pattern.match(value):
+            raise ConfigError(f"{where}.{name}: expected {expected}, got {value!r}")
+    if not _MACHINE_TYPE.match(d.machine_type):
+        raise ConfigError(f"{where}.machine_type: expected a Compute Engine machine type like n2-highmem-8, "
+                          f"got {d.machine_type!r}")
+    _check_range(f"{where}.max_workers", d.max_workers, 1, 1000)
+    if d.worker_image != d.worker_image.strip() or any(c.isspace() for c in d.worker_image):
+        raise ConfigError(f"{where}.worker_image: expected an image reference without spaces, got {d.worker_image!r}")
 
 
 def vertex_config_from_dict(raw: dict | None, where: str = "vertex") -> VertexConfig:

@@ -126,7 +126,7 @@ def build_job(cfg: config_lib.RunConfig, *, project: str, region: str, pipeline_
             raise SubmitError(str(exc)) from None
     arguments = pipeline_def.pipeline_arguments(cfg, train_pattern, test_pattern or "", publish_root, num_classes,
                                                 data_fingerprint=data_fingerprint, gcp_project=project,
-                                                gcp_region=region)
+                                                gcp_region=region, pipeline_root=pipeline_root)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     with tempfile.TemporaryDirectory(prefix="yt8m-submit-") as tmp:
         template = pipeline_def.compile_pipeline(os.path.join(tmp, "pipeline.yaml"), cfg)
@@ -162,6 +162,15 @@ def _placeholder_images() -> list[str]:
     return [i for i in (images.CPU_IMAGE, images.GPU_IMAGE) if images.is_placeholder(i)]
 
 
+def _dataflow_placeholder_images(cfg: config_lib.RunConfig) -> list[str]:
+    """The Dataflow launcher/worker image, when the run uses Dataflow and it is still a placeholder."""
+    from yt8m_pipeline import images
+
+    d = cfg.vertex.dataflow
+    image = d.worker_image or images.DATAFLOW_IMAGE
+    return [image] if d.runner == "dataflow" and images.is_placeholder(image) else []
+
+
 def submit_from_args(config_path: str | None, project: str | None, region: str | None, pipeline_root: str | None,
                      data: str | None, num_classes: int | None, test_data: str | None, publish_root: str | None,
                      service_account: str | None, labels: str | None, no_cache: bool,
@@ -187,12 +196,12 @@ def submit_from_args(config_path: str | None, project: str | None, region: str |
     if dry_run_path:
         job = build_job(cfg, **common, credentials=auth_credentials.AnonymousCredentials(),
                         data_fingerprint=fingerprint.unknown(data, "dry run: the files were not listed"))
-        for image in _placeholder_images():
+        for image in _placeholder_images() + _dataflow_placeholder_images(cfg):
             log.warning("image %s is a placeholder: set it before a real submission (yt8m images)", image)
         storage.write_json(dry_run_path, dry_run_spec(job, service_account))
         return dry_run_path
-    placeholders = _placeholder_images()
+    placeholders = _placeholder_images() + _dataflow_placeholder_images(cfg)
     if placeholders:
         raise SubmitError(f"image {placeholders[0]} is a placeholder: build and push the images and name them "
-                          "(yt8m images; YT8M_CPU_IMAGE / YT8M_GPU_IMAGE) before submitting")
+                          "(yt8m images; YT8M_CPU_IMAGE / YT8M_GPU_IMAGE / YT8M_DATAFLOW_IMAGE) before submitting")
     return submit(build_job(cfg, **common), service_account)
