@@ -23,7 +23,7 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
               for split, names in (("oof", ds.fold_names), ("holdout", [ds.holdout]))}
     report = ensemble.build_ensemble([m.path for m in members], merged_model.path, num_classes,
                                      holdout_labels=labels["holdout"], oof_labels=labels["oof"],
-                                     quantize_min_elements=quantize_min_elements)
+                                     quantize_min_elements=quantize_min_elements, transform_dir=ds.transform_path)
     merged_model.metadata.update({"members": [m["name"] for m in report["members"]],
                                   "size_bytes": report["saved_model_bytes"], "oof_gap": report["oof_gap"],
                                   "holdout_gap": report["holdout_gap"], "dataset": dataset.uri,

@@ -11,8 +11,8 @@ builds it). The served scores of the holdout's RAW frame-level records must equa
   i.e. the TFT video-level shards for a video-level family, the reader's frames for a frame-level one);
 * the in-memory model rebuilt from ``model.weights.h5`` on those same features.
 
-And the rule for frames beyond 300 is ONE rule: the serving graph's video-level features
-(``export.video_features``) equal the job's TFT means (``yt8m.transform``) bit for bit, long videos included.
+And the video-level features are ONE rule: the serving graph applies the dataset's own transform_fn to
+the raw records, so its features equal the video shards' bit for bit, videos beyond 300 frames included.
 """
 
 import os
@@ -82,25 +82,34 @@ def test_holdout_has_short_and_long_videos(dataset):
 
 
 def test_serving_video_features_are_the_transform_means_bit_for_bit(dataset):
-    """export.video_features (serving) == the TFT graph's means in the video shards, >300 frames included."""
+    """The serving graph's video-level features (the dataset's transform_fn applied to raw records) ARE the
+    video shards' features, bit for bit, long videos included; the in-graph fallback (``video_features``,
+    no transform at hand) applies the same first-300-frames rule (equal to float32 rounding)."""
+    from yt8m.models import registry
+
     records, frames = _holdout_raw(dataset)
     ids = list(records)
-    _, rgb, audio, num_frames, _ = readers.decode_frame_batch(tf.constant([records[v] for v in ids]))
-    served = export.video_features(rgb, audio, num_frames)
+    serialized = tf.constant([records[v] for v in ids])
+    member = export.Member("logistic", registry.build_model("logistic", CLASSES, "small"), "video", {})
+    served = export.ServingModule([member], transform_dir=dataset.transform_path)._transformed_video_features(
+        serialized)
+    _, rgb, audio, num_frames, _ = readers.decode_frame_batch(serialized)
+    fallback = export.video_features(rgb, audio, num_frames)
     shards = {}
     for raw in tf.data.TFRecordDataset(dataset.files("video", [dataset.holdout])).as_numpy_iterator():
         feature = tf.train.Example.FromString(raw).features.feature
-        shards[feature["id"].bytes_list.value[0].decode()] = (np.asarray(feature["mean_rgb"].float_list.value),
-                                                             np.asarray(feature["mean_audio"].float_list.value))
+        shards[feature["id"].bytes_list.value[0].decode()] = {
+            k: np.asarray(feature[k].float_list.value, np.float32) for k in ("mean_rgb", "mean_audio")}
     assert sorted(shards) == sorted(ids)
     for i, vid in enumerate(ids):
-        np.testing.assert_array_equal(served["mean_rgb"][i].numpy(), shards[vid][0].astype(np.float32), err_msg=vid)
-        np.testing.assert_array_equal(served["mean_audio"][i].numpy(), shards[vid][1].astype(np.float32),
-                                      err_msg=vid)
+        for key in ("mean_rgb", "mean_audio"):
+            np.testing.assert_array_equal(served[key][i].numpy(), shards[vid][key], err_msg=f"{vid} {key}")
+            np.testing.assert_allclose(fallback[key][i].numpy(), shards[vid][key], atol=1e-6, rtol=0,
+                                       err_msg=f"{vid} {key}")
     long_video = next(v for v in ids if frames[v] > 300)  # the first 300 frames, not all of them
     all_frames = tf.train.SequenceExample.FromString(records[long_video]).feature_lists.feature_list["rgb"].feature
     q = np.stack([np.frombuffer(f.bytes_list.value[0], np.uint8) for f in all_frames])
-    assert np.abs(schema.dequantize(q).mean(0, dtype=np.float64) - shards[long_video][0]).max() > 1e-4
+    assert np.abs(schema.dequantize(q).mean(0, dtype=np.float64) - shards[long_video]["mean_rgb"]).max() > 1e-4
 
 
 def _config(family):
@@ -164,7 +173,8 @@ def test_merged_graph_serves_the_average_of_the_members_training_scores(dataset,
         trained.append(dict(zip(hold["video_ids"],
                                 predictions.densify_topk(hold["classes"], hold["scores"], CLASSES))))
     merged = str(tmp_path / "merged")
-    export.export_serving_model(loaded, merged, [0.5, 0.5])  # unquantized: exactly the members' arithmetic
+    # Unquantized (exactly the members' arithmetic), with the dataset's transform as the ensembler builds it.
+    export.export_serving_model(loaded, merged, [0.5, 0.5], transform_dir=dataset.transform_path)
     ids, served, _ = scoring.score_files(merged, dataset.files("frame", [dataset.holdout]))
     expected = np.stack([0.5 * trained[0][v] + 0.5 * trained[1][v] for v in ids])
     np.testing.assert_allclose(served, expected, atol=1e-5, rtol=0)

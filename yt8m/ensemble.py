@@ -38,8 +38,12 @@ def _labels_for(ids: list[str], label_source: dict[str, list[int]], num_classes:
 
 
 def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, holdout_labels: dict[str, list[int]],
-                   oof_labels: dict[str, list[int]], quantize_min_elements: int | None = 17_000) -> dict:
-    """Merge the members under ``member_dirs`` into ``output_dir/saved_model``; write ``ensemble.json``."""
+                   oof_labels: dict[str, list[int]], quantize_min_elements: int | None = 17_000,
+                   transform_dir: str | None = None) -> dict:
+    """Merge the members under ``member_dirs`` into ``output_dir/saved_model``; write ``ensemble.json``.
+
+    ``transform_dir``: the dataset's transform_fn (``Dataset.transform_path``), applied in the merged graph
+    to compute the video-level members' features from raw records (``yt8m.export``)."""
     members, reports = [], []
     for d in member_dirs:
         cfg = config_lib.load_model_config(storage.join(d, "model_config.yaml"))
@@ -59,10 +63,11 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
         log.info("ensemble of %d: %s GAP@20 %.4f (members: %s)", len(members), split, report[f"{split}_gap"],
                  ", ".join(f"{m['name']} {m[f'{split}_gap']:.4f}" for m in report["members"]))
     fp32_dir = storage.join(output_dir, "unquantized_saved_model")
-    report["fp32_bytes"] = export.export_serving_model(members, fp32_dir, list(weights))
+    report["fp32_bytes"] = export.export_serving_model(members, fp32_dir, list(weights), transform_dir=transform_dir)
     storage.gfile.rmtree(fp32_dir)  # measured for the report only
     report["saved_model_bytes"] = export.export_serving_model(members, storage.join(output_dir, "saved_model"),
-                                                              list(weights), quantize_min_elements)
+                                                              list(weights), quantize_min_elements,
+                                                              transform_dir=transform_dir)
     report["compression_ratio"] = report["fp32_bytes"] / report["saved_model_bytes"]
     log.info("merged graph: %.1f MB (%.2fx smaller than fp32 %.1f MB)", report["saved_model_bytes"] / 1e6,
              report["compression_ratio"], report["fp32_bytes"] / 1e6)

@@ -8,12 +8,14 @@ channel (dequantized inside the graph), and calls each member through
 - ``serving_default(serialized: string[B])`` -> ``{"scores": float32[B, C], "video_id": string[B]}``
 - ``predict_features(rgb [B, F, 1024], audio [B, F, 128], num_frames [B])`` -> ``{"scores"}``
 
-Frames beyond 300 follow ONE rule everywhere (``yt8m.validation.feature_frames``, in-graph
-``yt8m.transform.first_frames``): a video-level member's features are the means of the FIRST
-``schema.MAX_FRAMES`` dequantized frames, accumulated in float64 and rounded to float32 exactly as
-the dataset's tensorflow-transform graph computes the video-level shards it trained on
-(``video_features``); a frame-level member sees its first ``member_max_frames`` frames, as the
-trainer's reader does. So a member served raw records scores what it scored in training.
+Video-level features are computed by ONE rule, the dataset's: when the export is given the
+dataset's tensorflow-transform output (``transform_dir``, ``Dataset.transform_path``), the serving
+graph applies that transform_fn itself to the raw records (``yt8m.transform``: the first 300 frames,
+``transform.first_frames`` / ``validation.feature_frames``, and the job's own arithmetic), so a
+video-level member is served exactly the features of the video-level shards it trained on. Without
+it (``yt8m train`` on plain files, ``predict_features``) the in-graph ``video_features`` applies the
+same frames rule (means of the first 300 dequantized frames, float64 accumulation). A frame-level
+member sees its first ``member_max_frames`` frames, as the trainer's reader does.
 
 Scores are the weighted average of the members' probabilities. With ``tta=True`` each
 frame-level member's probability is itself the mean over the 6 test-time variants of the
@@ -119,7 +121,7 @@ class ServingModule(tf.Module):
 
     def __init__(self, members: list[Member], member_weights: list[float] | None = None,
                  quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES,
-                 tta: bool = False):
+                 tta: bool = False, transform_dir: str | None = None):
         super().__init__(name="yt8m_serving")
         self.tta = bool(tta)
         if not members:
@@ -132,6 +134,13 @@ class ServingModule(tf.Module):
         self.member_frames = [member_max_frames(m.input_level, min(int(max_frames), _config_max_frames(m)))
                               for m in members]
         self.decode_frames = max(self.member_frames)
+        # The dataset's transform_fn (a tf_keras layer around its SavedModel: saved with this module, loaded
+        # without tensorflow_transform) computes the video-level members' features from the raw records.
+        self.uses_transform = bool(transform_dir) and any(m.input_level == "video" for m in members)
+        if self.uses_transform:
+            import tensorflow_transform as tft
+
+            self.transform_layer = tft.TFTransformOutput(transform_dir).transform_features_layer()
         # Keras models are kept out of the object graph: only the weights below are saved.
         self._members = data_structures.NoDependency(list(members))
         self.combiner_weights = tf.constant((weights / weights.sum()).astype(np.float32))
@@ -148,6 +157,8 @@ class ServingModule(tf.Module):
         self.metadata = tf.constant(json.dumps({"members": [{"name": m.name, "config": m.config} for m in members],
                                                 "weights": weights.tolist(),
                                                 "member_frames": self.member_frames,
+                                                "video_features": ("dataset transform_fn" if self.uses_transform
+                                                                   else "in-graph video_features"),
                                                 "quantize_min_elements": quantize_min_elements,
                                                 "tta": self.tta}))
 
@@ -159,9 +170,17 @@ class ServingModule(tf.Module):
             cache[frames] = {"rgb": r, "audio": a, "num_frames": n}
         return cache[frames]
 
-    def score(self, rgb, audio, num_frames):
+    def _transformed_video_features(self, serialized) -> dict:
+        """The dataset's transform_fn applied to the raw records: the video-level shards' features."""
+        from yt8m import transform
+
+        raw = transform_raw_features(serialized)
+        inputs = transform.raw_to_inputs(raw) if hasattr(transform, "raw_to_inputs") else raw
+        out = self.transform_layer(inputs)
+        return {"mean_rgb": out[transform.MEAN_RGB], "mean_audio": out[transform.MEAN_AUDIO]}
+
+    def score(self, rgb, audio, num_frames, video_inputs: dict | None = None):
         frame_inputs: dict = {}
-        video_inputs = None
         total = 0.0
         for i, member in enumerate(self._members):
             if member.input_level == "video":
@@ -180,13 +199,32 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")])
     def serve(self, serialized):
         ids, rgb, audio, num_frames, _ = readers.decode_frame_batch(serialized, self.decode_frames)
-        return {"scores": self.score(rgb, audio, num_frames), "video_id": ids}
+        video_inputs = None
+        if self.uses_transform:
+            with tf.control_dependencies([ids]):  # after the reader's record checks
+                video_inputs = self._transformed_video_features(serialized)
+        return {"scores": self.score(rgb, audio, num_frames, video_inputs), "video_id": ids}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, schema.RGB_SIZE], tf.float32, name="rgb"),
                                   tf.TensorSpec([None, None, schema.AUDIO_SIZE], tf.float32, name="audio"),
                                   tf.TensorSpec([None], tf.int32, name="num_frames")])
     def predict_features(self, rgb, audio, num_frames):
         return {"scores": self.score(rgb, audio, num_frames)}
+
+
+def transform_raw_features(serialized) -> dict:
+    """Serialized frame-level SequenceExamples -> the dataset transform's raw features (``yt8m.transform``
+    ``raw_schema()``: ``id``, ``labels`` sparse, rgb/audio RaggedTensors [videos, frames, 1] of frame bytes)."""
+    from yt8m import transform
+
+    context, lists, lengths = tf.io.parse_sequence_example(serialized, readers.CONTEXT_FEATURES,
+                                                           readers.SEQUENCE_FEATURES)
+    out = {transform.ID: context["id"], transform.LABELS: context["labels"]}
+    for name, key in (("rgb", transform.RGB_KEY), ("audio", transform.AUDIO_KEY)):
+        n = tf.cast(lengths[name], tf.int64)
+        flat = tf.RaggedTensor.from_tensor(lists[name], lengths=n).flat_values
+        out[key] = tf.RaggedTensor.from_nested_row_lengths(flat, [n, tf.ones_like(flat, tf.int64)])
+    return out
 
 
 def _config_max_frames(member: Member) -> int:
@@ -197,9 +235,10 @@ def _config_max_frames(member: Member) -> int:
 
 def export_serving_model(members: list[Member], export_dir: str, member_weights: list[float] | None = None,
                          quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES,
-                         tta: bool = False) -> int:
-    """Write the SavedModel to ``export_dir``; return its size in bytes (``tta``: see the module doc)."""
-    module = ServingModule(members, member_weights, quantize_min_elements, max_frames, tta)
+                         tta: bool = False, transform_dir: str | None = None) -> int:
+    """Write the SavedModel to ``export_dir``; return its size in bytes (``tta``, ``transform_dir``: see the
+    module doc)."""
+    module = ServingModule(members, member_weights, quantize_min_elements, max_frames, tta, transform_dir)
     tf.saved_model.save(module, export_dir,
                         signatures={"serving_default": module.serve, "predict_features": module.predict_features})
     return storage.directory_size(export_dir)

@@ -618,12 +618,16 @@ def _load_teacher(t: config_lib.TrainingConfig, data_dir: str | None, num_classe
     return distill.TeacherTable(distill.resolve_teacher_path(t.teacher_predictions, data_dir), num_classes)
 
 
-def _write_member(model_config, model, level: str, output_dir: str, max_frames: int) -> int:
+def _write_member(model_config, model, level: str, output_dir: str, max_frames: int,
+                  transform_dir: str | None = None) -> int:
+    """The member's files; its serving graph computes video-level features with the dataset's transform_fn
+    (``transform_dir``) when there is one, so it serves exactly what it trained on."""
     storage.gfile.makedirs(output_dir)
     model.save_weights(storage.join(output_dir, "model.weights.h5"))
     storage.write_text(storage.join(output_dir, "model_config.yaml"), config_lib.dump_yaml(model_config))
     member = export.Member(model_config.name, model, level, config_lib.to_dict(model_config))
-    return export.export_serving_model([member], storage.join(output_dir, "saved_model"), max_frames=max_frames)
+    return export.export_serving_model([member], storage.join(output_dir, "saved_model"), max_frames=max_frames,
+                                       transform_dir=transform_dir)
 
 
 # ----------------------------------------------------------------------------------------- entry points
@@ -795,7 +799,7 @@ def train_final(model_config: config_lib.ModelConfig, dataset_dir: str, output_d
     _save_topk_arrays(storage.join(output_dir, OOF_FILE), oof["video_ids"], oof["classes"][:, :top_k],
                       oof["scores"][:, :top_k], num_classes)
     predictions.save_topk(storage.join(output_dir, "holdout_predictions.npz"), hold_ids, hold_scores, top_k)
-    size = _write_member(model_config, model, level, output_dir, t.max_frames)
+    size = _write_member(model_config, model, level, output_dir, t.max_frames, ds.transform_path)
     result = {
         "name": model_config.name, "family": model_config.family, "preset": model_config.preset,
         "input_level": level, "parameters": int(model.count_params()), "saved_model_bytes": size,
