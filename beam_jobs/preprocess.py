@@ -334,7 +334,12 @@ class ReadWithSource(beam.PTransform):
 
 
 class ParseAndValidateFn(beam.DoFn):
-    """(source, offset, raw) -> main: (video_id, (source, offset, raw, num_frames)); quarantine: (source, reason, ex)."""
+    """(source, offset, raw) -> main: (video_id, source, offset, raw, labels, FrameSums); quarantine: (source, reason, ex).
+
+    A valid record leaves with its per-video sufficient statistics (``validation.frame_sums``:
+    integer sums of the first 300 frames, computed here while the frames are decoded anyway),
+    which is all the TFT stage needs: the frames themselves stay bytes.
+    """
 
     def __init__(self, num_classes: int):
         super().__init__()
@@ -362,7 +367,7 @@ class ParseAndValidateFn(beam.DoFn):
                                                         offset=offset)))
             return
         self._valid.inc()
-        yield video.video_id, (source, offset, raw, video.num_frames)
+        yield video.video_id, source, offset, raw, video.labels, validation.frame_sums(video)
 
 
 class ParseAndValidate(beam.PTransform):
@@ -378,10 +383,10 @@ class ParseAndValidate(beam.PTransform):
 
 
 class KeepFirstCopyFn(beam.DoFn):
-    """(video_id, copies) -> main: (source, offset, video_id, raw, num_frames); quarantine: the other copies.
+    """(video_id, copies) -> main: (video_id, source, offset, raw, labels, sums); quarantine: the other copies.
 
-    The copy kept is the one at the smallest (file name, byte offset): the same whatever the
-    runner, the worker or the order the copies arrive in.
+    The copy kept is the one at the smallest (file name, byte offset) among the VALID copies:
+    the same whatever the runner, the worker or the order the copies arrive in.
     """
 
     def setup(self):
@@ -391,9 +396,9 @@ class KeepFirstCopyFn(beam.DoFn):
     def process(self, element):
         video_id, copies = element
         copies = sorted(copies, key=lambda c: (c[0], c[1]))
-        source, offset, raw, num_frames = copies[0]
-        yield source, offset, video_id, raw, num_frames
-        for dup_source, dup_offset, dup_raw, _ in copies[1:]:
+        source, offset = copies[0][0], copies[0][1]
+        yield (video_id,) + tuple(copies[0])
+        for dup_source, dup_offset, dup_raw, *_ in copies[1:]:
             self._duplicates.inc()
             self._quarantined.inc()
             detail = (f"video id {video_id!r} at offset {dup_offset} is also at offset {offset} of {source}, "
@@ -402,26 +407,33 @@ class KeepFirstCopyFn(beam.DoFn):
                 dup_raw, validation.DUPLICATE_VIDEO_ID, detail, dup_source, video_id, offset=dup_offset)))
 
 
+def _key_by_video_id(element):
+    video_id, *copy = element
+    return video_id, tuple(copy)
+
+
 class DropDuplicateIds(beam.PTransform):
-    """(video_id, copy) -> one copy per video id (main) + the others (``quarantine``).
+    """valid records -> {"kept": one copy per video id, ``quarantine``: the other copies}.
 
     A keyed grouping (GroupByKey on the id), so no worker holds the ids of the whole input;
     it shuffles the records once (on Dataflow through the Shuffle service).
     """
 
     def expand(self, valid):
-        return (valid
-                | "GroupByVideoId" >> beam.GroupByKey()
-                | "KeepFirstCopy" >> beam.ParDo(KeepFirstCopyFn()).with_outputs(QUARANTINE_TAG, main="kept"))
+        resolved = (valid
+                    | "KeyByVideoId" >> beam.Map(_key_by_video_id)
+                    | "GroupByVideoId" >> beam.GroupByKey()
+                    | "KeepFirstCopy" >> beam.ParDo(KeepFirstCopyFn()).with_outputs(QUARANTINE_TAG, main="kept"))
+        return {"kept": resolved.kept, QUARANTINE_TAG: resolved[QUARANTINE_TAG]}
 
 
 def _with_split(element, folds: int, holdout_fraction: float):
-    source, offset, video_id, raw, num_frames = element
-    return folds_lib.assign_split(video_id, folds, holdout_fraction), source, video_id, raw, num_frames
+    video_id, source, offset, raw, labels, sums = element
+    return folds_lib.assign_split(video_id, folds, holdout_fraction), source, video_id, raw, labels, sums
 
 
 class AssignSplit(beam.PTransform):
-    """kept records -> {"assigned": all (split, source, id, raw, num_frames), <split>: that split's records}."""
+    """kept records -> {"assigned": all (split, source, id, raw, labels, sums), <split>: that split's records}."""
 
     def __init__(self, folds: int, holdout_fraction: float):
         super().__init__()
@@ -437,27 +449,48 @@ class AssignSplit(beam.PTransform):
         return out
 
 
-def _video_example(instance: dict, folds: int, holdout_fraction: float, standardized: bool):
-    """A transformed instance (yt8m.transform outputs) -> (split, serialized video-level Example)."""
-    video_id = instance[transform_lib.ID]
-    video_id = video_id if isinstance(video_id, bytes) else bytes(video_id)
-    extra = {}
-    if standardized:
-        extra = {transform_lib.MEAN_RGB_Z: instance[transform_lib.MEAN_RGB_Z],
-                 transform_lib.MEAN_AUDIO_Z: instance[transform_lib.MEAN_AUDIO_Z]}
-    example = writers.video_level_example(video_id, [int(x) for x in instance[transform_lib.LABELS]],
-                                          instance[transform_lib.MEAN_RGB], instance[transform_lib.MEAN_AUDIO],
-                                          **extra)
-    return folds_lib.assign_split(video_id, folds, holdout_fraction), example.SerializeToString()
+def _transform_row(element):
+    """An assigned record -> the TFT input row (yt8m.transform.record_batch)."""
+    _, _, video_id, _, labels, sums = element
+    return (video_id, labels) + tuple(sums)
+
+
+def _to_record_batch(rows):
+    return transform_lib.record_batch(rows)
+
+
+def _list_values(batch, name: str):
+    column = batch.column(batch.schema.get_field_index(name))
+    return column.flatten().to_numpy(zero_copy_only=False), column.offsets.to_numpy()
+
+
+def _video_examples(batch_and_passthrough, folds: int, holdout_fraction: float, standardized: bool):
+    """A transformed RecordBatch (yt8m.transform outputs) -> (split, serialized video-level Example) per video."""
+    batch = batch_and_passthrough[0] if isinstance(batch_and_passthrough, tuple) else batch_and_passthrough
+    n = batch.num_rows
+    ids, _ = _list_values(batch, transform_lib.ID)
+    labels, label_offsets = _list_values(batch, transform_lib.LABELS)
+    floats = {name: _list_values(batch, name)[0].reshape(n, -1)
+              for name in (transform_lib.MEAN_RGB, transform_lib.MEAN_AUDIO)
+              + (transform_lib.STANDARDIZED_OUTPUTS if standardized else ())}
+    for i in range(n):
+        video_id = ids[i]
+        extra = {name: floats[name][i] for name in transform_lib.STANDARDIZED_OUTPUTS} if standardized else {}
+        example = writers.video_level_example(
+            video_id, labels[label_offsets[i]:label_offsets[i + 1]].tolist(), floats[transform_lib.MEAN_RGB][i],
+            floats[transform_lib.MEAN_AUDIO][i], **extra)
+        yield folds_lib.assign_split(video_id, folds, holdout_fraction), example.SerializeToString()
 
 
 class AnalyzeAndTransform(beam.PTransform):
-    """Kept raw records -> (transform_fn written to ``transform_dir``, {split: video-level Example bytes}).
+    """Assigned records -> (transform_fn written to ``transform_dir``, {split: video-level Example bytes}).
 
-    tensorflow-transform in the same pipeline: raw SequenceExamples -> Arrow RecordBatches
-    (tfx_bsl ``TFSequenceExampleRecord``) -> ``AnalyzeDataset(yt8m.transform preprocessing_fn)``
-    -> ``TransformDataset`` (the statistics outputs excluded) -> one video-level Example per
-    video, routed to its split by the same stable hash of its id.
+    tensorflow-transform in the same pipeline, on per-video sufficient statistics (the
+    ``FrameSums`` computed while validating; ``yt8m.transform``): rows batched
+    (``BatchElements``) into Arrow RecordBatches -> ``AnalyzeDataset(yt8m.transform
+    preprocessing_fn)`` -> ``TransformDataset`` (the statistics outputs excluded; RecordBatch
+    output) -> one video-level Example per video, routed to its split by the same stable hash
+    of its id.
     """
 
     def __init__(self, num_classes: int, folds: int, holdout_fraction: float, transform_dir: str, temp_dir: str,
@@ -468,26 +501,27 @@ class AnalyzeAndTransform(beam.PTransform):
         self.standardized = standardized_features
         self.splits = folds_lib.split_names(folds, holdout_fraction)
 
-    def expand(self, raw_records):
+    def expand(self, assigned):
         import tensorflow_transform.beam as tft_beam
-        from tfx_bsl.public import tfxio
 
-        source = tfxio.TFSequenceExampleRecord(file_pattern="unused", telemetry_descriptors=["yt8m", "preprocess"],
-                                               schema=transform_lib.raw_schema())
         exclude = list(transform_lib.STAT_OUTPUTS)
         if not self.standardized:
             exclude += list(transform_lib.STANDARDIZED_OUTPUTS)
         with tft_beam.Context(temp_dir=self.temp_dir):
-            batches = raw_records | "ToRecordBatches" >> source.RawRecordToRecordBatch()
-            dataset = (batches, source.TensorAdapterConfig())
+            batches = (assigned
+                       | "ToTransformRows" >> beam.Map(_transform_row)
+                       | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
+                       | "ToRecordBatches" >> beam.Map(_to_record_batch))
+            dataset = (batches, transform_lib.tensor_adapter_config())
             transform_fn = dataset | "Analyze" >> tft_beam.AnalyzeDataset(
                 transform_lib.make_preprocessing_fn(self.num_classes))
             transformed, _ = ((dataset, transform_fn)
-                              | "Transform" >> tft_beam.TransformDataset(exclude_outputs=exclude))
+                              | "Transform" >> tft_beam.TransformDataset(exclude_outputs=exclude,
+                                                                         output_record_batches=True))
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self.transform_dir)
         index = {s: i for i, s in enumerate(self.splits)}
-        examples = transformed | "ToVideoExamples" >> beam.Map(_video_example, self.folds, self.holdout_fraction,
-                                                              self.standardized)
+        examples = transformed | "ToVideoExamples" >> beam.FlatMap(_video_examples, self.folds, self.holdout_fraction,
+                                                                  self.standardized)
         parts = examples | "PartitionBySplit" >> beam.Partition(lambda e, n: index[e[0]], len(self.splits))
         return {s: parts[i] | f"VideoBytes/{s}" >> beam.Map(lambda e: e[1]) for s, i in index.items()}
 
@@ -564,7 +598,7 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: st
     read = pipeline | "ReadWithSource" >> ReadWithSource(files)
     parsed = read.records | "ParseAndValidate" >> ParseAndValidate(num_classes)
     deduped = parsed.valid | "DropDuplicateIds" >> DropDuplicateIds()
-    by_split = deduped.kept | "AssignSplit" >> AssignSplit(folds, holdout_fraction)
+    by_split = deduped["kept"] | "AssignSplit" >> AssignSplit(folds, holdout_fraction)
     quarantine = ((read[QUARANTINE_TAG], parsed[QUARANTINE_TAG], deduped[QUARANTINE_TAG])
                   | "FlattenQuarantine" >> beam.Flatten())
     unreadable = set(validation.UNREADABLE_REASONS)
@@ -572,7 +606,7 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: st
     counts = [
         read[COUNTS_TAG],
         by_split["assigned"] | "CountWritten" >> beam.FlatMap(
-            lambda e: [(("written", e[1], e[0]), 1), (("frames_hist", "", _frames_bucket(e[4])), 1)]),
+            lambda e: [(("written", e[1], e[0]), 1), (("frames_hist", "", _frames_bucket(e[5].num_frames)), 1)]),
         quarantine | "CountQuarantined" >> beam.FlatMap(
             lambda e: [] if e[1] in unreadable else [(("quarantined", e[0], e[1]), 1)]),
     ]
@@ -583,8 +617,7 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: st
                                     "frame", split, f"Frame/{split}", verify_outputs)
         counts += c
         file_lines.append(names)
-    kept_raw = by_split["assigned"] | "KeptRecordBytes" >> beam.Map(lambda e: e[3])
-    videos = kept_raw | "AnalyzeAndTransform" >> AnalyzeAndTransform(
+    videos = by_split["assigned"] | "AnalyzeAndTransform" >> AnalyzeAndTransform(
         num_classes, folds, holdout_fraction, storage.join(output_dir, TRANSFORM_DIR), temp_dir,
         standardized_features)
     for split in splits:

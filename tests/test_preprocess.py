@@ -26,6 +26,7 @@ FOLDS = 3
 HOLDOUT = 0.2
 GOOD_PER_FILE = 20
 SPLITS = folds.split_names(FOLDS, HOLDOUT)
+INVALID_COPY_OF = "v2x03"  # the wrong-audio-bytes record (train0001) carries this good video's id (train0002)
 
 
 def _frames(rng, t):
@@ -42,7 +43,8 @@ def _bad_records(rng):
     ex = writers.frame_level_example("bad-rgb", [1], rgb, audio)
     ex.feature_lists.feature_list["rgb"].feature[2].bytes_list.value[0] = b"\x01" * 1000
     bad.append((validation.WRONG_RGB_BYTES, ex.SerializeToString()))
-    ex = writers.frame_level_example("bad-audio", [1], rgb, audio)
+    # an INVALID copy of a good video's id (v2x03, in a later file): the valid copy must still be kept
+    ex = writers.frame_level_example(INVALID_COPY_OF, [1], rgb, audio)
     ex.feature_lists.feature_list["audio"].feature[0].bytes_list.value[0] = b"\x01" * 129
     bad.append((validation.WRONG_AUDIO_BYTES, ex.SerializeToString()))
     rgb5, _ = _frames(rng, 5)
@@ -239,6 +241,7 @@ def test_counts_reconcile_per_file_and_total(data, run1):
         assert got["size_bytes"] == os.path.getsize(path) == got["framed_bytes"] + got["unreadable_bytes"]
         assert sum(got["written"].values()) == got["written_total"]
     total = counts["total"]
+    assert INVALID_COPY_OF in data["good"]  # its invalid copy was quarantined, the valid one counted as written
     assert total["read"] == sum(e["read"] for e in data["expected"].values())
     assert total["written_total"] == len(data["good"])
     assert total["quarantined"] == {r: 1 for r in validation.REASONS}

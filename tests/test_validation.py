@@ -106,3 +106,28 @@ def test_more_than_300_frames_is_valid_and_features_use_the_first_300():
     assert validation.feature_frames(video.rgb).shape == (schema.MAX_FRAMES, 1024)
     mean_rgb, _ = validation.video_level_means(video)
     np.testing.assert_allclose(mean_rgb, (rgb[:300] * (4 / 255) + 4 / 512 - 2).mean(0), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- frame sums
+
+
+def test_frame_sums_are_exact_integers_of_the_first_300_frames():
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (schema.MAX_FRAMES + 11, 1024), dtype=np.uint8)
+    rgb[:, 0] = 255  # the largest possible sum of squares: 300 * 255**2 (fits in int32)
+    audio = rng.integers(0, 256, (schema.MAX_FRAMES + 11, 128), dtype=np.uint8)
+    video = validation.Video("x", (1,), rgb, audio)
+    sums = validation.frame_sums(video)
+    assert sums.num_frames == schema.MAX_FRAMES + 11
+    first = rgb[:schema.MAX_FRAMES].astype(np.int64)
+    np.testing.assert_array_equal(sums.rgb_sum, first.sum(0))
+    np.testing.assert_array_equal(sums.rgb_sum_sq, (first ** 2).sum(0))
+    assert sums.rgb_sum_sq[0] == schema.MAX_FRAMES * 255 ** 2
+    first_audio = audio[:schema.MAX_FRAMES].astype(np.int64)
+    np.testing.assert_array_equal(sums.audio_sum, first_audio.sum(0))
+    np.testing.assert_array_equal(sums.audio_sum_sq, (first_audio ** 2).sum(0))
+    assert sums.rgb_sum.dtype == np.int32 and sums.audio_sum_sq.shape == (128,)
+    # the video-level mean follows exactly from the sum (dequantization is affine)
+    mean_rgb, _ = validation.video_level_means(video)
+    np.testing.assert_allclose(sums.rgb_sum / schema.MAX_FRAMES * schema.QUANTIZE_SCALE + schema.DEQUANTIZE_BIAS,
+                               mean_rgb, atol=1e-6, rtol=0)

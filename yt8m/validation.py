@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -72,6 +73,15 @@ class Video:
         return int(self.rgb.shape[0])
 
 
+def _id_of(context) -> str | None:
+    """The video id of a parsed context (``tf.train.Features``): its one non-empty ``id`` bytes value, decoded."""
+    feature = context.feature
+    ids = feature["id"].bytes_list.value if "id" in feature else []
+    if len(ids) != 1 or not ids[0]:
+        return None
+    return ids[0].decode("utf-8", errors="replace")
+
+
 def parse_frame_level(serialized: bytes, num_classes: int, source: str = "") -> Video:
     """Parse and validate a frame-level SequenceExample; raise ``InvalidRecord`` if it is bad."""
     try:
@@ -79,10 +89,9 @@ def parse_frame_level(serialized: bytes, num_classes: int, source: str = "") -> 
     except Exception as exc:  # protobuf DecodeError and friends
         raise InvalidRecord(UNPARSABLE, f"not a SequenceExample ({type(exc).__name__})", source=source) from None
     ctx = example.context.feature
-    ids = ctx["id"].bytes_list.value if "id" in ctx else []
-    if len(ids) != 1 or not ids[0]:
+    video_id = _id_of(example.context)
+    if video_id is None:
         raise InvalidRecord(MISSING_ID, "context feature 'id' must hold one non-empty bytes value", source=source)
-    video_id = ids[0].decode("utf-8", errors="replace")
     labels = tuple(ctx["labels"].int64_list.value) if "labels" in ctx else ()
     bad = [l for l in labels if not 0 <= l < num_classes]
     if bad:
@@ -91,12 +100,16 @@ def parse_frame_level(serialized: bytes, num_classes: int, source: str = "") -> 
     frames = {}
     for name, code in (("rgb", WRONG_RGB_BYTES), ("audio", WRONG_AUDIO_BYTES)):
         size = schema.FEATURE_SIZES[name]
-        values = [f.bytes_list.value[0] if len(f.bytes_list.value) == 1 else b"" for f in lists[name].feature] \
-            if name in lists else []
-        wrong = next((i for i, v in enumerate(values) if len(v) != size), None)
-        if wrong is not None:
-            raise InvalidRecord(code, f"frame {wrong} of '{name}' has {len(values[wrong])} bytes, expected {size}",
-                                video_id, source)
+        if name in lists:
+            containers = [f.bytes_list.value for f in lists[name].feature]
+            values = [v[0] for v in containers if len(v) == 1]
+            if len(values) != len(containers) or any(len(v) != size for v in values):
+                values = [v[0] if len(v) == 1 else b"" for v in containers]
+                wrong = next(i for i, v in enumerate(values) if len(v) != size)
+                raise InvalidRecord(code, f"frame {wrong} of '{name}' has {len(values[wrong])} bytes, expected "
+                                    f"{size}", video_id, source)
+        else:
+            values = []
         frames[name] = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(len(values), size)
     if frames["rgb"].shape[0] != frames["audio"].shape[0]:
         raise InvalidRecord(FRAME_COUNT_MISMATCH,
@@ -125,6 +138,35 @@ def video_level_means(video: Video) -> tuple[np.ndarray, np.ndarray]:
     """
     return (schema.dequantize(feature_frames(video.rgb)).mean(axis=0, dtype=np.float64).astype(np.float32),
             schema.dequantize(feature_frames(video.audio)).mean(axis=0, dtype=np.float64).astype(np.float32))
+
+
+class FrameSums(NamedTuple):
+    """Per-video sufficient statistics of the frames the features see (the first 300).
+
+    Exact integers: ``rgb_sum[d]`` = sum over those frames of the quantized value of dimension
+    ``d``, ``rgb_sum_sq[d]`` = sum of its squares (int32: at most 300 * 255**2 < 2**31), and
+    ``num_frames`` = ALL frames stored (``min(num_frames, 300)`` frames were summed). The TFT
+    graph (``yt8m.transform``) turns them into the video-level means and, summed over videos,
+    into the exact frame-level mean and variance.
+    """
+
+    num_frames: int
+    rgb_sum: np.ndarray
+    rgb_sum_sq: np.ndarray
+    audio_sum: np.ndarray
+    audio_sum_sq: np.ndarray
+
+
+def _sum_and_sum_sq(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = frames.astype(np.float64)  # exact: integers < 2**53; float64 einsum is the fastest exact reduction
+    return f.sum(axis=0).astype(np.int32), np.einsum("ij,ij->j", f, f).astype(np.int32)
+
+
+def frame_sums(video: Video) -> FrameSums:
+    """The video's ``FrameSums`` over ``feature_frames`` (the first 300 frames), vectorized."""
+    rgb_sum, rgb_sum_sq = _sum_and_sum_sq(feature_frames(video.rgb))
+    audio_sum, audio_sum_sq = _sum_and_sum_sq(feature_frames(video.audio))
+    return FrameSums(video.num_frames, rgb_sum, rgb_sum_sq, audio_sum, audio_sum_sq)
 
 
 # ----------------------------------------------------------------------------- TFRecord framing
