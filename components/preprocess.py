@@ -1,14 +1,15 @@
 """Preprocess component: validate, fold-split and featurize frame-level TFRecords (Beam)."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
 from yt8m_pipeline.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def preprocess_op(raw_data: Input[Dataset], data_fingerprint: str, num_classes: int, folds: int,
-                  holdout_fraction: float, runner: str, dataset: Output[Dataset], counts: Output[Metrics]):
+                  holdout_fraction: float, runner: str, dataset: Output[Dataset], counts: Output[Metrics],
+                  report: Output[HTML]):
     """Run the Beam job on the files ``raw_data`` names (its URI is the pattern, local or gs://, never a /gcs/
     path); the dataset artifact holds fold shards, video-level features and quarantine.
 
@@ -28,5 +29,8 @@ def preprocess_op(raw_data: Input[Dataset], data_fingerprint: str, num_classes: 
                              "records_written": total["written_total"],
                              "records_quarantined": total["quarantined_total"], "written_per_split": total["written"],
                              "quarantined_per_reason": total["quarantined"]})
-    for key in ("read", "written_total", "quarantined_total"):
-        counts.log_metric(f"records_{key}", total[key])
+    from yt8m import data_report
+
+    for key, value in data_report.count_metrics(total).items():
+        counts.log_metric(key, value)
+    data_report.copy_report(dataset.path, report.path)

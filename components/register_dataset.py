@@ -1,7 +1,7 @@
 """Register dataset component: the Dataflow job's gs:// output, checked, as the pipeline's Dataset artifact."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Output
 
 from yt8m_pipeline.images import CPU_IMAGE
 
@@ -9,7 +9,7 @@ from yt8m_pipeline.images import CPU_IMAGE
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def register_dataset_op(raw_data: Input[Dataset], output_dir: str, gcp_resources: str, data_fingerprint: str,
                         num_classes: int, folds: int, holdout_fraction: float, dataset: Output[Dataset],
-                        counts: Output[Metrics]):
+                        counts: Output[Metrics], report: Output[HTML]):
     """Finalize (if needed) and check the preprocessing job's output folder ``output_dir`` (gs://, never a
     /gcs/ path), then make it the ``dataset`` artifact with the metadata the local preprocess task sets.
 
@@ -24,5 +24,8 @@ def register_dataset_op(raw_data: Input[Dataset], output_dir: str, gcp_resources
     dataset.uri = output_dir  # the artifact IS the job's output folder
     dataset.metadata.update({**metadata, "raw_data": raw_data.uri,
                              "dataflow_job": dataflow.dataflow_job_uri(gcp_resources)})
-    for key in ("read", "written_total", "quarantined_total"):
-        counts.log_metric(f"records_{key}", totals[key])
+    from yt8m import data_report
+
+    for key, value in data_report.count_metrics(totals).items():
+        counts.log_metric(key, value)
+    data_report.copy_report(output_dir, report.path)

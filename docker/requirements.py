@@ -14,7 +14,8 @@ Profiles (one per image under docker/):
 
     cpu        every requirement: library, Beam, TFT, kfp, aiplatform (non-training components)
     gpu        every requirement except ``tensorflow``: the base image's CUDA build is kept
-    dataflow   what Dataflow workers need: no ``kfp``, no ``google-cloud-aiplatform``
+    dataflow   what Dataflow workers need: no ``kfp``, ``google-cloud-aiplatform``,
+               ``google-cloud-pipeline-components`` or ``docker`` (orchestration, not data)
 
 ``--constraints`` prints ``name==<installed version>`` for each package the profile takes
 from its base image (tensorflow in the GPU image, apache-beam in the Beam SDK image), so
@@ -46,7 +47,8 @@ class Profile:
 PROFILES = {
     "cpu": Profile(),
     "gpu": Profile(exclude=("tensorflow",), from_base=("tensorflow",)),
-    "dataflow": Profile(exclude=("kfp", "google-cloud-aiplatform"), from_base=("apache-beam",)),
+    "dataflow": Profile(exclude=("kfp", "google-cloud-aiplatform", "google-cloud-pipeline-components", "docker"),
+                        from_base=("apache-beam",)),
 }
 
 

@@ -238,11 +238,15 @@ def test_register_component_makes_the_gs_folder_the_dataset_artifact(outputs, tm
     gcp_resources = json.dumps({"resources": [{"resourceType": "DataflowJob", "resourceUri": job}]})
     raw = dsl.Dataset(uri=outputs["pattern"], metadata={"fingerprint": FINGERPRINT})
     dataset, counts = dsl.Dataset(uri=str(tmp_path / "managed")), dsl.Metrics(uri=str(tmp_path / "counts"))
+    report = dsl.HTML(uri=str(tmp_path / "report.html"))
     register_dataset_op.python_func(raw_data=raw, output_dir=outputs["reference"], gcp_resources=gcp_resources,
                                     data_fingerprint=FINGERPRINT, num_classes=NUM_CLASSES, folds=FOLDS,
-                                    holdout_fraction=HOLDOUT, dataset=dataset, counts=counts)
+                                    holdout_fraction=HOLDOUT, dataset=dataset, counts=counts, report=report)
     assert dataset.uri == outputs["reference"]  # the job's folder, not a copy
     assert dataset.metadata["dataflow_job"] == job and dataset.metadata["raw_data"] == outputs["pattern"]
     totals = _json(outputs["reference"], "counts.json")["total"]
-    assert counts.metadata == {"records_read": totals["read"], "records_written_total": totals["written_total"],
-                               "records_quarantined_total": totals["quarantined_total"]}
+    assert {k: counts.metadata[k] for k in ("records_read", "records_written_total", "records_quarantined_total")} \
+        == {"records_read": totals["read"], "records_written_total": totals["written_total"],
+            "records_quarantined_total": totals["quarantined_total"]}
+    assert all(f"written_{split}" in counts.metadata for split in totals["written"])
+    assert "<svg" in open(report.path).read()  # the job's report.html, as an HTML artifact

@@ -238,9 +238,10 @@ def test_gpu_profile_is_install_requires_without_tensorflow_itself():
     assert len(got) == len(setup_install_requires()) - 1
 
 
-def test_dataflow_profile_drops_kfp_and_aiplatform_only():
+def test_dataflow_profile_drops_the_orchestration_packages_only():
     expected = [r for r in setup_install_requires()
-                if requirement_name(r) not in ("kfp", "google-cloud-aiplatform")]
+                if requirement_name(r) not in ("kfp", "google-cloud-aiplatform", "google-cloud-pipeline-components",
+                                               "docker")]
     got = run_requirements("dataflow")
     assert got == expected
     assert {"tensorflow", "tensorflow-transform", "apache-beam"} <= {requirement_name(r) for r in got}

@@ -349,8 +349,7 @@ def register_dataset(output_dir: str, num_classes: int, folds: int, holdout_frac
             "records_read": t["read"], "records_written": t["written_total"],
             "records_quarantined": t["quarantined_total"], "written_per_split": t["written"],
             "quarantined_per_reason": t["quarantined"], "runner": counts.get("runner"),
-            "counts": {"read": t["read"], "written_total": t["written_total"],
-                       "quarantined_total": t["quarantined_total"]}}
+            "counts": t}
 
 
 def dataflow_job_uri(gcp_resources: str) -> str:
