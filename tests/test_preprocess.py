@@ -457,6 +457,39 @@ def test_parse_and_validate_dofn_tags_garbage():
     assert tf.train.Example.FromString(payload).features.feature["raw"].bytes_list.value[0] == b"\xff" * 20
 
 
+def test_duplicate_pieces_keep_the_smallest_position_among_valid_copies(tmp_path):
+    rng = np.random.default_rng(5)
+    rgb, audio = _frames(rng, 3)
+    records = [writers.frame_level_example(v, [1], rgb, audio).SerializeToString() for v in ("a", "b", "a")]
+    records.insert(1, b"\xff" * 30)  # no id: not a position
+    path = str(tmp_path / "ids.tfrecord")
+    writers.write_tfrecords(path, records)
+    ids = list(preprocess.ReadVideoIdsFn().process(path))
+    assert [(v, pos[1]) for v, pos in ids] == [("a", 0), ("b", _offsets(records)[2]), ("a", _offsets(records)[3])]
+    assert all(pos[0] == path for _, pos in ids)
+    grouped = {}
+    for v, pos in ids:
+        grouped.setdefault(v, []).append(pos)
+    repeated = dict(kv for item in grouped.items() for kv in preprocess._repeated_ids(item))
+    assert repeated == {"a": 2}
+    route = preprocess.RouteRepeatedIdsFn()
+    route.setup()
+    element_b = ("b", path, 99, b"raw-b", (1,), None)
+    assert list(route.process(element_b, repeated)) == [element_b]
+    (out,) = list(route.process(("a", "f2", 7, b"raw-a", (1,), None), repeated))
+    assert out.tag == preprocess.CONTESTED_TAG and out.value == ("a", ("f2", 7, b"raw-a", (1,), None))
+    keep = preprocess.KeepFirstCopyFn()
+    keep.setup()
+    copies = [("f2", 7, b"late", (1,), None), ("f1", 500, b"early", (1,), None), ("f1", 20, b"first", (1,), None)]
+    out = list(keep.process(("a", copies)))
+    assert out[0] == ("a", "f1", 20, b"first", (1,), None)
+    dropped = [o.value for o in out[1:]]
+    assert [(src, reason) for src, reason, _ in dropped] == [("f1", validation.DUPLICATE_VIDEO_ID),
+                                                            ("f2", validation.DUPLICATE_VIDEO_ID)]
+    detail = tf.train.Example.FromString(dropped[0][2]).features.feature["detail"].bytes_list.value[0].decode()
+    assert "offset 500" in detail and "offset 20 of f1" in detail
+
+
 def test_missing_input_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         preprocess.run_preprocess(str(tmp_path / "nothing-*.tfrecord"), str(tmp_path / "out"), NUM_CLASSES, 3, 0.1)
@@ -589,6 +622,15 @@ def test_dataflow_graph_builds_offline(tmp_path):
                   "DropDuplicateIds/GroupByVideoId", "AssignSplit", "AnalyzeAndTransform",
                   "AnalyzeAndTransform/Analyze", "AnalyzeAndTransform/WriteTransformFn", "CountRecords", "WriteCounts"):
         assert stage in names, stage
+    # the duplicate detection groups (id, position) pairs read by its own light pass, never the record bytes
+    proto = pipeline.to_runner_api().components
+    by_name = {t.unique_name: t for t in proto.transforms.values()}
+    producers = {pc: t.unique_name for t in proto.transforms.values() for pc in t.outputs.values()
+                 if not t.subtransforms}
+    (grouped,) = by_name["DropDuplicateIds/GroupByVideoId"].inputs.values()
+    assert producers[grouped] == "DropDuplicateIds/ReadVideoIds"
+    (contested,) = by_name["DropDuplicateIds/GroupCopies"].inputs.values()
+    assert producers[contested].startswith("DropDuplicateIds/RouteRepeatedIds")
     # counts come from what goes into each write; no re-read of the outputs unless asked
     assert "CountWriteFrame/holdout" in names and not any(n.startswith("CountOnDisk") for n in names)
     assert type(pipeline.runner).__name__ == "DataflowRunner"

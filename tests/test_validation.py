@@ -108,7 +108,27 @@ def test_more_than_300_frames_is_valid_and_features_use_the_first_300():
     np.testing.assert_allclose(mean_rgb, (rgb[:300] * (4 / 255) + 4 / 512 - 2).mean(0), atol=1e-5)
 
 
-# ----------------------------------------------------------------------------- frame sums
+# ----------------------------------------------------------------------------- ids without the frames, frame sums
+
+
+def test_video_id_of_agrees_with_the_full_parse():
+    rng = np.random.default_rng(2)
+    vid, labels, rgb, audio = random_video(rng, "abc-é", 4, 10)
+    ex = writers.frame_level_example(vid, labels, rgb, audio)
+    raw = ex.SerializeToString()
+    assert validation.video_id_of(raw) == validation.parse_frame_level(raw, 10).video_id == "abc-é"
+    # feature_lists first, then the context (a valid, unusual field order)
+    lists_first = (tf.train.SequenceExample(feature_lists=ex.feature_lists).SerializeToString()
+                   + tf.train.SequenceExample(context=ex.context).SerializeToString())
+    assert validation.parse_frame_level(lists_first, 10).video_id == validation.video_id_of(lists_first) == "abc-é"
+    # the context given twice: protobuf merges (map entries: the last wins), and so does video_id_of
+    other = tf.train.SequenceExample()
+    other.context.feature["id"].bytes_list.value.append(b"second")
+    merged = raw + other.SerializeToString()
+    assert validation.parse_frame_level(merged, 10).video_id == validation.video_id_of(merged) == "second"
+    assert validation.video_id_of(_record(video_id=None)) is None
+    assert validation.video_id_of(b"\xff\xff\xff garbage") is None
+    assert validation.video_id_of(b"") is None
 
 
 def test_frame_sums_are_exact_integers_of_the_first_300_frames():
@@ -131,3 +151,12 @@ def test_frame_sums_are_exact_integers_of_the_first_300_frames():
     mean_rgb, _ = validation.video_level_means(video)
     np.testing.assert_allclose(sums.rgb_sum / schema.MAX_FRAMES * schema.QUANTIZE_SCALE + schema.DEQUANTIZE_BIAS,
                                mean_rgb, atol=1e-6, rtol=0)
+
+
+def test_scan_without_data_crc_still_checks_the_framing(tmp_path):
+    blob = bytearray(_framed([b"x" * 50, b"y" * 60], tmp_path))
+    blob[12 + 3] ^= 1  # record 0's data
+    items = list(validation.scan_tfrecord(io.BytesIO(bytes(blob)), len(blob), check_data_crc=False))
+    assert [i.crc_ok for i in items] == [True, True]
+    (bad,) = list(validation.scan_tfrecord(io.BytesIO(b"not a tfrecord at all"), 21, check_data_crc=False))
+    assert bad.reason == validation.NOT_A_TFRECORD

@@ -120,6 +120,57 @@ def parse_frame_level(serialized: bytes, num_classes: int, source: str = "") -> 
     return Video(video_id, labels, frames["rgb"], frames["audio"])
 
 
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def video_id_of(serialized: bytes) -> str | None:
+    """The video id ``parse_frame_level`` would find in a record, WITHOUT parsing its frames; None if none.
+
+    Walks the top-level protobuf wire format of the SequenceExample and parses only the
+    context (field 1; several occurrences are concatenated, which is protobuf's merge rule),
+    skipping the frame lists by their length. Anything unusual (another wire type for field
+    1, a group, a malformed varint) falls back to the full protobuf parse, so the answer is
+    the same as the full parse's whenever the record is valid. Used by the Beam job's
+    duplicate detection, which must not pay for decoding every frame twice.
+    """
+    try:
+        contexts, pos, end = [], 0, len(serialized)
+        while pos < end:
+            tag, pos = _varint(serialized, pos)
+            field, wire = tag >> 3, tag & 7
+            if wire == 2:
+                length, pos = _varint(serialized, pos)
+                if field == 1:
+                    contexts.append(serialized[pos:pos + length])
+                pos += length
+            elif wire == 0 and field != 1:
+                _, pos = _varint(serialized, pos)
+            elif wire == 1 and field != 1:
+                pos += 8
+            elif wire == 5 and field != 1:
+                pos += 4
+            else:
+                raise ValueError("unusual wire format")
+        if pos != end:
+            raise ValueError("overrun")
+        return _id_of(tf.train.Features.FromString(b"".join(contexts)))
+    except Exception:  # noqa: BLE001 - fall back to the full parse (exact protobuf semantics)
+        try:
+            return _id_of(tf.train.SequenceExample.FromString(serialized).context)
+        except Exception:  # noqa: BLE001 - unparsable: no id (the record is quarantined by the validation)
+            return None
+
+
 def feature_frames(frames: np.ndarray) -> np.ndarray:
     """THE rule for frames beyond ``schema.MAX_FRAMES``: features see the first 300 frames only.
 
@@ -222,7 +273,7 @@ class Unreadable:
     detail: str
 
 
-def scan_tfrecord(f, size: int) -> Iterator[ScannedRecord | Unreadable]:
+def scan_tfrecord(f, size: int, check_data_crc: bool = True) -> Iterator[ScannedRecord | Unreadable]:
     """Walk the TFRecord framing of an open binary file of ``size`` bytes; never raises on damage.
 
     Yields ``ScannedRecord`` for every framed record (``crc_ok`` False when only the data CRC
@@ -230,6 +281,9 @@ def scan_tfrecord(f, size: int) -> Iterator[ScannedRecord | Unreadable]:
     covering the bytes from the first framing failure to the end of the file (after a
     length-CRC failure nothing later can be located reliably). An empty file yields one
     ``Unreadable`` of 0 bytes (reason ``empty_file``). Reads sequentially: one pass, no seeks.
+    ``check_data_crc=False`` skips the data checksums (``crc_ok`` is then always True; the
+    framing and the length checksums are still checked): for a pass that only needs the
+    positions of the records.
     """
     if size == 0:
         yield Unreadable(0, 0, EMPTY_FILE, "the file is empty")
@@ -260,5 +314,5 @@ def scan_tfrecord(f, size: int) -> Iterator[ScannedRecord | Unreadable]:
             return
         data = body[:length]
         (data_crc,) = struct.unpack("<I", body[length:])
-        yield ScannedRecord(pos, data, masked_crc32c(data) == data_crc)
+        yield ScannedRecord(pos, data, not check_data_crc or masked_crc32c(data) == data_crc)
         pos = end
