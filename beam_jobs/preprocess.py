@@ -54,6 +54,7 @@ import re
 import struct
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -89,7 +90,8 @@ SHARD_SUFFIX = ".tfrecord"
 TRANSFORM_DIR = "transform_fn"
 REPORT_FILE = "report.html"
 FRAMES_BUCKET, FRAMES_BUCKETS = 30, 12  # frames-per-video histogram in counts.json: 0-29, ..., 330+
-_TEMP_OUTPUTS = ("_counts", "_tft_tmp")
+WRITE_TEMP = "_write_tmp"
+_TEMP_OUTPUTS = ("_counts", "_tft_tmp", WRITE_TEMP)
 _JOB_OUTPUTS = ("frame", "video", "quarantine", TRANSFORM_DIR, "counts.json", REPORT_FILE, "dataset.json",
                 *_TEMP_OUTPUTS)
 
@@ -500,20 +502,14 @@ def _with_split(element, folds: int, holdout_fraction: float):
 
 
 class AssignSplit(beam.PTransform):
-    """kept records -> {"assigned": all (split, source, id, raw, labels, sums), <split>: that split's records}."""
+    """kept records -> {"assigned": (split, source, id, raw, labels, sums)} (split: the stable hash of the id)."""
 
     def __init__(self, folds: int, holdout_fraction: float):
         super().__init__()
         self.folds, self.holdout_fraction = folds, holdout_fraction
-        self.splits = folds_lib.split_names(folds, holdout_fraction)
 
     def expand(self, kept):
-        index = {s: i for i, s in enumerate(self.splits)}
-        assigned = kept | "Assign" >> beam.Map(_with_split, self.folds, self.holdout_fraction)
-        parts = assigned | "PartitionBySplit" >> beam.Partition(lambda e, n: index[e[0]], len(self.splits))
-        out = {"assigned": assigned}
-        out.update({s: parts[i] for s, i in index.items()})
-        return out
+        return {"assigned": kept | "Assign" >> beam.Map(_with_split, self.folds, self.holdout_fraction)}
 
 
 def _transform_row(element):
@@ -550,7 +546,7 @@ def _video_examples(batch_and_passthrough, folds: int, holdout_fraction: float, 
 
 
 class AnalyzeAndTransform(beam.PTransform):
-    """Assigned records -> (transform_fn written to ``transform_dir``, {split: video-level Example bytes}).
+    """Assigned records -> (transform_fn written to ``transform_dir``, (split, video-level Example bytes)).
 
     tensorflow-transform in the same pipeline, on per-video sufficient statistics (the
     ``FrameSums`` computed while validating; ``yt8m.transform``): rows batched
@@ -586,27 +582,8 @@ class AnalyzeAndTransform(beam.PTransform):
                               | "Transform" >> tft_beam.TransformDataset(exclude_outputs=exclude,
                                                                          output_record_batches=True))
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self.transform_dir)
-        index = {s: i for i, s in enumerate(self.splits)}
-        examples = transformed | "ToVideoExamples" >> beam.FlatMap(_video_examples, self.folds, self.holdout_fraction,
-                                                                  self.standardized)
-        parts = examples | "PartitionBySplit" >> beam.Partition(lambda e, n: index[e[0]], len(self.splits))
-        return {s: parts[i] | f"VideoBytes/{s}" >> beam.Map(lambda e: e[1]) for s, i in index.items()}
-
-
-class CountOutputRecordsFn(beam.DoFn):
-    """final output file name -> ((\"output_records\", kind, split), n) and ((\"output_files\", ...), 1).
-
-    Counts the records actually on disk by walking the TFRecord headers (length, crc, skip).
-    """
-
-    def __init__(self, kind: str, split: str):
-        super().__init__()
-        self.kind, self.split = kind, split
-
-    def process(self, path):
-        n = count_tfrecords(path)
-        yield ("output_records", self.kind, self.split), n
-        yield ("output_files", self.kind, self.split), 1
+        return transformed | "ToVideoExamples" >> beam.FlatMap(_video_examples, self.folds, self.holdout_fraction,
+                                                              self.standardized)
 
 
 def count_tfrecords(path: str) -> int:
@@ -629,16 +606,191 @@ def count_tfrecords(path: str) -> int:
     return n
 
 
-def _write_tfrecords(pcoll, prefix: str, num_shards: int, kind: str, split: str, label: str, verify: bool):
-    """WriteToTFRecord; returns (count pairs of what went INTO the write [+ what is on disk], file-name lines)."""
-    counted = pcoll | f"CountWrite{label}" >> beam.Map(lambda _: (("write_records", kind, split), 1))
-    files = pcoll | f"Write{label}" >> beam.io.WriteToTFRecord(
-        prefix, file_name_suffix=SHARD_SUFFIX, num_shards=int(num_shards))
-    files = files | f"Restamp{label}" >> beam.Map(lambda f: beam.window.TimestampedValue(f, 0))
-    names = files | f"FileName{label}" >> beam.Map(lambda f: json.dumps([kind, split, f]))
-    if not verify:
-        return [counted], names
-    return [counted, files | f"CountOnDisk{label}" >> beam.ParDo(CountOutputRecordsFn(kind, split))], names
+def _write_framed(f, data: bytes) -> None:
+    """One TFRecord (u64 length, masked crc32c of the length, data, masked crc32c of the data)."""
+    length = struct.pack("<Q", len(data))
+    f.write(length)
+    f.write(struct.pack("<I", validation.masked_crc32c(length)))
+    f.write(data)
+    f.write(struct.pack("<I", validation.masked_crc32c(data)))
+
+
+def _windowed(value):
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import MIN_TIMESTAMP
+    from apache_beam.utils.windowed_value import WindowedValue
+
+    return WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
+
+
+class WriteBundleFilesFn(beam.DoFn):
+    """(split, record bytes) -> per bundle, ONE temporary TFRecord file per split; emits (split, -1, path, n).
+
+    The records are written as they arrive (no grouping, no copy of the bytes); the file
+    list goes out in ``finish_bundle``, so only files of bundles that committed reach the
+    finalize step (a retried bundle's orphan files stay in the temporary folder, deleted
+    with it).
+    """
+
+    def __init__(self, temp_dir: str, kind: str):
+        super().__init__()
+        self.temp_dir, self.kind = temp_dir, kind
+
+    def start_bundle(self):
+        self._open = {}
+
+    def process(self, element):
+        split, data = element
+        entry = self._open.get(split)
+        if entry is None:
+            path = storage.join(self.temp_dir, f"{self.kind}-{uuid.uuid4().hex}{SHARD_SUFFIX}")
+            entry = self._open[split] = [FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED),
+                                         path, 0]
+        _write_framed(entry[0], data)
+        entry[2] += 1
+
+    def finish_bundle(self):
+        for split, (f, path, n) in self._open.items():
+            f.close()
+            yield _windowed((split, -1, path, n))
+        self._open = {}
+
+
+class WriteShardFn(beam.DoFn):
+    """((split, shard), records) -> the shard written as one temporary file; emits (split, shard, path, n)."""
+
+    def __init__(self, temp_dir: str, kind: str):
+        super().__init__()
+        self.temp_dir, self.kind = temp_dir, kind
+
+    def process(self, element):
+        (split, shard), records = element
+        path = storage.join(self.temp_dir, f"{self.kind}-{split or 'all'}-{shard}-{uuid.uuid4().hex}{SHARD_SUFFIX}")
+        n = 0
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for data in records:
+                _write_framed(f, data)
+                n += 1
+        yield split, shard, path, n
+
+
+class _RoundRobinShard(beam.DoFn):
+    """(split, record) -> ((split, shard), record), shards 0..N-1 of that split in turn from a random start."""
+
+    def __init__(self, num_shards: Mapping[str, int]):
+        super().__init__()
+        self.num_shards = dict(num_shards)
+
+    def start_bundle(self):
+        import random
+
+        self._next = random.randrange(1 << 30)
+
+    def process(self, element):
+        split, data = element
+        self._next += 1
+        yield (split, self._next % self.num_shards[split]), data
+
+
+def _local_makedirs(path: str) -> None:
+    if "://" not in path:
+        os.makedirs(path, exist_ok=True)
+
+
+def _shard_name(prefix: str, index: int, total: int) -> str:
+    return f"{prefix}-{index:05d}-of-{total:05d}{SHARD_SUFFIX}"
+
+
+def _finalize_files(results, kind: str, prefixes: Mapping[str, str], num_shards: Mapping[str, int]):
+    """Every written temporary file -> its final name ``<prefix>-SSSSS-of-NNNNN.tfrecord``; counts and file lines.
+
+    Runs once, after every write (a global combine over the small (split, shard, path, n)
+    tuples): per split, the files are numbered in a deterministic order (by shard, then by
+    temporary name); the shards that got no record (with a fixed shard count; or a split with
+    no record at all) are created empty (valid, empty TFRecord files), as WriteToTFRecord does. A rename already done (a retried finalize) is
+    skipped. Emits main: (kind, split, final path) per file and ``counts``:
+    (("write_records", kind, split), records written into the files) for every split.
+    """
+    by_split: dict[str, list] = {split: [] for split in prefixes}
+    for split, shard, path, n in results:
+        by_split[split].append((shard, path, n))
+    for split, items in by_split.items():
+        items.sort(key=lambda item: (item[0], item[1]))
+        fixed = num_shards[split] > 0
+        total = num_shards[split] if fixed else max(len(items), 1)
+        _local_makedirs(os.path.dirname(_shard_name(prefixes[split], 0, total)))
+        moves = [(path, _shard_name(prefixes[split], shard if fixed else i, total))
+                 for i, (shard, path, _) in enumerate(items)]
+        pending = [(src, dst) for src, dst in moves if FileSystems.exists(src) or not FileSystems.exists(dst)]
+        if pending:
+            FileSystems.rename([src for src, _ in pending], [dst for _, dst in pending])
+        targets = [dst for _, dst in moves]
+        for index in sorted(set(range(total)) - ({shard for shard, _, _ in items} if fixed else set(range(len(items))))):
+            target = _shard_name(prefixes[split], index, total)  # no record: a valid, empty TFRecord file
+            FileSystems.create(target, compression_type=CompressionTypes.UNCOMPRESSED).close()
+            targets.append(target)
+        for target in sorted(targets):
+            yield kind, split, target
+        yield beam.pvalue.TaggedOutput(COUNTS_TAG, (("write_records", kind, split), sum(n for _, _, n in items)))
+
+
+class WriteShards(beam.PTransform):
+    """(split, record bytes) -> the TFRecord shards of every split of one ``kind`` (frame, video, quarantine).
+
+    ONE write for all the splits of a kind (one WriteToTFRecord per split cost ~15 Beam
+    transforms each, ~200 in the job), same layout: ``<prefixes[split]>-SSSSS-of-NNNNN.tfrecord``.
+    ``num_shards[split]`` 0: one file per split per bundle, written as the records stream by
+    (no grouping, no copy of the bytes); N > 0: exactly N files (records spread round-robin
+    and grouped by shard: a shuffle of the bytes, as with any fixed shard count). Returns
+    (count pairs: the records that went INTO the files per split [+ the records found on disk
+    with ``verify``], file lines: json [kind, split, path]). Temporary files live in
+    ``temp_dir`` (the job removes it at the end).
+    """
+
+    def __init__(self, kind: str, prefixes: Mapping[str, str], num_shards: Mapping[str, int], temp_dir: str,
+                 verify: bool = False):
+        super().__init__()
+        self.kind, self.prefixes, self.temp_dir, self.verify = kind, dict(prefixes), temp_dir, verify
+        self.num_shards = {split: int(num_shards[split]) for split in self.prefixes}
+
+    def expand(self, records):
+        fixed = {s for s, n in self.num_shards.items() if n > 0}
+        if fixed and len(fixed) < len(self.num_shards):
+            parts = records | "FixedOrNot" >> beam.Partition(lambda e, _: int(e[0] in fixed), 2)
+            streamed, grouped = parts[0], parts[1]
+        else:
+            streamed, grouped = (None, records) if fixed else (records, None)
+        written = []
+        if streamed is not None:
+            written.append(streamed | "WriteBundleFiles" >> beam.ParDo(WriteBundleFilesFn(self.temp_dir, self.kind)))
+        if grouped is not None:
+            written.append(grouped
+                           | "AssignShard" >> beam.ParDo(_RoundRobinShard(self.num_shards))
+                           | "GroupByShard" >> beam.GroupByKey()
+                           | "WriteShard" >> beam.ParDo(WriteShardFn(self.temp_dir, self.kind)))
+        written = written[0] if len(written) == 1 else tuple(written) | "AllFiles" >> beam.Flatten()
+        final = (written
+                 | "CollectFiles" >> beam.combiners.ToList()
+                 | "Finalize" >> beam.FlatMap(_finalize_files, self.kind, self.prefixes, self.num_shards)
+                 .with_outputs(COUNTS_TAG, main="files"))
+        lines = final.files | "FileLines" >> beam.Map(json.dumps)
+        counts = [final[COUNTS_TAG]]
+        if self.verify:
+            counts.append(final.files | "CountOnDisk" >> beam.ParDo(CountOutputRecordsFn()))
+        return counts, lines
+
+
+class CountOutputRecordsFn(beam.DoFn):
+    """(kind, split, final output file name) -> ((\"output_records\", kind, split), n) and ((\"output_files\", ...), 1).
+
+    Counts the records actually on disk by walking the TFRecord headers (length, crc, skip).
+    """
+
+    def process(self, element):
+        kind, split, path = element
+        n = count_tfrecords(path)
+        yield ("output_records", kind, split), n
+        yield ("output_files", kind, split), 1
 
 
 def _count_line(kv) -> str:
@@ -678,25 +830,22 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: st
             lambda e: [] if e[1] in unreadable else [(("quarantined", e[0], e[1]), 1)]),
     ]
     file_lines = []
-    for split in splits:
-        frames = by_split[split] | f"FrameBytes/{split}" >> beam.Map(lambda e: e[3])
-        c, names = _write_tfrecords(frames, storage.join(output_dir, "frame", split, "part"), shards[split],
-                                    "frame", split, f"Frame/{split}", verify_outputs)
+    write_temp = storage.join(output_dir, WRITE_TEMP)
+    writes = (
+        ("frame", by_split["assigned"] | "FrameRecords" >> beam.Map(lambda e: (e[0], e[3])),
+         {s: storage.join(output_dir, "frame", s, "part") for s in splits}, splits),
+        ("video", by_split["assigned"] | "AnalyzeAndTransform" >> AnalyzeAndTransform(
+            num_classes, folds, holdout_fraction, storage.join(output_dir, TRANSFORM_DIR), temp_dir,
+            standardized_features), {s: storage.join(output_dir, "video", s, "part") for s in splits}, splits),
+        ("quarantine", quarantine | "QuarantineRecords" >> beam.Map(lambda e: ("", e[2])),
+         {"": storage.join(output_dir, "quarantine", "part")}, ["quarantine"]),
+    )
+    for kind, records, prefixes, shard_keys in writes:
+        c, names = records | f"Write{kind.capitalize()}" >> WriteShards(
+            kind, prefixes, {split: shards[key] for split, key in zip(prefixes, shard_keys)},
+            storage.join(write_temp, kind), verify_outputs)
         counts += c
         file_lines.append(names)
-    videos = by_split["assigned"] | "AnalyzeAndTransform" >> AnalyzeAndTransform(
-        num_classes, folds, holdout_fraction, storage.join(output_dir, TRANSFORM_DIR), temp_dir,
-        standardized_features)
-    for split in splits:
-        c, names = _write_tfrecords(videos[split], storage.join(output_dir, "video", split, "part"), shards[split],
-                                    "video", split, f"Video/{split}", verify_outputs)
-        counts += c
-        file_lines.append(names)
-    q_bytes = quarantine | "QuarantineBytes" >> beam.Map(lambda e: e[2])
-    c, names = _write_tfrecords(q_bytes, storage.join(output_dir, "quarantine", "part"), shards["quarantine"],
-                                "quarantine", "", "Quarantine", verify_outputs)
-    counts += c
-    file_lines.append(names)
     _ = (counts
          | "FlattenCounts" >> beam.Flatten()
          | "CountRecords" >> beam.CombinePerKey(sum)

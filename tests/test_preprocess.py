@@ -490,6 +490,31 @@ def test_duplicate_pieces_keep_the_smallest_position_among_valid_copies(tmp_path
     assert "offset 500" in detail and "offset 20 of f1" in detail
 
 
+def test_finalize_names_shards_counts_and_is_idempotent(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    written = []
+    for name, records in (("b", [b"1", b"22"]), ("a", [b"333"])):
+        path = str(temp / f"{name}.tfrecord")
+        with open(path, "wb") as f:
+            for r in records:
+                preprocess._write_framed(f, r)
+        written.append(("fold-0", -1, path, len(records)))
+    prefixes = {"fold-0": str(tmp_path / "frame" / "fold-0" / "part"), "holdout": str(tmp_path / "frame" / "h" / "part")}
+    for _ in range(2):  # a retried finalize finds the files already renamed
+        out = list(preprocess._finalize_files(written, "frame", prefixes, {"fold-0": 0, "holdout": 3}))
+        files = [o for o in out if not hasattr(o, "tag")]
+        counts = dict(o.value for o in out if hasattr(o, "tag"))
+        assert [os.path.basename(p) for _, _, p in files] == [
+            "part-00000-of-00002.tfrecord", "part-00001-of-00002.tfrecord",  # fold-0: one file per bundle
+            "part-00000-of-00003.tfrecord", "part-00001-of-00003.tfrecord", "part-00002-of-00003.tfrecord"]
+        assert counts == {("write_records", "frame", "fold-0"): 3, ("write_records", "frame", "holdout"): 0}
+    fold0 = sorted(glob.glob(prefixes["fold-0"] + "*"))
+    assert [len(_records(p)) for p in fold0] == [1, 2]  # ordered by temporary name: a.tfrecord first
+    assert all(_records(p) == [] for p in glob.glob(prefixes["holdout"] + "*"))  # empty shards are valid files
+    assert sorted(os.listdir(temp)) == []
+
+
 def test_missing_input_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         preprocess.run_preprocess(str(tmp_path / "nothing-*.tfrecord"), str(tmp_path / "out"), NUM_CLASSES, 3, 0.1)
@@ -632,5 +657,7 @@ def test_dataflow_graph_builds_offline(tmp_path):
     (contested,) = by_name["DropDuplicateIds/GroupCopies"].inputs.values()
     assert producers[contested].startswith("DropDuplicateIds/RouteRepeatedIds")
     # counts come from what goes into each write; no re-read of the outputs unless asked
-    assert "CountWriteFrame/holdout" in names and not any(n.startswith("CountOnDisk") for n in names)
+    for kind in ("Frame", "Video", "Quarantine"):  # ONE write per kind, whatever the number of splits
+        assert f"Write{kind}/Finalize" in names and f"Write{kind}/WriteBundleFiles" in names
+    assert not any("CountOnDisk" in n for n in names)
     assert type(pipeline.runner).__name__ == "DataflowRunner"
