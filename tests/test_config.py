@@ -87,3 +87,8 @@ def test_config_hash_is_stable_and_changes_with_the_config():
     other = config.model_config_from_dict({"name": "m", "family": "moe", "training": {"epochs": 6}})
     assert config.config_hash(a) == config.config_hash(again) and len(config.config_hash(a)) == 12
     assert config.config_hash(a) != config.config_hash(other)
+
+
+def test_max_frames_beyond_the_300_frame_rule_is_refused():
+    with pytest.raises(config.ConfigError, match=r"training.max_frames: must be <= 300"):
+        config.model_config_from_dict({"name": "m", "family": "dbof", "training": {"max_frames": 400}})

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.helpers import independent_sequence_example
-from yt8m import metrics, readers, storage
+from yt8m import dataset, metrics, readers, storage
 
 pytestmark = pytest.mark.slow
 
@@ -59,8 +59,9 @@ def test_published_model_beats_the_class_prior_by_a_wide_margin(local_run):
     workdir, lines = local_run
     manifest = storage.read_json(os.path.join(lines[-1], "manifest.json"))
     dataset_dir = manifest["dataset"]["uri"]
-    train = readers.read_id_labels(os.path.join(dataset_dir, "video", "fold-*", "part*"))
-    holdout = readers.read_id_labels(os.path.join(dataset_dir, "video", "holdout", "part*"))
+    ds = dataset.Dataset.open(dataset_dir)
+    train = readers.read_id_labels(ds.files("video", ds.fold_names))
+    holdout = readers.read_id_labels(ds.files("video", [ds.holdout]))
     num_classes = int(manifest["dataset"]["num_classes"])
     prior = metrics.dense_labels(list(train.values()), num_classes).mean(0)
     labels = metrics.dense_labels(list(holdout.values()), num_classes)

@@ -15,7 +15,7 @@ import typing
 
 import yaml
 
-from yt8m import storage
+from yt8m import schema, storage
 
 
 class ConfigError(ValueError):
@@ -280,6 +280,9 @@ def _check_model(model: ModelConfig, where: str) -> ModelConfig:
     for name in ("epochs", "batch_size", "max_frames", "eval_batch_size"):
         if getattr(t, name) < 1:
             raise ConfigError(f"{where}.training.{name}: must be >= 1, got {getattr(t, name)}")
+    if t.max_frames > schema.MAX_FRAMES:  # THE frames rule: features see the first 300 frames only
+        raise ConfigError(f"{where}.training.max_frames: must be <= {schema.MAX_FRAMES} (models see the first "
+                          f"{schema.MAX_FRAMES} frames of a video), got {t.max_frames}")
     _check_range(f"{where}.training.learning_rate", t.learning_rate, 0, low_open=True)
     _check_range(f"{where}.training.lr_decay", t.lr_decay, 0, 1, low_open=True)
     _check_recipes(t, registry.get_family(model.family).input_level, model.family, f"{where}.training")
