@@ -453,7 +453,7 @@ class KeepFirstCopyFn(beam.DoFn):
 
 
 class DropDuplicateIds(beam.PTransform):
-    """valid records -> {"kept": one copy per video id, ``quarantine``: the other copies}.
+    """valid records -> {"kept": one copy per video id (a tuple of streams), ``quarantine``: the other copies}.
 
     Still a keyed grouping, without moving the record bytes through a shuffle:
 
@@ -492,8 +492,10 @@ class DropDuplicateIds(beam.PTransform):
         resolved = (routed[CONTESTED_TAG]
                     | "GroupCopies" >> beam.GroupByKey()
                     | "KeepFirstCopy" >> beam.ParDo(KeepFirstCopyFn()).with_outputs(QUARANTINE_TAG, main="kept"))
-        kept = (routed.unique, resolved.kept) | "Kept" >> beam.Flatten()
-        return {"kept": kept, QUARANTINE_TAG: resolved[QUARANTINE_TAG]}
+        # Two kept streams, NOT flattened here: a Flatten of streams from different stages is
+        # materialized by the local runner (every record's bytes in memory); the consumers
+        # (AssignSplit, the frame write) process each stream where it is produced.
+        return {"kept": (routed.unique, resolved.kept), QUARANTINE_TAG: resolved[QUARANTINE_TAG]}
 
 
 def _with_split(element, folds: int, holdout_fraction: float):
@@ -502,14 +504,15 @@ def _with_split(element, folds: int, holdout_fraction: float):
 
 
 class AssignSplit(beam.PTransform):
-    """kept records -> {"assigned": (split, source, id, raw, labels, sums)} (split: the stable hash of the id)."""
+    """kept record streams -> the same streams of (split, source, id, raw, labels, sums) (split: stable hash of the id)."""
 
     def __init__(self, folds: int, holdout_fraction: float):
         super().__init__()
         self.folds, self.holdout_fraction = folds, holdout_fraction
 
-    def expand(self, kept):
-        return {"assigned": kept | "Assign" >> beam.Map(_with_split, self.folds, self.holdout_fraction)}
+    def expand(self, streams):
+        return tuple(kept | f"Assign{i or ''}" >> beam.Map(_with_split, self.folds, self.holdout_fraction)
+                     for i, kept in enumerate(streams))
 
 
 def _transform_row(element):
@@ -564,15 +567,16 @@ class AnalyzeAndTransform(beam.PTransform):
         self.standardized = standardized_features
         self.splits = folds_lib.split_names(folds, holdout_fraction)
 
-    def expand(self, assigned):
+    def expand(self, streams):
         import tensorflow_transform.beam as tft_beam
 
         exclude = list(transform_lib.STAT_OUTPUTS)
         if not self.standardized:
             exclude += list(transform_lib.STANDARDIZED_OUTPUTS)
         with tft_beam.Context(temp_dir=self.temp_dir):
-            batches = (assigned
-                       | "ToTransformRows" >> beam.Map(_transform_row)
+            rows = tuple(assigned | f"ToTransformRows{i or ''}" >> beam.Map(_transform_row)
+                         for i, assigned in enumerate(streams))
+            batches = ((rows[0] if len(rows) == 1 else rows | "AllRows" >> beam.Flatten())
                        | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
                        | "ToRecordBatches" >> beam.Map(_to_record_batch))
             dataset = (batches, transform_lib.tensor_adapter_config())
@@ -735,7 +739,7 @@ def _finalize_files(results, kind: str, prefixes: Mapping[str, str], num_shards:
 
 
 class WriteShards(beam.PTransform):
-    """(split, record bytes) -> the TFRecord shards of every split of one ``kind`` (frame, video, quarantine).
+    """(split, record bytes) streams -> the TFRecord shards of every split of one ``kind`` (frame, video, quarantine).
 
     ONE write for all the splits of a kind (one WriteToTFRecord per split cost ~15 Beam
     transforms each, ~200 in the job), same layout: ``<prefixes[split]>-SSSSS-of-NNNNN.tfrecord``.
@@ -753,18 +757,23 @@ class WriteShards(beam.PTransform):
         self.kind, self.prefixes, self.temp_dir, self.verify = kind, dict(prefixes), temp_dir, verify
         self.num_shards = {split: int(num_shards[split]) for split in self.prefixes}
 
-    def expand(self, records):
+    def expand(self, streams):
         fixed = {s for s, n in self.num_shards.items() if n > 0}
-        if fixed and len(fixed) < len(self.num_shards):
-            parts = records | "FixedOrNot" >> beam.Partition(lambda e, _: int(e[0] in fixed), 2)
-            streamed, grouped = parts[0], parts[1]
-        else:
-            streamed, grouped = (None, records) if fixed else (records, None)
-        written = []
-        if streamed is not None:
-            written.append(streamed | "WriteBundleFiles" >> beam.ParDo(WriteBundleFilesFn(self.temp_dir, self.kind)))
-        if grouped is not None:
-            written.append(grouped
+        written, grouped = [], []
+        for i, records in enumerate(streams):  # each stream written where it is produced (no Flatten of bytes)
+            suffix = str(i or "")
+            if fixed and len(fixed) < len(self.num_shards):
+                parts = records | f"FixedOrNot{suffix}" >> beam.Partition(lambda e, _: int(e[0] in fixed), 2)
+                streamed, to_group = parts[0], parts[1]
+            else:
+                streamed, to_group = (None, records) if fixed else (records, None)
+            if streamed is not None:
+                written.append(streamed | f"WriteBundleFiles{suffix}" >> beam.ParDo(
+                    WriteBundleFilesFn(self.temp_dir, self.kind)))
+            if to_group is not None:
+                grouped.append(to_group)
+        if grouped:
+            written.append((grouped[0] if len(grouped) == 1 else tuple(grouped) | "ToGroup" >> beam.Flatten())
                            | "AssignShard" >> beam.ParDo(_RoundRobinShard(self.num_shards))
                            | "GroupByShard" >> beam.GroupByKey()
                            | "WriteShard" >> beam.ParDo(WriteShardFn(self.temp_dir, self.kind)))
@@ -817,27 +826,27 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: st
     read = pipeline | "ReadWithSource" >> ReadWithSource(files)
     parsed = read.records | "ParseAndValidate" >> ParseAndValidate(num_classes)
     deduped = parsed.valid | "DropDuplicateIds" >> DropDuplicateIds(files)
-    by_split = deduped["kept"] | "AssignSplit" >> AssignSplit(folds, holdout_fraction)
+    assigned = deduped["kept"] | "AssignSplit" >> AssignSplit(folds, holdout_fraction)
     quarantine = ((read[QUARANTINE_TAG], parsed[QUARANTINE_TAG], deduped[QUARANTINE_TAG])
                   | "FlattenQuarantine" >> beam.Flatten())
     unreadable = set(validation.UNREADABLE_REASONS)
 
-    counts = [
-        read[COUNTS_TAG],
-        by_split["assigned"] | "CountWritten" >> beam.FlatMap(
-            lambda e: [(("written", e[1], e[0]), 1), (("frames_hist", "", _frames_bucket(e[5].num_frames)), 1)]),
-        quarantine | "CountQuarantined" >> beam.FlatMap(
-            lambda e: [] if e[1] in unreadable else [(("quarantined", e[0], e[1]), 1)]),
-    ]
+    counts = [read[COUNTS_TAG]]
+    counts += [stream | f"CountWritten{i or ''}" >> beam.FlatMap(
+        lambda e: [(("written", e[1], e[0]), 1), (("frames_hist", "", _frames_bucket(e[5].num_frames)), 1)])
+        for i, stream in enumerate(assigned)]
+    counts.append(quarantine | "CountQuarantined" >> beam.FlatMap(
+        lambda e: [] if e[1] in unreadable else [(("quarantined", e[0], e[1]), 1)]))
     file_lines = []
     write_temp = storage.join(output_dir, WRITE_TEMP)
     writes = (
-        ("frame", by_split["assigned"] | "FrameRecords" >> beam.Map(lambda e: (e[0], e[3])),
+        ("frame", tuple(stream | f"FrameRecords{i or ''}" >> beam.Map(lambda e: (e[0], e[3]))
+                        for i, stream in enumerate(assigned)),
          {s: storage.join(output_dir, "frame", s, "part") for s in splits}, splits),
-        ("video", by_split["assigned"] | "AnalyzeAndTransform" >> AnalyzeAndTransform(
+        ("video", (assigned | "AnalyzeAndTransform" >> AnalyzeAndTransform(
             num_classes, folds, holdout_fraction, storage.join(output_dir, TRANSFORM_DIR), temp_dir,
-            standardized_features), {s: storage.join(output_dir, "video", s, "part") for s in splits}, splits),
-        ("quarantine", quarantine | "QuarantineRecords" >> beam.Map(lambda e: ("", e[2])),
+            standardized_features),), {s: storage.join(output_dir, "video", s, "part") for s in splits}, splits),
+        ("quarantine", (quarantine | "QuarantineRecords" >> beam.Map(lambda e: ("", e[2])),),
          {"": storage.join(output_dir, "quarantine", "part")}, ["quarantine"]),
     )
     for kind, records, prefixes, shard_keys in writes:
