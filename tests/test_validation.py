@@ -160,3 +160,37 @@ def test_scan_without_data_crc_still_checks_the_framing(tmp_path):
     assert [i.crc_ok for i in items] == [True, True]
     (bad,) = list(validation.scan_tfrecord(io.BytesIO(b"not a tfrecord at all"), 21, check_data_crc=False))
     assert bad.reason == validation.NOT_A_TFRECORD
+
+
+def test_fast_frame_path_equals_the_protobuf_path():
+    from tests.helpers import independent_sequence_example
+
+    rng = np.random.default_rng(6)
+    for t in (1, 5, schema.MAX_FRAMES + 3):
+        vid, labels, rgb, audio = random_video(rng, f"v{t}", t, 10)
+        for raw in (writers.frame_level_example(vid, labels, rgb, audio).SerializeToString(),
+                    independent_sequence_example(vid.encode(), labels, rgb, audio)):
+            fast = validation._frames_fast(raw)
+            assert fast is not None  # the canonical layout every writer produces
+            slow = validation._frames_from_proto(tf.train.SequenceExample.FromString(raw), vid, "")
+            for name in ("rgb", "audio"):
+                np.testing.assert_array_equal(fast[1][name], slow[name])
+            video = validation.parse_frame_level(raw, 10)
+            assert (video.video_id, list(video.labels)) == (vid, labels)
+            np.testing.assert_array_equal(video.rgb, rgb)
+            np.testing.assert_array_equal(video.audio, audio)
+    # not canonical -> the protobuf path (same answer or same reason)
+    ex = tf.train.SequenceExample()
+    ex.context.feature["id"].bytes_list.value.append(b"x")
+    ex.feature_lists.feature_list["rgb"].feature.add().bytes_list.value.extend([b"\x01" * 1024, b"\x02" * 1024])
+    ex.feature_lists.feature_list["audio"].feature.add().bytes_list.value.append(b"\x02" * 128)
+    raw = ex.SerializeToString()
+    assert validation._frames_fast(raw) is None
+    with pytest.raises(validation.InvalidRecord) as err:
+        validation.parse_frame_level(raw, 10)
+    assert err.value.reason == validation.WRONG_RGB_BYTES
+    ok = _record(frames=3)
+    twice = ok + tf.train.SequenceExample(context=tf.train.SequenceExample.FromString(ok).context).SerializeToString()
+    assert validation._frames_fast(twice) is None  # a second context: protobuf merges, so the proto path decides
+    assert validation.parse_frame_level(twice, 10).num_frames == 3
+    assert validation._frames_fast(b"\xff\xff\xff garbage") is None

@@ -83,19 +83,43 @@ def _id_of(context) -> str | None:
 
 
 def parse_frame_level(serialized: bytes, num_classes: int, source: str = "") -> Video:
-    """Parse and validate a frame-level SequenceExample; raise ``InvalidRecord`` if it is bad."""
-    try:
-        example = tf.train.SequenceExample.FromString(serialized)
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise InvalidRecord(UNPARSABLE, f"not a SequenceExample ({type(exc).__name__})", source=source) from None
-    ctx = example.context.feature
-    video_id = _id_of(example.context)
+    """Parse and validate a frame-level SequenceExample; raise ``InvalidRecord`` if it is bad.
+
+    Fast path (``_frames_fast``): when the record has the canonical layout every YT8M writer
+    produces (one context, one feature_lists, each frame one bytes value of the right size),
+    the frames are sliced out of the record bytes with numpy, without a protobuf object per
+    frame; anything else takes the full protobuf parse, which decides exactly as before
+    (same reasons, same messages). Both give the same Video for any record the fast path takes.
+    """
+    fast = _frames_fast(serialized)
+    if fast is not None:
+        context, frames = fast
+    else:
+        try:
+            example = tf.train.SequenceExample.FromString(serialized)
+        except Exception as exc:  # protobuf DecodeError and friends
+            raise InvalidRecord(UNPARSABLE, f"not a SequenceExample ({type(exc).__name__})", source=source) from None
+        context, frames = example.context, None
+    ctx = context.feature
+    video_id = _id_of(context)
     if video_id is None:
         raise InvalidRecord(MISSING_ID, "context feature 'id' must hold one non-empty bytes value", source=source)
     labels = tuple(ctx["labels"].int64_list.value) if "labels" in ctx else ()
     bad = [l for l in labels if not 0 <= l < num_classes]
     if bad:
         raise InvalidRecord(LABEL_OUT_OF_RANGE, f"labels {bad[:5]} outside [0, {num_classes})", video_id, source)
+    if frames is None:
+        frames = _frames_from_proto(example, video_id, source)
+    if frames["rgb"].shape[0] != frames["audio"].shape[0]:
+        raise InvalidRecord(FRAME_COUNT_MISMATCH,
+                            f"{frames['rgb'].shape[0]} rgb frames but {frames['audio'].shape[0]} audio frames",
+                            video_id, source)
+    if frames["rgb"].shape[0] == 0:
+        raise InvalidRecord(ZERO_FRAMES, "video has no frames", video_id, source)
+    return Video(video_id, labels, frames["rgb"], frames["audio"])
+
+
+def _frames_from_proto(example, video_id: str, source: str) -> dict:
     lists = example.feature_lists.feature_list
     frames = {}
     for name, code in (("rgb", WRONG_RGB_BYTES), ("audio", WRONG_AUDIO_BYTES)):
@@ -111,13 +135,90 @@ def parse_frame_level(serialized: bytes, num_classes: int, source: str = "") -> 
         else:
             values = []
         frames[name] = np.frombuffer(b"".join(values), dtype=np.uint8).reshape(len(values), size)
-    if frames["rgb"].shape[0] != frames["audio"].shape[0]:
-        raise InvalidRecord(FRAME_COUNT_MISMATCH,
-                            f"{frames['rgb'].shape[0]} rgb frames but {frames['audio'].shape[0]} audio frames",
-                            video_id, source)
-    if frames["rgb"].shape[0] == 0:
-        raise InvalidRecord(ZERO_FRAMES, "video has no frames", video_id, source)
-    return Video(video_id, labels, frames["rgb"], frames["audio"])
+    return frames
+
+
+def _encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _frame_layout(size: int) -> tuple[int, np.ndarray]:
+    """(stride, header) of one frame inside a FeatureList: Feature{bytes_list{value: <size bytes>}}, canonical."""
+    bytes_list = 1 + len(_encode_varint(size)) + size
+    feature = 1 + len(_encode_varint(bytes_list)) + bytes_list
+    header = b"\x0a" + _encode_varint(feature) + b"\x0a" + _encode_varint(bytes_list) + b"\x0a" + _encode_varint(size)
+    return len(header) + size, np.frombuffer(header, np.uint8)
+
+
+_FRAME_LAYOUTS = {name: _frame_layout(size) for name, size in schema.FEATURE_SIZES.items()}
+
+
+def _fields(buf: bytes, start: int, end: int):
+    """Length-delimited fields (field number, payload start, payload end) of buf[start:end]; ValueError otherwise."""
+    pos = start
+    while pos < end:
+        tag, pos = _varint(buf, pos)
+        if tag & 7 != 2:
+            raise ValueError("not a length-delimited field")
+        length, pos = _varint(buf, pos)
+        if pos + length > end:
+            raise ValueError("field runs past its message")
+        yield tag >> 3, pos, pos + length
+        pos += length
+
+
+def _frames_fast(serialized: bytes):
+    """(context Features, {"rgb", "audio": uint8 [T, size]}) of a canonically laid out record, else None.
+
+    Canonical: top level = at most one context (1) and one feature_lists (2); FeatureLists =
+    map entries (key, value) with distinct keys; the "rgb" / "audio" FeatureLists = T frames,
+    each exactly ``Feature{bytes_list{value: <size bytes>}}`` (checked for every frame with one
+    vectorized comparison of the 9 framing bytes). Other keys are ignored, as the proto path
+    ignores them. None (-> the protobuf path) for anything else, damaged records included.
+    """
+    try:
+        end = len(serialized)
+        top = list(_fields(serialized, 0, end))
+        numbers = [f for f, _, _ in top]
+        if sorted(numbers) not in ([1, 2], [2], [1]):
+            return None
+        context = b""
+        lists = {}
+        for field, a, b in top:
+            if field == 1:
+                context = serialized[a:b]
+                continue
+            for entry_field, ea, eb in _fields(serialized, a, b):
+                if entry_field != 1:
+                    return None
+                parts = list(_fields(serialized, ea, eb))
+                if [f for f, _, _ in parts] != [1, 2]:
+                    return None
+                key = serialized[parts[0][1]:parts[0][2]]
+                if key in lists:
+                    return None
+                lists[key] = (parts[1][1], parts[1][2])
+        frames = {}
+        for name, size in (("rgb", schema.RGB_SIZE), ("audio", schema.AUDIO_SIZE)):
+            stride, header = _FRAME_LAYOUTS[name]
+            a, b = lists.get(name.encode(), (0, 0))
+            if (b - a) % stride:
+                return None
+            rows = np.frombuffer(serialized, np.uint8, count=b - a, offset=a).reshape(-1, stride)
+            if rows.shape[0] and not (rows[:, :len(header)] == header).all():
+                return None
+            frames[name] = rows[:, len(header):]
+        return tf.train.Features.FromString(context), frames
+    except Exception:  # noqa: BLE001 - anything unusual: the protobuf path decides
+        return None
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
