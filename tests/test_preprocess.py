@@ -183,7 +183,7 @@ def _readable_records(data):
     return records
 
 
-def _resharded_run(data, name, num_files):
+def _resharded_run(data, name, num_files, **kwargs):
     rng = np.random.default_rng(num_files)
     records = _readable_records(data)
     order = rng.permutation(len(records))
@@ -193,14 +193,14 @@ def _resharded_run(data, name, num_files):
         writers.write_tfrecords(str(in_dir / f"shard{k}.tfrecord"), [records[i] for i in order[k::num_files]])
     out = str(data["root"] / f"out-{name}")
     counts = preprocess.run_preprocess(str(in_dir / "*.tfrecord"), out, NUM_CLASSES, FOLDS, HOLDOUT, num_shards=0,
-                                       write_report=False)
+                                       write_report=False, **kwargs)
     return {"out": out, "counts": counts}
 
 
 @pytest.fixture(scope="module")
 def run_one_file(data):
-    """The readable records in ONE file; num_shards=0 (Beam decides), no on-disk recount."""
-    return _resharded_run(data, "one", 1)
+    """The readable records in ONE file; num_shards=0 (Beam decides), no on-disk recount; z-scored means too."""
+    return _resharded_run(data, "one", 1, standardized_features=True)
 
 
 @pytest.fixture(scope="module")
@@ -401,6 +401,23 @@ def test_tft_statistics_equal_numpy(data, run1):
     for i, boundary in enumerate(q, start=1):  # each decile boundary sits at its rank (ties: a range of ranks)
         below, at_or_below = (frames < boundary).mean(), (frames <= boundary).mean()
         assert below - 0.02 <= i / 10 <= at_or_below + 0.02, (i, boundary, below, at_or_below)
+
+
+def test_standardized_means_are_z_scores_over_videos(data, run_one_file):
+    rows = {}
+    for raw in _records(os.path.join(run_one_file["out"], "video", "*", "*.tfrecord")):
+        f = tf.train.Example.FromString(raw).features.feature
+        rows[f["id"].bytes_list.value[0].decode()] = {k: np.array(f[k].float_list.value) for k in (
+            "mean_rgb", "mean_audio", "mean_rgb_z", "mean_audio_z")}
+    assert set(rows) == set(data["good"])
+    for name in ("rgb", "audio"):
+        means = np.stack([_deq(g[2 if name == "rgb" else 3][:300]).mean(0) for g in
+                          (data["good"][v] for v in sorted(rows))])
+        z = (means - means.mean(0)) / means.std(0)
+        got = np.stack([rows[v][f"mean_{name}_z"] for v in sorted(rows)])
+        np.testing.assert_allclose(got, z, atol=1e-4, rtol=0)
+    info = storage.read_json(os.path.join(run_one_file["out"], "dataset.json"))
+    assert "mean_rgb_z" in info["video_features"]
 
 
 def test_split_assignment_independent_of_sharding(data, run1, run_one_file, run_five_files):

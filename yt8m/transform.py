@@ -197,16 +197,31 @@ def _dequantized_mean(sums: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
     return mean_q * schema.QUANTIZE_SCALE + schema.DEQUANTIZE_BIAS
 
 
-def _frame_mean_var(sums: tf.Tensor, sums_sq: tf.Tensor, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _frame_mean_var(total: tf.Tensor, total_sq: tf.Tensor, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Frame-level mean and variance per dimension from EXACT int64 totals over every video."""
-    total = tft.sum(tf.cast(sums, tf.int64), reduce_instance_dims=False)
-    total_sq = tft.sum(tf.cast(sums_sq, tf.int64), reduce_instance_dims=False)
     count = tf.cast(tf.maximum(frames, 1), tf.float64)
     mean_q = tf.cast(total, tf.float64) / count
     var_q = tf.maximum(tf.cast(total_sq, tf.float64) / count - mean_q * mean_q, 0.0)
     mean = mean_q * schema.QUANTIZE_SCALE + schema.DEQUANTIZE_BIAS
     var = var_q * (schema.QUANTIZE_SCALE * schema.QUANTIZE_SCALE)
     return tf.cast(mean, tf.float32), tf.cast(var, tf.float32)
+
+
+def _z_score(x: tf.Tensor, total: tf.Tensor, total_sq: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+    """``tft.scale_to_z_score(x, elementwise=True)`` from float64 totals of x and x**2 over the videos."""
+    n = tf.cast(tf.maximum(count, 1), tf.float64)
+    mean = total / n
+    std = tf.sqrt(tf.maximum(total_sq / n - mean * mean, 0.0))
+    centered = tf.cast(x, tf.float64) - mean
+    return tf.cast(tf.where(tf.not_equal(std, 0.0), centered / std, centered), tf.float32)
+
+
+def _split(packed: tf.Tensor, sizes: Sequence[int]) -> list[tf.Tensor]:
+    out, start = [], 0
+    for size in sizes:
+        out.append(tf.reshape(packed[start:start + size], [size]))  # static shapes for the outputs
+        start += size
+    return out
 
 
 def _broadcast(value, batch) -> tf.Tensor:
@@ -225,30 +240,45 @@ def make_preprocessing_fn(num_classes: int, quantile_buckets: int = DEFAULT_QUAN
         batch = tf.shape(ids)[0]
         num_frames = tf.cast(inputs[NUM_FRAMES], tf.int64)
         used = feature_frame_count(num_frames)  # frames the features see: the first 300
-        mean_rgb = tf.cast(_dequantized_mean(inputs[RGB_SUM], used[:, None]), tf.float32)
-        mean_audio = tf.cast(_dequantized_mean(inputs[AUDIO_SUM], used[:, None]), tf.float32)
+        mean_rgb64 = _dequantized_mean(inputs[RGB_SUM], used[:, None])
+        mean_audio64 = _dequantized_mean(inputs[AUDIO_SUM], used[:, None])
+        mean_rgb, mean_audio = tf.cast(mean_rgb64, tf.float32), tf.cast(mean_audio64, tf.float32)
         labels = inputs[LABELS]
         multi_hot = tf.math.bincount(tf.cast(tf.RaggedTensor.from_sparse(labels), tf.int32), minlength=num_classes,
                                      maxlength=num_classes, binary_output=True, axis=-1, dtype=tf.int64)
-        frames_used = tft.sum(used)
-        rgb_mean, rgb_var = _frame_mean_var(inputs[RGB_SUM], inputs[RGB_SUM_SQ], frames_used)
-        audio_mean, audio_var = _frame_mean_var(inputs[AUDIO_SUM], inputs[AUDIO_SUM_SQ], frames_used)
+        # Few analyzers, each on a packed vector (every analyzer costs Beam stages and graph
+        # tracing; the per-batch work is the same): ONE exact int64 sum of every integer
+        # statistic, ONE float64 sum for the z-scores, ONE min (of n and -n), the quantiles.
+        column = (lambda t: t[:, None])  # noqa: E731
+        int_parts = [(tf.cast(inputs[name], tf.int64), size) for name, size in SUM_FEATURES]
+        int_parts += [(column(used), 1), (column(num_frames), 1), (column(tf.ones_like(num_frames)), 1),
+                      (multi_hot, num_classes)]
+        totals = _split(tft.sum(tf.concat([t for t, _ in int_parts], axis=1), reduce_instance_dims=False),
+                        [size for _, size in int_parts])
+        rgb_total, rgb_total_sq, audio_total, audio_total_sq, frames_used, frames_total, videos, label_counts = totals
+        rgb_mean, rgb_var = _frame_mean_var(rgb_total, rgb_total_sq, frames_used[0])
+        audio_mean, audio_var = _frame_mean_var(audio_total, audio_total_sq, frames_used[0])
+        float_parts = [mean_rgb64, mean_rgb64 * mean_rgb64, mean_audio64, mean_audio64 * mean_audio64]
+        f_rgb, f_rgb_sq, f_audio, f_audio_sq = _split(
+            tft.sum(tf.concat(float_parts, axis=1), reduce_instance_dims=False),
+            [schema.RGB_SIZE, schema.RGB_SIZE, schema.AUDIO_SIZE, schema.AUDIO_SIZE])
+        extremes = tft.min(tf.concat([column(num_frames), column(-num_frames)], axis=1), reduce_instance_dims=False)
         stats = {
             "rgb_frame_mean": rgb_mean, "rgb_frame_var": rgb_var,
             "audio_frame_mean": audio_mean, "audio_frame_var": audio_var,
-            "label_counts": tft.sum(multi_hot, reduce_instance_dims=False),
+            "label_counts": label_counts,
             "num_frames_quantiles": tf.reshape(
                 tft.quantiles(tf.cast(num_frames, tf.float32), num_buckets=quantile_buckets,
                               epsilon=QUANTILE_EPSILON), [-1]),
-            "num_frames_min": tft.min(num_frames),
-            "num_frames_max": tft.max(num_frames),
-            "num_videos": tft.size(ids),
-            "num_frames_total": tft.sum(num_frames),
+            "num_frames_min": extremes[0],
+            "num_frames_max": -extremes[1],
+            "num_videos": videos[0],
+            "num_frames_total": frames_total[0],
         }
         outputs = {
             ID: ids, LABELS: labels, NUM_FRAMES: num_frames, MEAN_RGB: mean_rgb, MEAN_AUDIO: mean_audio,
-            MEAN_RGB_Z: tft.scale_to_z_score(mean_rgb, elementwise=True),
-            MEAN_AUDIO_Z: tft.scale_to_z_score(mean_audio, elementwise=True),
+            MEAN_RGB_Z: _z_score(mean_rgb64, f_rgb, f_rgb_sq, videos[0]),
+            MEAN_AUDIO_Z: _z_score(mean_audio64, f_audio, f_audio_sq, videos[0]),
         }
         outputs.update({STAT_PREFIX + k: _broadcast(v, batch) for k, v in stats.items()})
         return outputs
