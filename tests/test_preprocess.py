@@ -532,6 +532,19 @@ def test_finalize_names_shards_counts_and_is_idempotent(tmp_path):
     assert sorted(os.listdir(temp)) == []
 
 
+@pytest.mark.parametrize("labels", [[], [0], [3, 150, 3861], [2 ** 40]])
+def test_video_example_bytes_parse_to_the_writers_example(labels):
+    rng = np.random.default_rng(len(labels))
+    rgb = rng.normal(size=1024).astype(np.float32)
+    audio = rng.normal(size=128).astype(np.float32)
+    extra = {"mean_rgb_z": rng.normal(size=1024).astype(np.float32)}
+    got = preprocess.video_example_bytes(b"vid-\xc3\xa9", labels, {"mean_rgb": rgb, "mean_audio": audio, **extra})
+    want = writers.video_level_example(b"vid-\xc3\xa9", labels, rgb, audio, **extra)
+    assert tf.train.Example.FromString(got) == want
+    empty = tf.train.Example.FromString(preprocess.video_example_bytes(b"x", [], {"f": np.zeros(0, np.float32)}))
+    assert empty.features.feature["f"].HasField("float_list") and not empty.features.feature["f"].float_list.value
+
+
 def test_missing_input_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         preprocess.run_preprocess(str(tmp_path / "nothing-*.tfrecord"), str(tmp_path / "out"), NUM_CLASSES, 3, 0.1)
