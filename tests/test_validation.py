@@ -194,3 +194,16 @@ def test_fast_frame_path_equals_the_protobuf_path():
     assert validation._frames_fast(twice) is None  # a second context: protobuf merges, so the proto path decides
     assert validation.parse_frame_level(twice, 10).num_frames == 3
     assert validation._frames_fast(b"\xff\xff\xff garbage") is None
+
+
+@pytest.mark.parametrize("frames", [258, 259, schema.MAX_FRAMES])
+def test_frame_sums_exact_at_the_float32_limit(frames):
+    worst = validation.Video("w", (), np.full((frames, 1024), 255, np.uint8), np.full((frames, 128), 254, np.uint8))
+    sums = validation.frame_sums(worst)
+    assert (sums.rgb_sum == frames * 255).all() and (sums.rgb_sum_sq == frames * 255 ** 2).all()
+    assert (sums.audio_sum_sq == frames * 254 ** 2).all()
+    odd = worst.rgb.copy()
+    odd[::2] = 253  # sums that are not multiples of a large power of two
+    expected = (odd.astype(np.int64) ** 2).sum(0)
+    np.testing.assert_array_equal(validation.frame_sums(validation.Video("o", (), odd, worst.audio)).rgb_sum_sq,
+                                  expected)

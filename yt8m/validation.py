@@ -309,9 +309,15 @@ class FrameSums(NamedTuple):
     audio_sum_sq: np.ndarray
 
 
+# float32 holds every integer below 2**24 exactly, and a sum of non-negative integers below it
+# is exact in any order: frame sums (<= 300 * 255) always are, sums of squares while T * 255**2 < 2**24.
+_EXACT_FLOAT32_SQUARES = (1 << 24) // (255 * 255)  # 258 frames
+
+
 def _sum_and_sum_sq(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    f = frames.astype(np.float64)  # exact: integers < 2**53; float64 einsum is the fastest exact reduction
-    return f.sum(axis=0).astype(np.int32), np.einsum("ij,ij->j", f, f).astype(np.int32)
+    f = frames.astype(np.float32)
+    sq = f if len(f) <= _EXACT_FLOAT32_SQUARES else frames.astype(np.float64)
+    return f.sum(axis=0).astype(np.int32), np.einsum("ij,ij->j", sq, sq).astype(np.int32)
 
 
 def frame_sums(video: Video) -> FrameSums:
