@@ -3,11 +3,18 @@
 Stages (named PTransforms; the table of contents of the job)::
 
     ReadWithSource (ListFiles -> SpreadFiles [Reshuffle] -> ReadFramedRecords: own TFRecord framing reader)
-      -> ParseAndValidate -> DropDuplicateIds (GroupByKey on the video id) -> AssignSplit
-      -> Write/Frame/<split>                                   (the records, byte-identical)
-      -> AnalyzeAndTransform (tensorflow-transform: yt8m.transform) -> Write/Video/<split>
-    quarantine (damaged records, bad records, duplicates, unreadable byte ranges) -> Write/Quarantine
+      -> ParseAndValidate (+ per-video frame sums: validation.frame_sums, first 300 frames)
+      -> DropDuplicateIds (a light 2nd read groups (id, file, offset) by id; only repeated ids are a
+                           side input; only their copies are grouped with their bytes)
+      -> AssignSplit -> WriteFrame                             (the records, byte-identical)
+                     -> AnalyzeAndTransform (tensorflow-transform on the per-video sums: yt8m.transform)
+                        -> WriteVideo
+    quarantine (damaged records, bad records, duplicates, unreadable byte ranges) -> WriteQuarantine
     every stage feeds (key, n) pairs into CountRecords (CombinePerKey(sum)) -> OUT/_counts/
+
+No step groups or materializes the record bytes (num_shards=0): the frame shards are written
+where the records are read (one temporary file per split per bundle, renamed at the end),
+and the TFT stages see ~2x1152 integers per video instead of its frames.
 
 Output layout under ``OUT`` (``dataset.json`` lists the actual files; read it through
 ``yt8m.dataset.Dataset.open(OUT)``, never by globbing)::
@@ -35,8 +42,9 @@ into each write == what was written) and raises ``RuntimeError`` if anything is 
 ``verify_outputs=True`` also re-reads the headers of every written file (off by default at
 scale: it doubles the output I/O). Locally it runs on Beam's FnApiRunner with ONE worker
 (the DirectRunner would first try Prism; multi-worker local runs lost rows on this stack);
-the local runner keeps its intermediate collections in memory, so memory grows with the
-input there (Dataflow streams). On Dataflow the workers run the project's Dataflow image
+the local runner keeps the collections that cross its stages in memory (here: the per-video
+sums and the small count / position tuples, ~10 kB per video; the record bytes stream through),
+so memory grows slowly with the input (Dataflow streams). On Dataflow the workers run the project's Dataflow image
 (``docker/dataflow``: no kfp, no aiplatform) or install ``--setup_file``.
 
 Measured (``benchmarks/bench_preprocess.py``): see ``benchmarks/results/preprocess.md``.

@@ -8,7 +8,11 @@ share exactly one definition of "a good record" and of "a readable file":
   every readable record, the records whose data CRC fails (framing intact: reason
   ``crc_mismatch``, the scan goes on) and, at most once and last, the unreadable rest of the
   file (``UNREADABLE_REASONS``: empty, not a TFRecord, truncated, corrupt framing).
-* ``parse_frame_level`` validates one record (``REASONS``).
+* ``parse_frame_level`` validates one record (``REASONS``); canonically laid out records (every
+  YT8M writer's) have their frames sliced out of the bytes with numpy, others go through protobuf.
+* ``frame_sums``: a video's exact integer sums (and sums of squares) over its first 300 frames,
+  the per-video input of the TFT graph (``yt8m.transform``); ``video_id_of``: the id alone,
+  without the frames (the Beam job's duplicate detection).
 * Frames beyond ``schema.MAX_FRAMES`` (300) are NOT an error: they are kept in the frame
   shards, and every feature computed from frames uses the first 300 only
   (``feature_frames`` here; ``yt8m.transform.first_frames`` is the same rule in-graph, and
