@@ -466,11 +466,12 @@ class DropDuplicateIds(beam.PTransform):
 
     Still a keyed grouping, without moving the record bytes through a shuffle:
 
-    1. ``FindRepeatedIds``: a second, light read of the input files yields only
+    1. ``ReadVideoIds``: a second, light read of the input files yields only
        ``(video_id, (file, offset))`` of every record (framing + the context proto: no
        checksums, no frames; ~50 bytes per record instead of ~200 kB) and a GroupByKey on the
-       id finds the ids seen more than once. The grouping is keyed, so on Dataflow it is
-       spread over the workers by id: no worker ever holds the id set of the whole input.
+       id (``GroupByVideoId``, then ``RepeatedIds``) finds the ids seen more than once. The
+       grouping is keyed, so on Dataflow it is spread over the workers by id: no worker ever
+       holds the id set of the whole input.
     2. Only its RESULT, the repeated ids (rare: a re-uploaded video, a shard given twice), is
        a side input (``AsDict``) of the main stream: a record whose id is not in it goes
        straight on; the copies of a repeated id (and only those) are grouped by id with their
