@@ -82,7 +82,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from yt8m import folds as folds_lib
-from yt8m import schema, storage, validation
+from yt8m import schema, storage, validation, wire
 from yt8m import transform as transform_lib
 
 _LOG = logging.getLogger("yt8m.preprocess")
@@ -540,33 +540,19 @@ def _list_values(batch, name: str):
     return column.flatten().to_numpy(zero_copy_only=False), column.offsets.to_numpy()
 
 
-def _varint_bytes(n: int) -> bytes:
-    out = bytearray()
-    n &= 0xFFFFFFFFFFFFFFFF  # negative int64: two's complement, 10 bytes (protobuf's rule)
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _delimited(field_tag: bytes, payload: bytes) -> bytes:
-    return field_tag + _varint_bytes(len(payload)) + payload
-
-
 def _feature_entry(key: bytes, feature: bytes) -> bytes:
     """One ``Features.feature`` map entry (Features field 1: {key: 1, value: 2})."""
-    return _delimited(b"\x0a", _delimited(b"\x0a", key) + _delimited(b"\x12", feature))
+    return wire.delimited(b"\x0a", wire.delimited(b"\x0a", key) + wire.delimited(b"\x12", feature))
 
 
 def _floats_feature(values: np.ndarray) -> bytes:
     data = np.ascontiguousarray(values, dtype="<f4").tobytes()
-    return _delimited(b"\x12", _delimited(b"\x0a", data) if data else b"")  # Feature.float_list, packed
+    return wire.delimited(b"\x12", wire.delimited(b"\x0a", data) if data else b"")  # Feature.float_list, packed
 
 
 def _int64s_feature(values) -> bytes:
-    data = b"".join(_varint_bytes(int(v)) for v in values)
-    return _delimited(b"\x1a", _delimited(b"\x0a", data) if data else b"")  # Feature.int64_list, packed
+    data = b"".join(wire.encode_varint(int(v)) for v in values)
+    return wire.delimited(b"\x1a", wire.delimited(b"\x0a", data) if data else b"")  # Feature.int64_list, packed
 
 
 def video_example_bytes(video_id: bytes, labels, floats: Mapping[str, np.ndarray]) -> bytes:
@@ -576,10 +562,10 @@ def video_example_bytes(video_id: bytes, labels, floats: Mapping[str, np.ndarray
     (tested): the same wire format protobuf writes (packed float and int64 lists), ~10x cheaper
     than building the message per video.
     """
-    entries = [_feature_entry(b"id", _delimited(b"\x0a", _delimited(b"\x0a", video_id))),
+    entries = [_feature_entry(b"id", wire.delimited(b"\x0a", wire.delimited(b"\x0a", video_id))),
                _feature_entry(b"labels", _int64s_feature(labels))]
     entries += [_feature_entry(name.encode(), _floats_feature(values)) for name, values in floats.items()]
-    return _delimited(b"\x0a", b"".join(entries))
+    return wire.delimited(b"\x0a", b"".join(entries))
 
 
 def _video_examples(batch_and_passthrough, folds: int, holdout_fraction: float, standardized: bool):

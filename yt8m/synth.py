@@ -57,7 +57,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from yt8m import schema, storage, writers
+from yt8m import schema, storage, wire, writers
 
 logger = logging.getLogger(__name__)
 
@@ -218,43 +218,19 @@ class VideoIds:
 # ------------------------------------------------------------------ serialization
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return tag + _varint(len(payload)) + payload
-
-
-def _frame_header(size: int) -> bytes:
-    """Bytes before each frame's data in FeatureList: feature { bytes_list { value: <size bytes> } }."""
-    bytes_list = len(_varint(size)) + 1 + size
-    feature = len(_varint(bytes_list)) + 1 + bytes_list
-    return b"\x0a" + _varint(feature) + b"\x0a" + _varint(bytes_list) + b"\x0a" + _varint(size)
-
-
-_RGB_HEADER = np.frombuffer(_frame_header(schema.RGB_SIZE), np.uint8)  # 6 bytes
-_AUDIO_HEADER = np.frombuffer(_frame_header(schema.AUDIO_SIZE), np.uint8)  # 6 bytes
+_RGB_HEADER = np.frombuffer(wire.frame_header(schema.RGB_SIZE), np.uint8)  # 6 bytes
+_AUDIO_HEADER = np.frombuffer(wire.frame_header(schema.AUDIO_SIZE), np.uint8)  # 6 bytes
 
 
 def _context(video_id: bytes, labels: Sequence[int]) -> bytes:
-    id_feature = _field(b"\x0a", _field(b"\x0a", video_id))  # Feature.bytes_list
-    packed = b"".join(_varint(int(l)) for l in labels)
-    labels_feature = _field(b"\x1a", _field(b"\x0a", packed) if packed else b"")  # Feature.int64_list
+    id_feature = wire.delimited(b"\x0a", wire.delimited(b"\x0a", video_id))  # Feature.bytes_list
+    packed = b"".join(wire.encode_varint(int(l)) for l in labels)
+    labels_feature = wire.delimited(b"\x1a", wire.delimited(b"\x0a", packed) if packed else b"")  # Feature.int64_list
     entries = (
-        _field(b"\x0a", b"id") + _field(b"\x12", id_feature),
-        _field(b"\x0a", b"labels") + _field(b"\x12", labels_feature),
+        wire.delimited(b"\x0a", b"id") + wire.delimited(b"\x12", id_feature),
+        wire.delimited(b"\x0a", b"labels") + wire.delimited(b"\x12", labels_feature),
     )
-    return b"".join(_field(b"\x0a", e) for e in entries)  # Features.feature map, keys sorted
+    return b"".join(wire.delimited(b"\x0a", e) for e in entries)  # Features.feature map, keys sorted
 
 
 def _serialize(video_id: bytes, labels: Sequence[int], rgb_rows: np.ndarray, audio_rows: np.ndarray) -> bytes:
@@ -268,15 +244,15 @@ def _serialize(video_id: bytes, labels: Sequence[int], rgb_rows: np.ndarray, aud
     pieces = []
     lists_len = 0
     for name, rows in ((b"audio", audio_rows), (b"rgb", rgb_rows)):  # map keys sorted
-        key = _field(b"\x0a", name)
-        entry_len = len(key) + 1 + len(_varint(rows.nbytes)) + rows.nbytes
-        head = b"\x0a" + _varint(entry_len) + key + b"\x12" + _varint(rows.nbytes)
+        key = wire.delimited(b"\x0a", name)
+        entry_len = len(key) + 1 + len(wire.encode_varint(rows.nbytes)) + rows.nbytes
+        head = b"\x0a" + wire.encode_varint(entry_len) + key + b"\x12" + wire.encode_varint(rows.nbytes)
         pieces.append((head, memoryview(rows).cast("B")))
         lists_len += len(head) + rows.nbytes
     return b"".join(
         [
-            _field(b"\x0a", context),
-            b"\x12" + _varint(lists_len),
+            wire.delimited(b"\x0a", context),
+            b"\x12" + wire.encode_varint(lists_len),
             pieces[0][0],
             pieces[0][1],
             pieces[1][0],

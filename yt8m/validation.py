@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from yt8m import schema
+from yt8m import schema, wire
 
 # Reason codes (stable strings: they land in quarantine records and counts.json).
 UNPARSABLE = "unparsable"
@@ -142,37 +142,17 @@ def _frames_from_proto(example, video_id: str, source: str) -> dict:
     return frames
 
 
-def _encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _frame_layout(size: int) -> tuple[int, np.ndarray]:
-    """(stride, header) of one frame inside a FeatureList: Feature{bytes_list{value: <size bytes>}}, canonical."""
-    bytes_list = 1 + len(_encode_varint(size)) + size
-    feature = 1 + len(_encode_varint(bytes_list)) + bytes_list
-    header = b"\x0a" + _encode_varint(feature) + b"\x0a" + _encode_varint(bytes_list) + b"\x0a" + _encode_varint(size)
-    return len(header) + size, np.frombuffer(header, np.uint8)
-
-
-_FRAME_LAYOUTS = {name: _frame_layout(size) for name, size in schema.FEATURE_SIZES.items()}
+_FRAME_LAYOUTS = {name: wire.frame_layout(size) for name, size in schema.FEATURE_SIZES.items()}
 
 
 def _fields(buf: bytes, start: int, end: int):
     """Length-delimited fields (field number, payload start, payload end) of buf[start:end]; ValueError otherwise."""
     pos = start
     while pos < end:
-        tag, pos = _varint(buf, pos)
+        tag, pos = wire.decode_varint(buf, pos)
         if tag & 7 != 2:
             raise ValueError("not a length-delimited field")
-        length, pos = _varint(buf, pos)
+        length, pos = wire.decode_varint(buf, pos)
         if pos + length > end:
             raise ValueError("field runs past its message")
         yield tag >> 3, pos, pos + length
@@ -225,19 +205,6 @@ def _frames_fast(serialized: bytes):
         return None
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
 def video_id_of(serialized: bytes) -> str | None:
     """The video id ``parse_frame_level`` would find in a record, WITHOUT parsing its frames; None if none.
 
@@ -251,18 +218,18 @@ def video_id_of(serialized: bytes) -> str | None:
     try:
         contexts, pos, end = [], 0, len(serialized)
         while pos < end:
-            tag, pos = _varint(serialized, pos)
-            field, wire = tag >> 3, tag & 7
-            if wire == 2:
-                length, pos = _varint(serialized, pos)
+            tag, pos = wire.decode_varint(serialized, pos)
+            field, wire_type = tag >> 3, tag & 7
+            if wire_type == 2:
+                length, pos = wire.decode_varint(serialized, pos)
                 if field == 1:
                     contexts.append(serialized[pos:pos + length])
                 pos += length
-            elif wire == 0 and field != 1:
-                _, pos = _varint(serialized, pos)
-            elif wire == 1 and field != 1:
+            elif wire_type == 0 and field != 1:
+                _, pos = wire.decode_varint(serialized, pos)
+            elif wire_type == 1 and field != 1:
                 pos += 8
-            elif wire == 5 and field != 1:
+            elif wire_type == 5 and field != 1:
                 pos += 4
             else:
                 raise ValueError("unusual wire format")
