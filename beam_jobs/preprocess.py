@@ -1116,6 +1116,21 @@ def _metric_counters(result) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def _raise_if_nothing_valid(files: Sequence[str], num_classes: int) -> None:
+    """After a failed run: if not one input record is valid, say so in one line (tensorflow-transform cannot
+    analyze an empty dataset, and its error names a graph node, not the cause). Stops at the first valid record."""
+    from yt8m import record_check
+
+    first = None
+    for _path, _index, _record, problem in record_check.scan(files, num_classes, "frame"):
+        if not problem.reason:
+            return
+        first = first or problem
+    detail = f"; first: {first.line()}" if first else ""
+    raise ValueError(f"no valid record in the {len(files)} input file(s): every record would be quarantined, "
+                     f"nothing to preprocess{detail}")
+
+
 def run_preprocess(
     input_pattern: str,
     output_dir: str,
@@ -1176,8 +1191,12 @@ def run_preprocess(
         pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, files, output_dir, int(num_classes), folds, holdout_fraction, shards, verify_outputs,
                    standardized_features=standardized_features)
-    result = pipeline.run()
-    state = result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        state = result.wait_until_finish()
+    except Exception:
+        _raise_if_nothing_valid(files, int(num_classes))
+        raise
     elapsed = time.time() - start
     if str(state).split(".")[-1] not in ("DONE", "None"):
         raise RuntimeError(f"preprocess: the Beam job ended in state {state}")

@@ -154,3 +154,15 @@ def test_a_run_on_user_data_with_a_damaged_shard_publishes_and_reports_the_damag
     assert counts["total"]["read"] == counts["total"]["written_total"] + counts["total"]["quarantined_total"]
     rows = open(os.path.join(published, "test_predictions.csv")).read().splitlines()
     assert len(rows) > 1 and rows[0] == "VideoId,LabelConfidencePairs"
+
+
+def test_a_failed_task_is_one_line_naming_the_task_its_error_and_its_log(tmp_path):
+    records = tmp_path / "logs"
+    records.mkdir()
+    log = records / "train-op-2.log"
+    log.write_text("noise\nTraceback (most recent call last):\n  File x\nValueError: \x1b[91mno training records\x1b[0m\n")
+    (records / "preprocess-op.task.json").write_text('{"label": "preprocess", "return_code": 0, "log": "p.log"}')
+    (records / "train-op-2.task.json").write_text(
+        '{"label": "train moe fold 1", "return_code": 1, "log": "%s"}' % log)
+    line = local_run.failure_summary(str(records))
+    assert line == f"task 'train moe fold 1' failed (exit 1): ValueError: no training records (log: {log})"

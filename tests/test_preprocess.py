@@ -691,3 +691,18 @@ def test_dataflow_graph_builds_offline(tmp_path):
         assert f"Write{kind}/Finalize" in names and f"Write{kind}/WriteBundleFiles" in names
     assert not any("CountOnDisk" in n for n in names)
     assert type(pipeline.runner).__name__ == "DataflowRunner"
+
+
+def test_an_input_without_one_valid_record_is_a_one_line_error(tmp_path):
+    from tests.helpers import independent_sequence_example
+    from yt8m import writers as writers_lib
+    from yt8m_pipeline.beam_jobs.preprocess import run_preprocess as run
+
+    path = str(tmp_path / "allbad.tfrecord")
+    empty = np.zeros((0, 1024), np.uint8), np.zeros((0, 128), np.uint8)
+    writers_lib.write_tfrecords(path, [independent_sequence_example(f"z{i}".encode(), [1], *empty) for i in range(5)])
+    with pytest.raises(ValueError) as err:
+        run(path, str(tmp_path / "out"), num_classes=10, folds=2, holdout_fraction=0.2, runner="local")
+    message = str(err.value)
+    assert message.startswith("no valid record in the 1 input file(s)") and "zero_frames" in message
+    assert "\n" not in message

@@ -242,6 +242,34 @@ def _stdout_to(path: str | None):
 
 # ---------------------------------------------------------------------------------------------- the run
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(text: str) -> str:
+    return _ANSI.sub("", text).strip().splitlines()[0] if text.strip() else text
+
+
+def _last_error_line(log_path: str) -> str:
+    """The last line of a task log that says what went wrong (an exception line), without colour codes."""
+    try:
+        lines = [_ANSI.sub("", l).strip() for l in open(log_path, errors="replace").read().splitlines()]
+    except OSError:
+        return ""
+    errors = [l for l in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b.*:", l)]
+    line = (errors or [l for l in lines if l] or [""])[-1]
+    return line if len(line) <= 240 else line[:237] + "..."
+
+
+def failure_summary(logs_dir: str) -> str | None:
+    """One line naming the failed task, its exit status, its last error line and its log."""
+    for path in sorted(glob.glob(os.path.join(logs_dir, "*" + TASK_RECORD_SUFFIX))):
+        record = storage.read_json(path)
+        if record.get("return_code") not in (None, 0):
+            return (f"task '{record['label']}' failed (exit {record['return_code']}): "
+                    f"{_last_error_line(record['log'])} (log: {record['log']})")
+    return None
+
+
 def run_local(arguments: dict, workdir: str, console: Console | None = None, run_id: str | None = None) -> LocalRunResult:
     """Run the pipeline under kfp.local (SubprocessRunner) in this run's own pipeline root."""
     from kfp import local
@@ -266,6 +294,8 @@ def run_local(arguments: dict, workdir: str, console: Console | None = None, run
         with _kfp_task_runner(make_task_runner(console, logs_dir)), \
                 _stdout_to(None if console.verbose else os.path.join(logs_dir, "kfp-local.log")):
             yt8m_pipeline(**arguments)
+    except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE. Inner task failed: ..."
+        raise RuntimeError(failure_summary(logs_dir) or _plain(str(exc))) from None
     finally:
         builtins.print = original_print
         root_logger.handlers[:] = original_handlers  # kfp.local may leave a handler on the redirected stdout
