@@ -1340,6 +1340,11 @@ def preprocess_from_args(args: argparse.Namespace, beam_args: Sequence[str] = ()
                    and not os.path.exists(p.strip())]
         if missing:
             raise FileNotFoundError(f"input file {missing[0].strip()!r} does not exist")
+    # gs:// locations need credentials: found now, in one line, not as a traceback from the first read.
+    for flag, value in (("--input", args.input), ("--output", args.output)):
+        for part in [p.strip() for p in value.split(",") if p.strip()]:
+            if storage.is_url(part):
+                storage.check_cloud_access(part, flag)
     options = build_pipeline_options(
         args.runner, args.output, project=args.project, region=args.region, temp_location=args.temp_location,
         staging_location=args.staging_location, setup_file=args.setup_file, machine_type=args.machine_type,

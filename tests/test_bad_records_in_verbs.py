@@ -167,3 +167,12 @@ def test_predict_refuses_duplicate_video_ids_unless_skipping(corpus, capsys, tmp
     line = _one_line_error(capsys, ["predict", "--model", model, "--data", f"{good},{copy}", "--out",
                                     str(tmp_path / "p.csv")])
     assert "duplicate_video_id" in line and "'g0'" in line
+
+
+def test_preprocess_with_a_gs_input_and_no_credentials_is_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    line = _one_line_error(capsys, ["preprocess", "--input", "gs://yt8m-bucket/train/*.tfrecord", "--output",
+                                    str(tmp_path / "out")])
+    assert "--input gs://yt8m-bucket/train/*.tfrecord: no Google Cloud credentials" in line
