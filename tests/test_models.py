@@ -11,8 +11,10 @@ from yt8m.models import layers, registry
 NUM_CLASSES = 7
 FRAMES = 6
 
+# The 2018 2nd place's families (yt8m/models/second_place.py).
+SECOND_PLACE_FAMILIES = ["attention_net", "bilstm_attention", "frame_conv_max", "vlad_bow"]
 FAMILIES = sorted(["logistic", "moe", "resnet_like", "dbof", "soft_dbof", "gated_soft_dbof", "netvlad", "netrvlad",
-                   "netfv", "lstm", "gru", "transformer"])
+                   "netfv", "lstm", "gru", "transformer"] + SECOND_PLACE_FAMILIES)
 FRAME_FAMILIES = [f for f in FAMILIES if f not in ("logistic", "moe", "resnet_like")]
 
 # (family, overrides): every family's small preset plus the options that change the graph.
@@ -26,6 +28,10 @@ CASES = [(f, {}) for f in FAMILIES] + [
     ("lstm", {"bidirectional": True}),
     ("gru", {"bidirectional": True, "state": "all", "head": "label_embedding"}),
     ("transformer", {"positional": False, "head": "logistic"}),
+    ("attention_net", {"layers": 1, "head": "logistic"}),
+    ("bilstm_attention", {"layers": 2, "rgb_projection": 0}),
+    ("frame_conv_max", {"kernel_size": 3, "dropout": 0.1}),
+    ("vlad_bow", {"learnable_power": False, "power": 1.0, "bow_dropout": 0.1}),
 ]
 FRAME_CASES = [c for c in CASES if c[0] in FRAME_FAMILIES]
 
@@ -140,7 +146,7 @@ def test_frames_beyond_num_frames_do_not_change_the_prediction(trained, case):
     assert np.abs(np.asarray(model(truncated, training=False))[0] - base[0]).max() > 0
 
 
-@pytest.mark.parametrize("family", ["dbof", "soft_dbof", "gated_soft_dbof", "netvlad", "netfv"])
+@pytest.mark.parametrize("family", ["dbof", "soft_dbof", "gated_soft_dbof", "netvlad", "netfv", "frame_conv_max"])
 def test_padding_does_not_enter_batch_norm_statistics_at_training_time(family):
     """Per-frame BatchNormalization (cluster assignments) uses only the real frames' batch statistics."""
     import keras

@@ -1,0 +1,88 @@
+"""The 2018 2nd place's families (yt8m/models/second_place.py) beyond the zoo-wide checks of
+tests/test_models.py (build, train, masking, served == in-memory) and tests/test_model_sizes.py
+(small and published sizes): their own layers, and one epoch of ``yt8m train`` per small preset."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from yt8m import config as config_lib
+from yt8m import synth, training
+from yt8m.models import registry, second_place
+
+FAMILIES = ["attention_net", "bilstm_attention", "frame_conv_max", "vlad_bow"]
+NUM_CLASSES = 10
+
+
+def test_families_are_registered_with_team_sized_published_presets():
+    for name in FAMILIES:
+        family = registry.get_family(name)
+        assert family.input_level == "frame" and "2nd place" in family.description
+        assert set(family.presets) == {"small", "published"}
+        assert family.presets["published"]["head"] == "logistic"  # the team's final Linear (+ sigmoid)
+
+
+def test_attention_pool_ignores_padding_and_empty_videos_give_zero():
+    pool = second_place.MaskedAttentionPool()
+    x = np.random.default_rng(0).normal(size=(3, 5, 4)).astype(np.float32)
+    out = np.asarray(pool(x, np.array([5, 2, 0], np.int32)))
+    noisy = x.copy()
+    noisy[1, 2:] = 100.0
+    np.testing.assert_allclose(np.asarray(pool(noisy, np.array([5, 2, 0], np.int32))), out, atol=1e-6)
+    np.testing.assert_allclose(out[2], 0.0)
+    # a convex combination of the real frames
+    assert (out[1] <= x[1, :2].max(0) + 1e-6).all() and (out[1] >= x[1, :2].min(0) - 1e-6).all()
+
+
+def test_soft_bow_counts_real_frames_and_power_is_signed():
+    bow = second_place.PowerSoftBoW(6, 3, power=2.5)  # a non-integer power: z.pow(p) would be NaN for z < 0
+    rng = np.random.default_rng(1)
+    rgb = rng.normal(size=(2, 7, 1024)).astype(np.float32)
+    audio = rng.normal(size=(2, 7, 128)).astype(np.float32)
+    v, a = bow(rgb, audio, np.array([7, 3], np.int32))
+    np.testing.assert_allclose(np.asarray(v).sum(1), [7.0, 3.0], rtol=1e-5)  # one soft word per real frame
+    np.testing.assert_allclose(np.asarray(a).sum(1), [7.0, 3.0], rtol=1e-5)
+    assert np.isfinite(np.asarray(v)).all() and bow.power.trainable
+
+
+def test_learnable_power_is_learned_and_shared():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = registry.build_model("vlad_bow", NUM_CLASSES, "small")
+    powers = [w for w in model.trainable_weights if w.name == "power"]
+    assert len(powers) == 1  # one power for both modalities, as the team's shared nn.Parameter
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
+    rng = np.random.default_rng(2)
+    frames = rng.normal(size=(8, 5, 1152)).astype(np.float32)
+    x = {"rgb": frames[..., :1024], "audio": frames[..., 1024:], "num_frames": np.full(8, 5, np.int32)}
+    model.fit(x, (rng.random((8, NUM_CLASSES)) < 0.3).astype(np.float32), epochs=1, batch_size=4, verbose=0)
+    assert float(powers[0].numpy()) != 3.0 and np.isfinite(float(powers[0].numpy()))
+    frozen = registry.build_model("vlad_bow", NUM_CLASSES, "small", {"learnable_power": False})
+    assert not [w for w in frozen.trainable_weights if w.name == "power"]
+
+
+@pytest.fixture(scope="module")
+def synthetic_train_files(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synth"))
+    synth.generate(root, videos=100, classes=NUM_CLASSES, seed=4, splits=(("train", 0.8), ("validate", 0.2)),
+                   progress=False)
+    train = sorted(glob.glob(os.path.join(root, "train", "*.tfrecord*")))
+    evaluation = sorted(glob.glob(os.path.join(root, "validate", "*.tfrecord*")))
+    assert train and evaluation
+    return train, evaluation
+
+
+@pytest.mark.slow  # ~50 s for the four on 2 shared cores
+@pytest.mark.parametrize("family", FAMILIES)
+def test_small_preset_trains_one_epoch_with_yt8m_train(tmp_path, synthetic_train_files, family):
+    train, evaluation = synthetic_train_files
+    cfg = config_lib.ModelConfig(name=f"sp-{family}", family=family, preset="small",
+                                 training=config_lib.TrainingConfig(epochs=1, batch_size=16, eval_batch_size=16,
+                                                                    max_frames=300))
+    out = str(tmp_path / family)
+    result = training.train_single(cfg, train, out, NUM_CLASSES, eval_data=evaluation)
+    assert os.path.isdir(os.path.join(out, "saved_model"))
+    assert 0.0 <= result["eval"]["gap"] <= 1.0 and result["parameters"] < 5_000_000

@@ -1,0 +1,350 @@
+"""Frame-level families of the 2018 2nd-place team (Samsung AI Moscow, twoleggedeye/youtube8m,
+PyTorch) that the rest of the zoo lacks, rewritten in Keras 3:
+
+``attention_net``     ``sequence_models/models.py`` ``AttentionModel`` (configs/config21.yaml)
+``bilstm_attention``  ``EarlyConcatLSTM4`` (configs/config27.yaml, config28.yaml)
+``frame_conv_max``    ``EarlyConcatAlternate`` (configs/config19.yaml): a time-distributed dense (or,
+                      with ``kernel_size`` > 1, a temporal convolution as in their ``FrameConv``) per
+                      modality, max over frames, their ``ResNetLike`` trunk
+``vlad_bow``          ``BoWResnetLike`` with ``VLADBoW`` and a learnable softmax power
+                      (configs/config91.yaml)
+
+Deviations from the team's code, all on purpose:
+
+* Padding frames are masked everywhere (the batch carries ``num_frames``). The team's attention
+  softmaxes, means, max pools and bag-of-words sums run over the zero padding too
+  (``EarlyConcatLSTM4`` packs its LSTM inputs but not its attention); here a prediction does not
+  depend on how much padding follows the real frames.
+* ``vlad_bow`` raises the assignment logits to the power ``p`` as ``sign(z) |z|^p``: the team's
+  ``z.pow(p)`` equals it at their initial ``p = 3`` but is NaN for a negative ``z`` once a learned
+  ``p`` is not an integer. Their unused ``cluster_centers`` parameters (``VLADBoW`` never reads them)
+  are left out.
+* Outputs are probabilities (sigmoid), as every family of the zoo; the team trained logits with
+  ``binary_cross_entropy_with_logits``. The head is the zoo's ``classifier_head``: "logistic" is
+  their final ``nn.Linear`` + sigmoid (published presets); the small presets use the MoE head.
+* LeakyReLU slope 0.01 (PyTorch's default, which the team used).
+
+Published presets reproduce the team's layer sizes at 3,862 classes (parameter counts of their
+modules in ``sizes.SECOND_PLACE_CODE_PARAMETERS``; the team published no sizes of their own).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from yt8m.models.heads import check_head, classifier_head
+from yt8m.models.inputs import frame_inputs
+from yt8m.models.layers import FrameMask, MaskedMeanPool, frame_mask, masked_max
+from yt8m.models.registry import register
+
+# Heads: the small presets as the rest of the zoo; the published ones the team's final nn.Linear
+# (+ sigmoid), without weight decay (their configs leave Adam's weight_decay off).
+HEAD_SMALL = {"head": "moe", "num_mixtures": 2, "l2": 1e-6, "label_dim": 16, "output_gating": False}
+HEAD_TEAM = {"head": "logistic", "num_mixtures": 2, "l2": 0.0, "label_dim": 256, "output_gating": False}
+
+_LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU() / functional.leaky_relu default
+
+
+# ---------------------------------------------------------------- layers
+
+@keras.saving.register_keras_serializable("yt8m_second_place")
+class MaskedAttentionPool(keras.layers.Layer):
+    """``sum_t softmax_t(x_t w + b) x_t`` over the first ``num_frames`` frames of ``[B, F, D]``
+    (the team's ``nn.Linear(D, 1)`` + softmax over time); 0 for an empty video.
+
+    Accepts (and consumes) a Keras timestep mask, e.g. from a masked RNN's output sequence.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def build(self, x_shape, num_frames_shape=None):
+        self.score = keras.layers.Dense(1, name="score")
+        self.score.build(x_shape)
+
+    def call(self, x, num_frames, mask=None):
+        real = frame_mask(num_frames, ops.shape(x)[1], "bool")  # [B, F]
+        logits = ops.squeeze(self.score(x), -1)
+        logits = ops.where(real, logits, ops.full_like(logits, -1e30))
+        weights = ops.softmax(logits, axis=-1) * ops.cast(real, x.dtype)
+        return ops.sum(x * ops.expand_dims(weights, -1), axis=1)
+
+    def compute_mask(self, x, num_frames, mask=None):
+        return None
+
+    def compute_output_spec(self, x, num_frames, mask=None):
+        return keras.KerasTensor((x.shape[0], x.shape[-1]), dtype=x.dtype)
+
+
+@keras.saving.register_keras_serializable("yt8m_second_place")
+class BroadcastOverFrames(keras.layers.Layer):
+    """``concat([frames, tile(vector)])``: appends a per-video vector ``[B, V]`` to every frame of
+    ``[B, F, D]`` (the team's ``vector.repeat(...)`` + ``torch.cat(..., dim=2)``)."""
+
+    def call(self, frames, vector):
+        tiled = ops.zeros_like(frames[..., :1]) + ops.expand_dims(vector, 1)  # [B, F, V]
+        return ops.concatenate([frames, tiled], axis=-1)
+
+    def compute_output_spec(self, frames, vector):
+        return keras.KerasTensor(tuple(frames.shape[:2]) + (frames.shape[-1] + vector.shape[-1],), dtype=frames.dtype)
+
+
+@keras.saving.register_keras_serializable("yt8m_second_place")
+class FrameProjectionMax(keras.layers.Layer):
+    """Per frame ``relu(BN(conv_k(x)))`` into ``units`` channels, max over the real frames -> ``[B, units]``.
+
+    ``kernel_size`` 1 is the team's time-distributed ``nn.Linear`` (``EarlyConcatAlternate.AlternateFC``);
+    larger kernels are their ``FrameConv``'s temporal ``nn.Conv1d`` ("same" padding). Padding frames are
+    zeroed before the convolution (a real frame next to the end sees zeros, whatever the padding
+    holds) and BN's training statistics use the real frames only.
+    """
+
+    def __init__(self, units: int, kernel_size: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if units < 1 or kernel_size < 1:
+            raise ValueError(f"need units >= 1 and kernel_size >= 1, got {units}, {kernel_size}")
+        self.units, self.kernel_size = units, kernel_size
+
+    def build(self, x_shape, num_frames_shape=None):
+        if self.kernel_size == 1:
+            self.project = keras.layers.Dense(self.units, name="project")
+        else:
+            self.project = keras.layers.Conv1D(self.units, self.kernel_size, padding="same", name="project")
+        self.project.build(x_shape)
+        self.norm = keras.layers.BatchNormalization(name="norm")
+        self.norm.build((None, self.units))
+
+    def call(self, x, num_frames, training=None):
+        frames = ops.shape(x)[1]
+        mask = frame_mask(num_frames, frames, x.dtype)
+        h = self.project(x * ops.expand_dims(mask, -1))
+        flat = self.norm(ops.reshape(h, (-1, self.units)), training=training, mask=ops.reshape(mask, (-1,)) > 0)
+        h = ops.reshape(ops.relu(flat), (-1, frames, self.units))
+        return masked_max(h, mask > 0)
+
+    def compute_output_spec(self, x, num_frames, training=None):
+        return keras.KerasTensor((x.shape[0], self.units), dtype=x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable("yt8m_second_place")
+class PowerSoftBoW(keras.layers.Layer):
+    """The team's ``VLADBoW`` on both modalities: per frame ``softmax(sign(z) |z|^p)`` with
+    ``z = x W + b`` (``clusters`` / ``audio_clusters`` soft words), summed over the real frames
+    -> ``([B, K], [B, K_audio])``. One power ``p`` for both modalities (the team passes the same
+    ``nn.Parameter``), learned when ``learnable_power``, initialised at ``power``."""
+
+    def __init__(self, clusters: int, audio_clusters: int, power: float = 3.0, learnable_power: bool = True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.clusters, self.audio_clusters = clusters, audio_clusters
+        self.power_init, self.learnable_power = float(power), bool(learnable_power)
+
+    def build(self, rgb_shape, audio_shape, num_frames_shape=None):
+        self.rgb_assign = keras.layers.Dense(self.clusters, name="rgb_assign")
+        self.rgb_assign.build(rgb_shape)
+        self.audio_assign = keras.layers.Dense(self.audio_clusters, name="audio_assign")
+        self.audio_assign.build(audio_shape)
+        self.power = self.add_weight(name="power", shape=(), trainable=self.learnable_power,
+                                     initializer=keras.initializers.Constant(self.power_init))
+
+    def _bow(self, assign, x, mask):
+        z = assign(x)
+        z = ops.sign(z) * ops.power(ops.maximum(ops.abs(z), 1e-12), self.power)
+        return ops.sum(ops.softmax(z, axis=-1) * ops.expand_dims(mask, -1), axis=1)
+
+    def call(self, rgb, audio, num_frames):
+        mask = frame_mask(num_frames, ops.shape(rgb)[1], rgb.dtype)
+        return self._bow(self.rgb_assign, rgb, mask), self._bow(self.audio_assign, audio, mask)
+
+    def compute_output_spec(self, rgb, audio, num_frames):
+        return (keras.KerasTensor((rgb.shape[0], self.clusters), dtype=rgb.dtype),
+                keras.KerasTensor((rgb.shape[0], self.audio_clusters), dtype=rgb.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "clusters": self.clusters, "audio_clusters": self.audio_clusters,
+                "power": self.power_init, "learnable_power": self.learnable_power}
+
+
+# ---------------------------------------------------------------- shared blocks
+
+def _fcn(x, sizes, dropout: float, name: str):
+    """The team's ``FCN`` hidden part: ``Linear -> Dropout -> ReLU`` per size (the output Linear is the head)."""
+    for i, units in enumerate(sizes):
+        x = keras.layers.Dense(int(units), name=f"{name}_{i}")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout)(x)
+        x = keras.layers.ReLU()(x)
+    return x
+
+
+def _fc_block(x, units: int, dropout: float):
+    """``ResNetLike.FCBlock``: Linear -> BN -> LeakyReLU -> Dropout."""
+    x = keras.layers.Dense(units)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE)(x)
+    return keras.layers.Dropout(dropout)(x) if dropout else x
+
+
+def _identity_block(x, inner: int, dropout: float):
+    """``ResNetLike.Identity``: ``leaky_relu(x + Linear(FCBlock(x)))``."""
+    y = keras.layers.Dense(int(x.shape[-1]))(_fc_block(x, inner, dropout))
+    return keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE)(keras.layers.Add()([x, y]))
+
+
+def _resnet_trunk(video, audio, inner: int, branch_blocks: int, fused_blocks: int, dropout: float):
+    """The team's ``video_level_nn_models.models.ResNetLike`` up to its output Linear (``video_part ==
+    audio_part``): per modality FCBlock to ``inner`` + identity blocks; concat [audio, video];
+    identity blocks at ``2 * inner``; FCBlock to ``inner``."""
+    audio, video = _fc_block(audio, inner, dropout), _fc_block(video, inner, dropout)
+    for _ in range(branch_blocks):
+        audio, video = _identity_block(audio, inner, dropout), _identity_block(video, inner, dropout)
+    x = keras.layers.Concatenate()([audio, video])
+    for _ in range(fused_blocks):
+        x = _identity_block(x, inner, dropout)
+    return _fc_block(x, inner, dropout)
+
+
+def _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating):
+    return classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
+
+
+# ---------------------------------------------------------------- attention_net
+
+ATTENTION_NET_PRESETS = {
+    "small": {"layers": 2, "hidden": 64, "fc_sizes": [256], "fc_dropout": 0.0, **HEAD_SMALL},
+    # AttentionModel defaults (config21: model_kwargs {}): 3 layers of 1024, FCN (4096, 4096), no dropout.
+    "published": {"layers": 3, "hidden": 1024, "fc_sizes": [4096, 4096], "fc_dropout": 0.0, **HEAD_TEAM},
+}
+
+
+@register("attention_net", "frame", ATTENTION_NET_PRESETS,
+          "2018 2nd place AttentionModel: per layer a frame-wise FC+ReLU over [frames, earlier pooled "
+          "vectors], masked attention pooling, pooled vector appended to every frame; masked mean, BN, "
+          "FC 4096x2 (published 3x1024)")
+def attention_net(num_classes: int, layers: int, hidden: int, fc_sizes, fc_dropout: float, head: str,
+                  num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+    check_head(head)
+    if layers < 1:
+        raise ValueError(f"layers must be >= 1, got {layers}")
+    inputs = frame_inputs()
+    num_frames = inputs["num_frames"]
+    frames = keras.layers.Concatenate()([inputs["rgb"], inputs["audio"]])  # the team's raw early concat
+    x, pooled = frames, [MaskedMeanPool()(frames, num_frames)]
+    for i in range(layers):
+        vectors = keras.layers.Dense(hidden, activation="relu", name=f"frame_fc_{i}")(x)
+        vector = MaskedAttentionPool(name=f"attention_{i}")(vectors, num_frames)
+        pooled.append(vector)  # the mean over frames of the broadcast vector is the vector itself
+        if i + 1 < layers:
+            x = BroadcastOverFrames()(x, vector)
+    features = keras.layers.Concatenate()(pooled)
+    features = keras.layers.BatchNormalization()(features)
+    features = _fcn(features, fc_sizes, fc_dropout, "fc")
+    return keras.Model(inputs, _head(features, num_classes, head, num_mixtures, l2, label_dim, output_gating),
+                       name="attention_net")
+
+
+# ---------------------------------------------------------------- bilstm_attention
+
+BILSTM_ATTENTION_PRESETS = {
+    "small": {"rgb_projection": 64, "audio_projection": 16, "rgb_units": 32, "audio_units": 8, "layers": 1,
+              "fc_sizes": [256], "fc_dropout": 0.0, **HEAD_SMALL},
+    # EarlyConcatLSTM4 defaults (config27/28: model_kwargs {}): Linear(1024,1024)+ReLU / Linear(128,128)+ReLU,
+    # one densely connected bi-LSTM layer (rgb 1024, audio 128 units per direction), attention over
+    # [projection, LSTM outputs], BN, FCN (4096, 4096).
+    "published": {"rgb_projection": 1024, "audio_projection": 128, "rgb_units": 1024, "audio_units": 128,
+                  "layers": 1, "fc_sizes": [4096, 4096], "fc_dropout": 0.0, **HEAD_TEAM},
+}
+
+
+def _bilstm_branch(x, num_frames, projection: int, units: int, layers: int, name: str):
+    if projection:
+        x = keras.layers.Dense(projection, activation="relu", name=f"{name}_projection")(x)
+    mask = FrameMask()(x, num_frames)
+    for i in range(layers):
+        rnn = keras.layers.Bidirectional(keras.layers.LSTM(units, return_sequences=True), name=f"{name}_bilstm_{i}")
+        x = keras.layers.Concatenate()([x, rnn(x, mask=mask)])  # dense connections, as the team's
+    return MaskedAttentionPool(name=f"{name}_attention")(x, num_frames)
+
+
+@register("bilstm_attention", "frame", BILSTM_ATTENTION_PRESETS,
+          "2018 2nd place EarlyConcatLSTM4: per modality FC+ReLU, densely connected bi-LSTM over the real "
+          "frames, masked attention pooling; BN, FC 4096x2 (published rgb 1024 / audio 128 units)")
+def bilstm_attention(num_classes: int, rgb_projection: int, audio_projection: int, rgb_units: int,
+                     audio_units: int, layers: int, fc_sizes, fc_dropout: float, head: str, num_mixtures: int,
+                     l2: float, label_dim: int, output_gating: bool):
+    check_head(head)
+    if layers < 1:
+        raise ValueError(f"layers must be >= 1, got {layers}")
+    inputs = frame_inputs()
+    num_frames = inputs["num_frames"]
+    video = _bilstm_branch(inputs["rgb"], num_frames, rgb_projection, rgb_units, layers, "rgb")
+    audio = _bilstm_branch(inputs["audio"], num_frames, audio_projection, audio_units, layers, "audio")
+    features = keras.layers.BatchNormalization()(keras.layers.Concatenate()([video, audio]))
+    features = _fcn(features, fc_sizes, fc_dropout, "fc")
+    return keras.Model(inputs, _head(features, num_classes, head, num_mixtures, l2, label_dim, output_gating),
+                       name="bilstm_attention")
+
+
+# ---------------------------------------------------------------- frame_conv_max
+
+FRAME_CONV_MAX_PRESETS = {
+    "small": {"rgb_units": 64, "audio_units": 16, "kernel_size": 1, "inner": 128, "branch_blocks": 1,
+              "fused_blocks": 1, "dropout": 0.0, **HEAD_SMALL},
+    # EarlyConcatAlternate (config19): AlternateFC rgb 1024 / audio 128, ResNetLike(inner_size=1024,
+    # av_id_block_num=2, concat_id_block_num=2, dropout 0.5 -- their default; config19's dropout 0.5
+    # is not passed on).
+    "published": {"rgb_units": 1024, "audio_units": 128, "kernel_size": 1, "inner": 1024, "branch_blocks": 2,
+                  "fused_blocks": 2, "dropout": 0.5, **HEAD_TEAM},
+}
+
+
+@register("frame_conv_max", "frame", FRAME_CONV_MAX_PRESETS,
+          "2018 2nd place EarlyConcatAlternate: time-distributed FC (kernel_size 1) or temporal conv per "
+          "modality, BN, ReLU, masked max over frames, ResNet-like trunk (published: 1024/128, inner 1024, 2+2 "
+          "blocks)")
+def frame_conv_max(num_classes: int, rgb_units: int, audio_units: int, kernel_size: int, inner: int,
+                   branch_blocks: int, fused_blocks: int, dropout: float, head: str, num_mixtures: int, l2: float,
+                   label_dim: int, output_gating: bool):
+    check_head(head)
+    inputs = frame_inputs()
+    num_frames = inputs["num_frames"]
+    video = FrameProjectionMax(rgb_units, kernel_size, name="rgb_frames")(inputs["rgb"], num_frames)
+    audio = FrameProjectionMax(audio_units, kernel_size, name="audio_frames")(inputs["audio"], num_frames)
+    x = _resnet_trunk(video, audio, inner, branch_blocks, fused_blocks, dropout)
+    return keras.Model(inputs, _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating),
+                       name="frame_conv_max")
+
+
+# ---------------------------------------------------------------- vlad_bow
+
+VLAD_BOW_PRESETS = {
+    "small": {"clusters": 64, "audio_clusters": 16, "power": 3.0, "learnable_power": True, "bow_dropout": 0.0,
+              "inner": 128, "branch_blocks": 1, "fused_blocks": 1, "dropout": 0.0, **HEAD_SMALL},
+    # BoWResnetLike (config91): n_clusters 4096 (rgb and audio), softmax_power 3, learnable_power, dropout
+    # 0.1 on the bags; ResNetLike(inner_size=1024, av_id 1, concat_id 1, its default dropout 0.5).
+    "published": {"clusters": 4096, "audio_clusters": 4096, "power": 3.0, "learnable_power": True,
+                  "bow_dropout": 0.1, "inner": 1024, "branch_blocks": 1, "fused_blocks": 1, "dropout": 0.5,
+                  **HEAD_TEAM},
+}
+
+
+@register("vlad_bow", "frame", VLAD_BOW_PRESETS,
+          "2018 2nd place BoWResnetLike: soft bag of words per modality (softmax of assignment logits raised "
+          "to a learnable power), summed over the real frames, ResNet-like trunk (published K=4096)")
+def vlad_bow(num_classes: int, clusters: int, audio_clusters: int, power: float, learnable_power: bool,
+             bow_dropout: float, inner: int, branch_blocks: int, fused_blocks: int, dropout: float, head: str,
+             num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+    check_head(head)
+    inputs = frame_inputs()
+    video, audio = PowerSoftBoW(clusters, audio_clusters, power, learnable_power, name="bow")(
+        inputs["rgb"], inputs["audio"], inputs["num_frames"])
+    if bow_dropout:
+        video, audio = keras.layers.Dropout(bow_dropout)(video), keras.layers.Dropout(bow_dropout)(audio)
+    x = _resnet_trunk(video, audio, inner, branch_blocks, fused_blocks, dropout)
+    return keras.Model(inputs, _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating),
+                       name="vlad_bow")
