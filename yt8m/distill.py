@@ -7,14 +7,14 @@ e.g. a member's or a stacker's out-of-fold predictions). It stays sparse in memo
 scattered into a dense ``[B, C]`` target inside the input pipeline. Videos the teacher does
 not know keep their hard labels as the teacher target (so their loss is plain BCE).
 
-Loss (YT8M_FACTS.md, "Distillation"): ``l * BCE(p, teacher) + (1 - l) * BCE(p, labels)``.
+Loss (YT8M_FACTS.md, "Distillation"): ``l * BCE(p, teacher) + (1 - l) * BCE(p, labels)``, each BCE on
+the references' scale: summed over classes (``bce``).
 """
 
 from __future__ import annotations
 
 import logging
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -23,13 +23,26 @@ from yt8m import predictions, storage
 log = logging.getLogger(__name__)
 
 
+# WILLOW losses.py CrossEntropyLoss (antoine77340/Youtube-8M-WILLOW, commit 8a0e700):
+#   epsilon = 10e-6; loss = -(y*log(p + epsilon) + (1-y)*log(1 - p + epsilon))  (their alpha = 0.5 and
+#   the factor 2 cancel), then tf.reduce_mean(tf.reduce_sum(loss, 1)): SUM over classes, mean over the
+#   batch. google/youtube-8m losses.py is the same with epsilon = 10e-8.
+BCE_EPSILON = 10e-6
+
+
 def bce(targets, probs):
-    """Per-example binary cross-entropy, mean over classes (``keras.losses.binary_crossentropy``)."""
-    return keras.losses.binary_crossentropy(targets, probs)
+    """Per-example binary cross-entropy, SUMMED over classes, on probabilities (WILLOW/starter
+    ``CrossEntropyLoss``, epsilon 1e-5 inside the logs, no clipping); the trainer averages it over
+    the batch with ``tf.nn.compute_average_loss``, which gives the references' ``reduce_mean``."""
+    probs = tf.convert_to_tensor(probs)
+    targets = tf.cast(targets, probs.dtype)
+    per_class = targets * tf.math.log(probs + BCE_EPSILON) + (1.0 - targets) * tf.math.log(1.0 - probs + BCE_EPSILON)
+    return -tf.reduce_sum(per_class, axis=-1)
 
 
 def distillation_loss(labels, teacher, probs, weight: float):
-    """Per-example ``weight * BCE(probs, teacher) + (1 - weight) * BCE(probs, labels)``."""
+    """Per-example ``weight * BCE(probs, teacher) + (1 - weight) * BCE(probs, labels)`` (each ``bce``:
+    summed over classes, so a distilled loss is on the same scale as a plain one)."""
     return weight * bce(teacher, probs) + (1.0 - weight) * bce(labels, probs)
 
 

@@ -21,9 +21,10 @@ same rule (``export.video_features``); a frame-level family sees the reader's fr
 The training loop (``Trainer``) is a small custom loop under a ``tf.distribute`` strategy
 (``MirroredStrategy`` with more than one GPU, the default strategy otherwise):
 
-- BCE on sigmoid outputs (+ the family's own L2 terms), Adam with WILLOW's schedule (the
-  learning rate times ``lr_decay`` every ``lr_decay_examples`` examples), per-tensor gradient
-  clipping; ``mixed_float16`` with a loss-scale optimizer when a GPU is visible (outputs cast
+- BCE on sigmoid outputs on the references' scale (summed over classes, averaged over the batch:
+  ``distill.bce``) + the family's own L2 terms (slim's ``l2 * sum(w^2) / 2``), Adam (TF1 epsilon
+  1e-8) with WILLOW's schedule (the learning rate times ``lr_decay`` every ``lr_decay_examples``
+  examples), per-tensor gradient clipping; ``mixed_float16`` with a loss-scale optimizer when a GPU is visible (outputs cast
   to float32 before the loss), float32 on CPU.
 - Recipes (``TrainingConfig``): frame sampling with replacement, random half-video and
   reversed order (frame-level), mixup (video-level), EMA of the weights after a start step
@@ -240,13 +241,20 @@ def learning_rate_schedule(t: config_lib.TrainingConfig):
         staircase=True)
 
 
+def adam(t: config_lib.TrainingConfig) -> keras.optimizers.Adam:
+    """Adam as the references use it: ``tf.train.AdamOptimizer`` (TF1 epsilon 1e-8; Keras' default is
+    1e-7), WILLOW's schedule, and per-tensor clipping at ``clip_gradient_norm`` (WILLOW train.py
+    ``slim.learning.create_train_op(..., clip_gradient_norm=1.0)`` clips each gradient by its norm, on
+    the loss summed over classes)."""
+    return keras.optimizers.Adam(learning_rate_schedule(t), epsilon=1e-8, clipnorm=t.clip_gradient_norm)
+
+
 def build_compiled_model(model_config: config_lib.ModelConfig, num_classes: int) -> keras.Model:
     """The family's model compiled with BCE and Adam (WILLOW schedule, clipping), for Keras ``fit`` users."""
     t = model_config.training
     keras.utils.set_random_seed(t.seed)
     model = registry.build_model(model_config.family, num_classes, model_config.preset, model_config.overrides)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(t), clipnorm=t.clip_gradient_norm),
-                  loss=keras.losses.BinaryCrossentropy())
+    model.compile(optimizer=adam(t), loss=distill.bce)  # Keras averages bce (summed over classes) over the batch
     return model
 
 
@@ -373,13 +381,13 @@ class Trainer:
             with dtype_policy("mixed_float16" if self.mixed_precision else "float32"):
                 self.model = registry.build_model(model_config.family, num_classes, model_config.preset,
                                                   model_config.overrides)
-            optimizer = keras.optimizers.Adam(learning_rate_schedule(t), clipnorm=t.clip_gradient_norm)
+            optimizer = adam(t)
             if self.mixed_precision:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
             self.optimizer.build(self.model.trainable_variables)
             # compile only attaches the optimizer and loss (Keras callbacks such as TensorBoard read them).
-            self.model.compile(optimizer=self.optimizer, loss=keras.losses.BinaryCrossentropy())
+            self.model.compile(optimizer=self.optimizer, loss=distill.bce)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.ema = ([tf.Variable(tf.identity(v.value), trainable=False, name=f"ema_{i}")
                          for i, v in enumerate(self.model.trainable_variables)] if t.ema_halflife else [])

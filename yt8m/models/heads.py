@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from yt8m.models.layers import ContextGating, LabelEmbeddingHead, MixtureOfExperts
+from yt8m.models.layers import ContextGating, LabelEmbeddingHead, MixtureOfExperts, slim_l2
 
 HEADS = ("moe", "logistic", "label_embedding")
 
@@ -23,7 +23,7 @@ def classifier_head(x, num_classes: int, head: str = "moe", num_mixtures: int = 
     if head == "moe":
         probs = MixtureOfExperts(num_classes, num_mixtures, l2, name="moe")(x)
     elif head == "logistic":
-        reg = keras.regularizers.L2(l2) if l2 else None
+        reg = slim_l2(l2)  # the starter's LogisticModel: slim.l2_regularizer, l2 * sum(w^2) / 2
         probs = keras.layers.Dense(num_classes, activation="sigmoid", kernel_regularizer=reg, name="logistic")(x)
     else:
         probs = LabelEmbeddingHead(num_classes, label_dim, l2, name="label_embedding")(x)

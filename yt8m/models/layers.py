@@ -25,6 +25,14 @@ def l2_normalize(x, axis=-1):
     return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True)), _EPS)
 
 
+def slim_l2(l2: float):
+    """The references' L2 penalty, or None for ``l2 == 0``: TF-slim ``slim.l2_regularizer(l2)`` is
+    ``l2 * tf.nn.l2_loss(w) = l2 * sum(w^2) / 2`` (google/youtube-8m video_level_models.py MoeModel /
+    LogisticModel ``weights_regularizer=slim.l2_regularizer(l2_penalty)``, WILLOW's MoE with ``moe_l2``);
+    Keras' ``L2(l2)`` is ``l2 * sum(w^2)``, hence ``L2(l2 / 2)``."""
+    return keras.regularizers.L2(l2 / 2) if l2 else None
+
+
 def _normal(dim: int, mean: float = 0.0):
     return keras.initializers.RandomNormal(mean=mean, stddev=1.0 / math.sqrt(dim))
 
@@ -166,7 +174,7 @@ class MixtureOfExperts(keras.layers.Layer):
         self.num_classes, self.num_mixtures, self.l2 = num_classes, num_mixtures, l2
 
     def build(self, input_shape):
-        reg = keras.regularizers.L2(self.l2) if self.l2 else None
+        reg = slim_l2(self.l2)  # slim's l2 * sum(w^2) / 2 (see slim_l2)
         self.gates = keras.layers.Dense(self.num_classes * (self.num_mixtures + 1), kernel_regularizer=reg)
         self.experts = keras.layers.Dense(self.num_classes * self.num_mixtures, kernel_regularizer=reg)
         self.gates.build(input_shape)
@@ -193,7 +201,7 @@ class LabelEmbeddingHead(keras.layers.Layer):
         self.num_classes, self.embedding_dim, self.l2 = num_classes, embedding_dim, l2
 
     def build(self, input_shape):
-        reg = keras.regularizers.L2(self.l2) if self.l2 else None
+        reg = slim_l2(self.l2)  # slim's l2 * sum(w^2) / 2 (see slim_l2)
         self.project = keras.layers.Dense(self.embedding_dim, kernel_regularizer=reg)
         self.project.build(input_shape)
         self.class_embeddings = self.add_weight(name="class_embeddings", shape=(self.num_classes, self.embedding_dim),

@@ -7,7 +7,7 @@ import keras
 from yt8m import schema
 from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import video_inputs
-from yt8m.models.layers import ContextGating, FeatureSlice, MixtureOfExperts
+from yt8m.models.layers import ContextGating, FeatureSlice, MixtureOfExperts, slim_l2
 from yt8m.models.registry import register
 
 
@@ -20,7 +20,7 @@ def _normalized_video_vector(inputs):
           "sigmoid FC on the L2-normalised mean features (the class-prior-beating baseline)")
 def logistic(num_classes: int, l2: float):
     inputs = video_inputs()
-    reg = keras.regularizers.L2(l2) if l2 else None
+    reg = slim_l2(l2)  # google/youtube-8m LogisticModel: slim.l2_regularizer(1e-8), l2 * sum(w^2) / 2
     out = keras.layers.Dense(num_classes, activation="sigmoid", kernel_regularizer=reg)(
         _normalized_video_vector(inputs))
     return keras.Model(inputs, out, name="logistic")
