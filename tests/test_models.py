@@ -256,3 +256,15 @@ def test_weights_round_trip_through_a_rebuilt_model(tmp_path, family):
     x = _inputs(family, _frames(np.random.default_rng(8), 3))
     np.testing.assert_allclose(np.asarray(rebuilt(x, training=False)), np.asarray(model(x, training=False)),
                                atol=1e-6, rtol=0)
+
+
+def test_resnet_like_uses_pytorchs_leaky_relu_slope_as_the_2nd_place_team():
+    """twoleggedeye/youtube8m trained ResNetLike with nn.LeakyReLU() (slope 0.01), not Keras' default 0.3."""
+    import keras
+
+    from yt8m.models import registry as registry_lib
+
+    for family in ("resnet_like", "frame_conv_max", "vlad_bow"):
+        model = registry_lib.build_model(family, 10, "small")
+        slopes = {float(layer.negative_slope) for layer in model.layers if isinstance(layer, keras.layers.LeakyReLU)}
+        assert slopes == {0.01}, (family, slopes)

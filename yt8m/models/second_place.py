@@ -37,13 +37,13 @@ from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import frame_inputs
 from yt8m.models.layers import FrameMask, MaskedMeanPool, frame_mask, masked_max
 from yt8m.models.registry import register
+from yt8m.models.video_level import resnet_trunk
 
 # Heads: the small presets as the rest of the zoo; the published ones the team's final nn.Linear
 # (+ sigmoid), without weight decay (their configs leave Adam's weight_decay off).
 HEAD_SMALL = {"head": "moe", "num_mixtures": 2, "l2": 1e-6, "label_dim": 16, "output_gating": False}
 HEAD_TEAM = {"head": "logistic", "num_mixtures": 2, "l2": 0.0, "label_dim": 256, "output_gating": False}
 
-_LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU() / functional.leaky_relu default
 
 
 # ---------------------------------------------------------------- layers
@@ -182,31 +182,10 @@ def _fcn(x, sizes, dropout: float, name: str):
     return x
 
 
-def _fc_block(x, units: int, dropout: float):
-    """``ResNetLike.FCBlock``: Linear -> BN -> LeakyReLU -> Dropout."""
-    x = keras.layers.Dense(units)(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE)(x)
-    return keras.layers.Dropout(dropout)(x) if dropout else x
-
-
-def _identity_block(x, inner: int, dropout: float):
-    """``ResNetLike.Identity``: ``leaky_relu(x + Linear(FCBlock(x)))``."""
-    y = keras.layers.Dense(int(x.shape[-1]))(_fc_block(x, inner, dropout))
-    return keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE)(keras.layers.Add()([x, y]))
-
-
 def _resnet_trunk(video, audio, inner: int, branch_blocks: int, fused_blocks: int, dropout: float):
     """The team's ``video_level_nn_models.models.ResNetLike`` up to its output Linear (``video_part ==
-    audio_part``): per modality FCBlock to ``inner`` + identity blocks; concat [audio, video];
-    identity blocks at ``2 * inner``; FCBlock to ``inner``."""
-    audio, video = _fc_block(audio, inner, dropout), _fc_block(video, inner, dropout)
-    for _ in range(branch_blocks):
-        audio, video = _identity_block(audio, inner, dropout), _identity_block(video, inner, dropout)
-    x = keras.layers.Concatenate()([audio, video])
-    for _ in range(fused_blocks):
-        x = _identity_block(x, inner, dropout)
-    return _fc_block(x, inner, dropout)
+    audio_part``), concatenating [audio, video] as they do; the blocks are the zoo's ResNet-like ones."""
+    return resnet_trunk([audio, video], inner, branch_blocks, fused_blocks, dropout)
 
 
 def _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating):

@@ -56,18 +56,39 @@ RESNET_PRESETS = {
 }
 
 
-def _fc_block(x, units: int, dropout: float):
+# The 2nd-place team's ResNetLike is PyTorch code: nn.LeakyReLU() / F.leaky_relu default slope 0.01
+# (twoleggedeye/youtube8m video_level_nn_models/models.py), not Keras' 0.3.
+LEAKY_SLOPE = 0.01
+
+
+def fc_block(x, units: int, dropout: float):
+    """``ResNetLike.FCBlock``: Dense -> BN -> LeakyReLU(0.01) -> Dropout."""
     x = keras.layers.Dense(units)(x)
     x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.LeakyReLU(negative_slope=0.3)(x)
+    x = keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)(x)
     return keras.layers.Dropout(dropout)(x) if dropout else x
 
 
-def _identity_block(x, inner: int, dropout: float):
-    """``x + Dense_out(fc_block(x))``: a residual MLP block whose shortcut is the identity."""
-    y = _fc_block(x, inner, dropout)
-    y = keras.layers.Dense(x.shape[-1])(y)
-    return keras.layers.LeakyReLU(negative_slope=0.3)(keras.layers.Add()([x, y]))
+def identity_block(x, inner: int, dropout: float):
+    """``ResNetLike.Identity``: ``leaky_relu(x + Dense_out(fc_block(x)))``, a residual MLP block."""
+    y = fc_block(x, inner, dropout)
+    y = keras.layers.Dense(int(x.shape[-1]))(y)
+    return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)(keras.layers.Add()([x, y]))
+
+
+def resnet_trunk(branches: list, inner: int, branch_blocks: int, fused_blocks: int, dropout: float):
+    """The ResNet-like trunk up to the classifier: per branch fc_block to ``inner`` + ``branch_blocks``
+    identity blocks; concatenated in the given order; ``fused_blocks`` identity blocks; fc_block to ``inner``."""
+    processed = []
+    for branch in branches:
+        b = fc_block(branch, inner, dropout)
+        for _ in range(branch_blocks):
+            b = identity_block(b, inner, dropout)
+        processed.append(b)
+    x = keras.layers.Concatenate()(processed)
+    for _ in range(fused_blocks):
+        x = identity_block(x, inner, dropout)
+    return fc_block(x, inner, dropout)
 
 
 @register("resnet_like", "video", RESNET_PRESETS,
@@ -80,15 +101,6 @@ def resnet_like(num_classes: int, inner: int, branch_blocks: int, fused_blocks: 
     x = _normalized_video_vector(inputs)
     rgb = FeatureSlice(0, schema.RGB_SIZE)(x)
     audio = FeatureSlice(schema.RGB_SIZE, schema.RGB_SIZE + schema.AUDIO_SIZE)(x)
-    branches = []
-    for branch in (rgb, audio):
-        b = _fc_block(branch, inner, dropout)
-        for _ in range(branch_blocks):
-            b = _identity_block(b, inner, dropout)
-        branches.append(b)
-    x = keras.layers.Concatenate()(branches)
-    for _ in range(fused_blocks):
-        x = _identity_block(x, inner, dropout)
-    x = _fc_block(x, inner, dropout)
+    x = resnet_trunk([rgb, audio], inner, branch_blocks, fused_blocks, dropout)
     out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
     return keras.Model(inputs, out, name="resnet_like")
