@@ -237,7 +237,10 @@ def read_id_labels(data: str | Sequence[str]) -> dict[str, list[int]]:
             feature = tf.train.Example.FromString(raw).features.feature
             ids = feature["id"].bytes_list.value if "id" in feature else []
             if len(ids) != 1:
-                raise ValueError(f"bad YT8M data: missing_id: the record has no video id (file {path}, record {index})")
+                from yt8m import record_check, validation
+
+                problem = record_check.Problem(validation.MISSING_ID, "the record has no video id", path, index)
+                raise ValueError(problem.line())
             video_id = ids[0].decode()
             if video_id in out:  # scoring it once would silently drop the other copy's labels
                 first_path, first_index = where[video_id]

@@ -15,7 +15,7 @@ import json
 import os
 
 from yt8m import storage
-from yt8m_pipeline import rerun
+from yt8m_pipeline import local_run, rerun
 
 # Metadata worth showing next to an artifact, in this order (others stay in the HTML table).
 _SHOWN = ("source", "source_fingerprint", "records_read", "records_written", "records_quarantined", "name", "family",
@@ -39,11 +39,6 @@ class Graph:
         return [a for a, b in self.edges if b == node_id]
 
 
-def _executor_input(record: dict) -> dict:
-    command = record["command"]
-    return json.loads(command[rerun._executor_input_index(command)])
-
-
 def _short(value) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # numbers travel as floats in protobuf Structs
@@ -61,7 +56,7 @@ def build_graph(workdir: str, run_id: str) -> Graph:
     nodes: dict[str, Node] = {}
     edges: list[tuple[str, str]] = []
     for record in rerun.task_records(workdir, run_id):
-        executor_input = _executor_input(record)
+        executor_input = local_run.executor_input(record["command"])
         task_id = f"task:{record['task']}"
         params = executor_input.get("inputs", {}).get("parameterValues", {})
         shown_params = {k: v for k, v in params.items() if not isinstance(v, (dict, list))}

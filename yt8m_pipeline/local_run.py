@@ -107,25 +107,32 @@ _EPOCH = re.compile(r"(?P<label>[\w-]+(?: fold \d+| final)?) epoch (?P<epoch>\d+
 _RESULT = re.compile(r"(?P<text>[\w -]+: (?:out-of-fold|holdout) GAP@20 [\d.]+.*)$")
 
 
-def _executor_input(full_command: list[str]) -> dict:
+def executor_input_index(command: list[str]) -> int | None:
+    """Where a kfp task command holds its executor input JSON (None if it holds none)."""
     for flag in ("--executor_input", "--executor-input"):
-        if flag in full_command:
-            try:
-                return json.loads(full_command[full_command.index(flag) + 1])
-            except (IndexError, ValueError):
-                return {}
-    return {}
+        if flag in command and command.index(flag) + 1 < len(command):
+            return command.index(flag) + 1
+    return None
+
+
+def executor_input(command: list[str]) -> dict:
+    """A kfp task command's executor input ({} if it has none or it does not parse)."""
+    index = executor_input_index(command)
+    try:
+        return json.loads(command[index]) if index is not None else {}
+    except ValueError:
+        return {}
 
 
 def task_identity(full_command: list[str]) -> tuple[str, str]:
     """(task folder name, display label) of a kfp.local task from its executor input."""
-    executor_input = _executor_input(full_command)
-    outputs = executor_input.get("outputs", {})
+    task_input = executor_input(full_command)
+    outputs = task_input.get("outputs", {})
     paths = [a["artifacts"][0]["uri"] for a in outputs.get("artifacts", {}).values() if a.get("artifacts")]
     paths += [p.get("outputFile", "") for p in outputs.get("parameters", {}).values()]
     paths.append(outputs.get("outputFile", ""))
     folder = next((os.path.basename(os.path.dirname(p)) for p in paths if p), "task")
-    params = executor_input.get("inputs", {}).get("parameterValues", {})
+    params = task_input.get("inputs", {}).get("parameterValues", {})
     label = re.sub(r"-op(-\d+)?$", "", folder).replace("-", " ")
     config = params.get("model_config")
     if isinstance(config, dict) and config.get("name"):

@@ -12,6 +12,7 @@ files are only read, never modified.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import glob
@@ -71,13 +72,6 @@ def select_task(records: list[dict], component: str, task: str | None = None) ->
     if not candidates:
         raise RerunError(f"this run has no {component} task (tasks: {', '.join(r['task'] for r in records)})")
     return candidates[0], names
-
-
-def _executor_input_index(command: list[str]) -> int:
-    for flag in ("--executor_input", "--executor-input"):
-        if flag in command:
-            return command.index(flag) + 1
-    raise RerunError("the recorded command has no --executor_input")
 
 
 def redirect_outputs(executor_input: dict, out_dir: str) -> dict:
@@ -143,7 +137,9 @@ def rerun(run_dir: str, component: str, mode: str = "local", task: str | None = 
     out_dir = os.path.join(workdir, "reruns", f"{record['task']}-{stamp}-{os.getpid()}")
     os.makedirs(out_dir)
     command = list(record["command"])
-    index = _executor_input_index(command)
+    index = local_run.executor_input_index(command)
+    if index is None:
+        raise RerunError(f"the recorded command of {record['task']} has no --executor_input")
     executor_input = redirect_outputs(json.loads(command[index]), out_dir)
     command[index] = json.dumps(executor_input)
     storage.write_json(os.path.join(out_dir, "executor_input.json"), executor_input)
@@ -198,9 +194,7 @@ def _run_in_docker(image: str, command: list[str], mounts: list[str], env: dict,
     volumes = {m: {"bind": m, "mode": "rw"} for m in mounts}
     try:
         with open(log_path, "w") as log_file:
-            import contextlib
-
-            with contextlib.redirect_stdout(log_file):
+            with contextlib.redirect_stdout(log_file):  # kfp prints the container's output
                 return docker_task_handler.run_docker_container(client=client, image=image, command=command,
                                                                 volumes=volumes, environment=env)
     finally:
