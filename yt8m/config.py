@@ -83,6 +83,15 @@ class EnsembleConfig:
 class GateConfig:
     min_gap: float = 0.80
     max_size_bytes: int = 1 << 30  # the 2018 rule: one graph under 1 GB
+    # Against the last release (TFX Evaluator's change threshold): the candidate's holdout GAP@20 must
+    # be >= the previous published version's GAP on the SAME holdout minus max_gap_drop; the first
+    # release must reach a mean-pooled logistic trained on this run's training splits instead.
+    compare_with_previous: bool = True
+    max_gap_drop: float = 0.0
+    # Latency in a fresh process (TFX InfraValidator): seconds to load the SavedModel, and mean
+    # milliseconds per video over the holdout batches of 64 records.
+    max_load_seconds: float = 600.0
+    max_ms_per_video: float = 200.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,6 +356,9 @@ def _check_run_ranges(cfg: RunConfig, where: str) -> None:
     _check_range(f"{where}.ensemble.top_k_predictions", e.top_k_predictions, 1)
     _check_range(f"{where}.gate.min_gap", g.min_gap, 0, 1)
     _check_range(f"{where}.gate.max_size_bytes", g.max_size_bytes, 1)
+    _check_range(f"{where}.gate.max_gap_drop", g.max_gap_drop, 0, 1)
+    _check_range(f"{where}.gate.max_load_seconds", g.max_load_seconds, 0, low_open=True)
+    _check_range(f"{where}.gate.max_ms_per_video", g.max_ms_per_video, 0, low_open=True)
     _check_range(f"{where}.synth.videos", s.videos, 1)
     _check_range(f"{where}.synth.classes", s.classes, 2)
 
