@@ -90,3 +90,47 @@ def test_exported_model_loads_and_scores_in_a_fresh_process(tmp_path, members, r
 def test_export_rejects_bad_member_weights(members, tmp_path):
     with pytest.raises(ValueError, match="non-negative"):
         export.export_serving_model(members, str(tmp_path / "x"), member_weights=[1.0, -1.0])
+
+
+def _scores_with_roundtripped_weights(members, methods, weights, serialized, threshold=17_000):
+    """The in-memory ensemble whose weights went through compression.roundtrip in numpy."""
+    from yt8m import compression
+
+    originals = [[v.numpy() for v in m.model.weights] for m in members]
+    try:
+        for m, method in zip(members, methods):
+            for v in m.model.weights:
+                v.assign(compression.roundtrip(v.numpy(), method, threshold))
+        return _in_memory_scores(members, weights, serialized)
+    finally:
+        for m, values in zip(members, originals):
+            for v, value in zip(m.model.weights, values):
+                v.assign(value)
+
+
+@pytest.mark.parametrize("methods", [["codebook", "float16"], ["float16", "uint8"], ["none", "codebook"]])
+def test_served_graph_with_per_member_compression_equals_numpy_decoded_weighted_combination(tmp_path, members,
+                                                                                            records, methods):
+    serialized = [independent_sequence_example(*r) for r in records]
+    out_dir = str(tmp_path / "merged")
+    export.export_serving_model(members, out_dir, member_weights=[0.3, 0.7], quantize_min_elements=17_000,
+                                compression=methods)
+    served = tf.saved_model.load(out_dir).signatures["serving_default"](serialized=tf.constant(serialized))
+    expected = _scores_with_roundtripped_weights(members, methods, [0.3, 0.7], serialized)
+    np.testing.assert_allclose(served["scores"].numpy(), expected, atol=1e-5)
+    reader = tf.train.load_checkpoint(f"{out_dir}/variables/variables")
+    stored = set(reader.get_variable_to_dtype_map().values())
+    assert (tf.uint8 in stored) == any(m in ("uint8", "codebook") for m in methods)
+    assert (tf.float16 in stored) == ("float16" in methods)
+
+
+def test_float16_halves_and_codebook_quarters_the_export_size_report_predicts_it(tmp_path, members):
+    from yt8m import compression
+
+    sizes = {m: export.export_serving_model(members, str(tmp_path / m), compression=m)
+             for m in ("none", "float16", "codebook")}
+    assert 1.9 < sizes["none"] / sizes["float16"] < 2.05
+    assert sizes["none"] / sizes["codebook"] > 3.5
+    for method, size in sizes.items():
+        planned = sum(compression.report_bytes(export.size_report(m, method)) for m in members)
+        assert planned <= size < planned * 1.05 + 2_000_000  # the report is the tensors; the rest is the graph

@@ -1,8 +1,9 @@
 """Export one or many Keras members as ONE SavedModel serving raw SequenceExamples.
 
 The graph is a ``tf.Module`` (not Keras ``model.export``, which writes every weight
-twice): it holds each member's weights, optionally uint8 min-max quantized per output
-channel (dequantized inside the graph), and calls each member through
+twice): it holds each member's weights, its large tensors optionally compressed
+(``yt8m.compression``: float16, uint8 min-max per channel or a 256-level codebook, decoded
+inside the graph; a method per member), and calls each member through
 ``model.stateless_call`` with those values. Signatures:
 
 - ``serving_default(serialized: string[B])`` -> ``{"scores": float32[B, C], "video_id": string[B]}``
@@ -33,10 +34,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.trackable import data_structures
 
-from yt8m import augment, readers, schema, storage
+from yt8m import augment, compression, readers, schema, storage
 from yt8m.models import registry
 
-DEFAULT_QUANTIZE_MIN_ELEMENTS = 17_000
+DEFAULT_QUANTIZE_MIN_ELEMENTS = compression.DEFAULT_MIN_ELEMENTS
 
 
 @dataclasses.dataclass
@@ -49,34 +50,33 @@ class Member:
     config: dict
 
 
-class QuantizedTensor(tf.Module):
-    """uint8 min-max quantization per last-axis channel: ``w = q * scale + offset``."""
-
-    def __init__(self, value: np.ndarray, name: str):
-        super().__init__(name=name)
-        value = np.asarray(value, np.float32)
-        flat = value.reshape(-1, value.shape[-1]) if value.ndim > 1 else value.reshape(-1, 1)
-        lo, hi = flat.min(axis=0), flat.max(axis=0)
-        scale = np.where(hi > lo, (hi - lo) / 255.0, 1.0).astype(np.float32)
-        q = np.round((flat - lo) / scale).clip(0, 255).astype(np.uint8)
-        self.shape = value.shape
-        self.q = tf.Variable(q.reshape(value.shape) if value.ndim > 1 else q.reshape(-1), trainable=False,
-                             name="q")
-        self.scale = tf.Variable(scale if value.ndim > 1 else scale.reshape(()), trainable=False, name="scale")
-        self.offset = tf.Variable(lo if value.ndim > 1 else lo.reshape(()), trainable=False, name="offset")
-
-    def dequantize(self):
-        return tf.cast(self.q, tf.float32) * self.scale + self.offset
+QuantizedTensor = compression.QuantizedTensor  # the former home of the uint8 storage (yt8m.compression)
 
 
-def _stored_weight(value: np.ndarray, name: str, quantize_min_elements: int | None):
-    if quantize_min_elements is not None and value.dtype == np.float32 and value.size > quantize_min_elements:
-        return QuantizedTensor(value, name)
-    return tf.Variable(value, trainable=False, name=name)
+def member_compressions(members: list, compression_: str | list[str] | None, quantize_min_elements: int | None):
+    """One compression method per member (``yt8m.compression.METHODS``) and the element threshold.
+
+    ``compression_`` None keeps the former contract: uint8 when ``quantize_min_elements`` is set, else none.
+    """
+    if compression_ is None:
+        compression_ = "uint8" if quantize_min_elements is not None else "none"
+    methods = [compression_] * len(members) if isinstance(compression_, str) else list(compression_)
+    if len(methods) != len(members):
+        raise ValueError(f"{len(methods)} compression methods for {len(members)} members")
+    for i, m in enumerate(methods):
+        compression.check_method(m, f"compression[{i}]")
+    threshold = compression.DEFAULT_MIN_ELEMENTS if quantize_min_elements is None else int(quantize_min_elements)
+    return methods, threshold
 
 
-def _read(weight):
-    return weight.dequantize() if isinstance(weight, QuantizedTensor) else tf.convert_to_tensor(weight)
+def member_tensors(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    """(variable path, value) of a member's weights, in the order the serving graph stores them."""
+    return [(v.path, v.numpy()) for v in list(model.trainable_variables) + list(model.non_trainable_variables)]
+
+
+def size_report(member: Member, method: str, quantize_min_elements: int | None = compression.DEFAULT_MIN_ELEMENTS):
+    """``compression.tensor_report`` of a member's weights stored with ``method`` (no export needed)."""
+    return compression.tensor_report(member_tensors(member.model), method, quantize_min_elements)
 
 
 def member_max_frames(input_level: str, max_frames: int | None = None) -> int:
@@ -117,11 +117,12 @@ def _first_frames(rgb, audio, num_frames, frames: int):
 
 
 class ServingModule(tf.Module):
-    """The exported graph: members' (optionally quantized) weights + a weighted-average combiner."""
+    """The exported graph: members' (optionally compressed) weights + a weighted-average combiner."""
 
     def __init__(self, members: list[Member], member_weights: list[float] | None = None,
                  quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES,
-                 tta: bool = False, transform_dir: str | None = None):
+                 tta: bool = False, transform_dir: str | None = None,
+                 compression_: str | list[str] | None = None):
         super().__init__(name="yt8m_serving")
         self.tta = bool(tta)
         if not members:
@@ -146,12 +147,13 @@ class ServingModule(tf.Module):
         self.combiner_weights = tf.constant((weights / weights.sum()).astype(np.float32))
         self.trainable_weights_by_member = []
         self.non_trainable_weights_by_member = []
-        for i, m in enumerate(members):
+        methods, threshold = member_compressions(members, compression_, quantize_min_elements)
+        for i, (m, method) in enumerate(zip(members, methods)):
             self.trainable_weights_by_member.append(
-                [_stored_weight(v.numpy(), f"m{i}_t{j}", quantize_min_elements)
+                [compression.stored_weight(v.numpy(), f"m{i}_t{j}", method, threshold)
                  for j, v in enumerate(m.model.trainable_variables)])
             self.non_trainable_weights_by_member.append(
-                [_stored_weight(v.numpy(), f"m{i}_n{j}", quantize_min_elements)
+                [compression.stored_weight(v.numpy(), f"m{i}_n{j}", method, threshold)
                  for j, v in enumerate(m.model.non_trainable_variables)])
         self.num_classes = int(members[0].model.output_shape[-1])
         self.metadata = tf.constant(json.dumps({"members": [{"name": m.name, "config": m.config} for m in members],
@@ -159,7 +161,8 @@ class ServingModule(tf.Module):
                                                 "member_frames": self.member_frames,
                                                 "video_features": ("dataset transform_fn" if self.uses_transform
                                                                    else "in-graph video_features"),
-                                                "quantize_min_elements": quantize_min_elements,
+                                                "quantize_min_elements": threshold,
+                                                "compression": methods,
                                                 "tta": self.tta}))
 
     def _frame_inputs(self, rgb, audio, num_frames, frames: int, cache: dict) -> dict:
@@ -188,8 +191,8 @@ class ServingModule(tf.Module):
                 inputs = video_inputs
             else:
                 inputs = self._frame_inputs(rgb, audio, num_frames, self.member_frames[i], frame_inputs)
-            trainable = [_read(w) for w in self.trainable_weights_by_member[i]]
-            non_trainable = [_read(w) for w in self.non_trainable_weights_by_member[i]]
+            trainable = [compression.read(w) for w in self.trainable_weights_by_member[i]]
+            non_trainable = [compression.read(w) for w in self.non_trainable_weights_by_member[i]]
             probs, _ = member.model.stateless_call(trainable, non_trainable, inputs, training=False)
             if self.tta and member.input_level == "frame":
                 probs = tf.reduce_mean(tf.reshape(probs, [augment.NUM_TTA_VARIANTS, -1, self.num_classes]), axis=0)
@@ -235,10 +238,14 @@ def _config_max_frames(member: Member) -> int:
 
 def export_serving_model(members: list[Member], export_dir: str, member_weights: list[float] | None = None,
                          quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES,
-                         tta: bool = False, transform_dir: str | None = None) -> int:
+                         tta: bool = False, transform_dir: str | None = None,
+                         compression: str | list[str] | None = None) -> int:
     """Write the SavedModel to ``export_dir``; return its size in bytes (``tta``, ``transform_dir``: see the
-    module doc)."""
-    module = ServingModule(members, member_weights, quantize_min_elements, max_frames, tta, transform_dir)
+    module doc). ``compression``: one ``yt8m.compression`` method for every member or one per member,
+    applied to float32 tensors above ``quantize_min_elements`` (17,000 when None); None keeps the former
+    contract (uint8 when ``quantize_min_elements`` is given, else float32)."""
+    module = ServingModule(members, member_weights, quantize_min_elements, max_frames, tta, transform_dir,
+                           compression)
     tf.saved_model.save(module, export_dir,
                         signatures={"serving_default": module.serve, "predict_features": module.predict_features})
     return storage.directory_size(export_dir)
