@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "pandas>=3.1,<3.2",
     "pyyaml>=6,<7",
     "tqdm>=4.66,<5",
+    "matplotlib>=3.11,<3.12",  # the ensemble planner's GAP-vs-size frontier plot
     "tensorboard==2.21.0",
     "docker>=7.1,<8",  # kfp.local DockerRunner and `yt8m component --docker`
 ]

@@ -1,0 +1,119 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import random_video, write_videos
+from yt8m import config as config_lib
+from yt8m import ensemble, metrics, predictions, readers
+from yt8m.models import registry
+
+NUM_CLASSES = 40
+
+
+def _random_predictions(tmp_path, n=300, c=NUM_CLASSES, members=3, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = [sorted(rng.choice(c, rng.integers(1, 4), replace=False).tolist()) for _ in range(n)]
+    truth = metrics.dense_labels(labels, c)
+    ids = [f"v{i}" for i in range(n)]
+    dense, paths = [], []
+    for m in range(members):
+        scores = (rng.uniform(0, 1, (n, c)) + (m + 1) * 0.3 * truth * rng.uniform(0, 1, (n, c))).astype(np.float32)
+        order = rng.permutation(n)  # files list videos in their own order
+        paths.append(str(tmp_path / f"m{m}.npz"))
+        predictions.save_topk(paths[-1], [ids[i] for i in order], scores[order], 20)
+        classes, values = metrics.top_k(scores, 20)
+        dense.append(predictions.densify_topk(classes, values, c))
+    return paths, dense, dict(zip(ids, labels)), truth
+
+
+def test_topk_table_gap_equals_dense_gap_of_the_weighted_average(tmp_path):
+    paths, dense, labels, truth = _random_predictions(tmp_path)
+    table = ensemble.topk_table(paths, labels)
+    for w in ([1, 0, 0], [0, 0, 1], [1 / 3] * 3, [0.2, 0.5, 0.3]):
+        expected = metrics.gap_at_k(sum(wi * d for wi, d in zip(w, dense)), truth)
+        assert table.gap(w) == pytest.approx(expected, abs=1e-9)
+
+
+def test_fitted_weights_are_on_the_simplex_beat_the_average_and_are_deterministic(tmp_path):
+    paths, dense, labels, truth = _random_predictions(tmp_path, seed=1)
+    table = ensemble.topk_table(paths, labels)
+    w, gap = ensemble.fit_weights(table)
+    assert (w >= 0).all() and w.sum() == pytest.approx(1.0)
+    avg = table.gap(np.full(3, 1 / 3))
+    assert gap > avg  # member 2 is much better than member 0: uniform weights are not optimal here
+    assert w[2] > w[0]
+    assert gap == pytest.approx(metrics.gap_at_k(sum(wi * d for wi, d in zip(w, dense)), truth), abs=1e-9)
+    w2, gap2 = ensemble.fit_weights(ensemble.topk_table(paths, labels))
+    np.testing.assert_array_equal(w, w2)
+    assert gap2 == gap
+
+
+def test_topk_table_refuses_files_that_disagree_on_videos(tmp_path):
+    paths, _, labels, _ = _random_predictions(tmp_path, members=2)
+    predictions.save_topk(paths[1], ["other"], np.ones((1, NUM_CLASSES), np.float32), 20)
+    with pytest.raises(ValueError, match="disagree on videos"):
+        ensemble.topk_table(paths, labels)
+
+
+# ---- build_ensemble end to end: two video-level members, their predictions, the served graph
+
+
+def _member_dir(root, name, family, seed, records, oof_ids, oof_labels):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = registry.build_model(family, NUM_CLASSES, "small")
+    d = root / name
+    d.mkdir()
+    model.save_weights(str(d / "model.weights.h5"))
+    cfg = config_lib.model_config_from_dict({"name": name, "family": family, "preset": "small"})
+    (d / "model_config.yaml").write_text(config_lib.dump_yaml(cfg))
+    ids, rgb, audio, num_frames, _ = readers.decode_frame_batch(tf.constant(records), 300)
+    n = np.minimum(num_frames.numpy(), 300)
+    means = {key: np.stack([x[i, :n[i]].astype(np.float64).mean(axis=0) for i in range(len(n))]).astype(np.float32)
+             for key, x in (("mean_rgb", rgb.numpy()), ("mean_audio", audio.numpy()))}
+    scores = model(means, training=False).numpy()
+    predictions.save_topk(str(d / "holdout_predictions.npz"), [v.decode() for v in ids.numpy()], scores, 20)
+    rng = np.random.default_rng(seed)
+    oof = rng.uniform(0, 1, (len(oof_ids), NUM_CLASSES)).astype(np.float32)
+    oof += (seed + 1) * 0.4 * metrics.dense_labels(oof_labels, NUM_CLASSES)
+    predictions.save_topk(str(d / "oof_predictions.npz"), oof_ids, oof, 20)
+    (d / "metrics.json").write_text(json.dumps({"name": name, "family": family, "parameters": model.count_params(),
+                                                "saved_model_bytes": 0, "oof": {"gap": 0}, "holdout": {"gap": 0}}))
+    return str(d)
+
+
+@pytest.mark.parametrize("combiner,method", [("weighted", "uint8"), ("average", "codebook")])
+def test_build_ensemble_serves_the_planned_combiner_and_reports_gap_before_and_after(tmp_path, combiner, method):
+    rng = np.random.default_rng(0)
+    videos = [random_video(rng, f"h{i}", int(rng.integers(5, 40)), NUM_CLASSES) for i in range(24)]
+    holdout_file = str(tmp_path / "holdout.tfrecord")
+    records = write_videos(holdout_file, videos)
+    holdout_labels = {v[0]: v[1] for v in videos}
+    oof_ids = [f"o{i}" for i in range(200)]
+    oof_labels = [sorted(rng.choice(NUM_CLASSES, 2, replace=False).tolist()) for _ in oof_ids]
+    dirs = [_member_dir(tmp_path, "moe", "moe", 0, records, oof_ids, oof_labels),
+            _member_dir(tmp_path, "logistic", "logistic", 1, records, oof_ids, oof_labels)]
+    out = tmp_path / "merged"
+    report = ensemble.build_ensemble(dirs, str(out), NUM_CLASSES, holdout_labels, dict(zip(oof_ids, oof_labels)),
+                                     combiner=combiner, compression=method, holdout_data=[holdout_file])
+    # the served fp32 graph equals the combiner computed outside it
+    assert report["served_vs_combiner"]["compared"] > 24
+    assert report["served_vs_combiner"]["max_abs_diff"] < 1e-5
+    assert report["combiner"] == combiner and set(report["combiners"]) == {"average", "weighted"}
+    assert report["combiners"]["weighted"]["oof_gap"] >= report["combiners"]["average"]["oof_gap"]
+    assert report["plan"]["members"] and set(report["plan"]["members"]) <= {"moe", "logistic"}
+    assert set(report["plan"]["precisions"]) == {method}
+    assert {r["method"] for r in report["tensors"]} == {"none", method}
+    assert report["holdout_gap_fp32"] - report["holdout_gap_compressed"] == pytest.approx(
+        report["compression_gap_loss"])
+    assert abs(report["compression_gap_loss"]) < 0.02
+    assert report["compression_ratio"] > 1.5  # tiny members: the graph itself is ~130 KB of the export
+    assert report["plan"]["planned_tensor_bytes"] == sum(r["bytes"] for r in report["tensors"])
+    assert report["saved_model_bytes"] < report["plan"]["planned_tensor_bytes"] + 1_000_000
+    saved = json.loads((out / "ensemble.json").read_text())
+    assert saved["oof_gap"] == report["oof_gap"]
+    assert (out / "frontier.png").exists() and (out / "plan.json").exists()
+    assert (out / "saved_model" / "saved_model.pb").exists() and not (out / "unquantized_saved_model").exists()
