@@ -117,3 +117,21 @@ def test_build_ensemble_serves_the_planned_combiner_and_reports_gap_before_and_a
     assert saved["oof_gap"] == report["oof_gap"]
     assert (out / "frontier.png").exists() and (out / "plan.json").exists()
     assert (out / "saved_model" / "saved_model.pb").exists() and not (out / "unquantized_saved_model").exists()
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"compression": "int4"}, "run.ensemble.compression: expected one of uint8, codebook, float16, none, got 'int4'"),
+    ({"combiner": "stacking"}, "run.ensemble.combiner: expected one of average, weighted, got 'stacking'"),
+    ({"size_budget_bytes": 0}, "run.ensemble.size_budget_bytes: must be >= 1"),
+])
+def test_ensemble_config_errors_name_the_field(section, message):
+    moe = {"name": "moe", "family": "moe"}
+    with pytest.raises(config_lib.ConfigError, match=message.replace("(", r"\(")):
+        config_lib.run_config_from_dict({"models": [moe], "ensemble": section}, "run")
+    cfg = config_lib.run_config_from_dict({"models": [moe]}, "run").ensemble
+    assert (cfg.compression, cfg.combiner, cfg.size_budget_bytes) == ("uint8", "average", 1 << 30)
+    # the component gets the section as a pipeline parameter, where numbers arrive as floats
+    assert config_lib.ensemble_config_from_dict({"size_budget_bytes": 5e8, "combiner": "weighted"}).size_budget_bytes \
+        == 500_000_000
+    with pytest.raises(config_lib.ConfigError, match="ensemble.compression"):
+        config_lib.ensemble_config_from_dict({"compression": "bf16"})

@@ -73,9 +73,16 @@ class DataConfig:
     holdout_fraction: float = 0.1
 
 
+ENSEMBLE_COMPRESSIONS = ("uint8", "codebook", "float16", "none")  # yt8m.compression.METHODS
+ENSEMBLE_COMBINERS = ("average", "weighted")  # yt8m.ensemble.COMBINERS
+
+
 @dataclasses.dataclass(frozen=True)
 class EnsembleConfig:
-    quantize_min_elements: int = 17_000  # tensors with more elements are stored as uint8
+    quantize_min_elements: int = 17_000  # float32 tensors with more elements are compressed ...
+    compression: str = "uint8"  # ... as: uint8 (min-max per channel) | codebook (256 centroids) | float16 | none
+    combiner: str = "average"  # probability average | weighted (non-negative weights fitted on OOF GAP)
+    size_budget_bytes: int = 1 << 30  # the planner picks members and precisions under this (the 2018 1 GB rule)
     top_k_predictions: int = 20
 
 
@@ -354,6 +361,7 @@ def _check_run_ranges(cfg: RunConfig, where: str) -> None:
         raise ConfigError(f"{where}.data.holdout_fraction: must be < 1, got {d.holdout_fraction!r}")
     _check_range(f"{where}.ensemble.quantize_min_elements", e.quantize_min_elements, 1)
     _check_range(f"{where}.ensemble.top_k_predictions", e.top_k_predictions, 1)
+    _check_ensemble_choices(e, f"{where}.ensemble")
     _check_range(f"{where}.gate.min_gap", g.min_gap, 0, 1)
     _check_range(f"{where}.gate.max_size_bytes", g.max_size_bytes, 1)
     _check_range(f"{where}.gate.max_gap_drop", g.max_gap_drop, 0, 1)
@@ -435,6 +443,22 @@ def _check_dataflow(d: DataflowConfig, where: str) -> None:
     _check_range(f"{where}.max_workers", d.max_workers, 1, 1000)
     if d.worker_image != d.worker_image.strip() or any(c.isspace() for c in d.worker_image):
         raise ConfigError(f"{where}.worker_image: expected an image reference without spaces, got {d.worker_image!r}")
+
+
+def _check_ensemble_choices(e: EnsembleConfig, where: str) -> None:
+    _check_range(f"{where}.size_budget_bytes", e.size_budget_bytes, 1)
+    for field, allowed in (("compression", ENSEMBLE_COMPRESSIONS), ("combiner", ENSEMBLE_COMBINERS)):
+        if getattr(e, field) not in allowed:
+            raise ConfigError(f"{where}.{field}: expected one of {', '.join(allowed)}, got {getattr(e, field)!r}")
+
+
+def ensemble_config_from_dict(raw: dict | None, where: str = "ensemble") -> EnsembleConfig:
+    """The ``ensemble`` section alone (the ensemble component gets it as a pipeline parameter)."""
+    cfg = _build(EnsembleConfig, raw or {}, where)
+    _check_range(f"{where}.quantize_min_elements", cfg.quantize_min_elements, 1)
+    _check_range(f"{where}.top_k_predictions", cfg.top_k_predictions, 1)
+    _check_ensemble_choices(cfg, where)
+    return cfg
 
 
 def vertex_config_from_dict(raw: dict | None, where: str = "vertex") -> VertexConfig:
