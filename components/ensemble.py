@@ -1,4 +1,5 @@
-"""Ensemble component: average the members, quantize large tensors, merge into ONE SavedModel."""
+"""Ensemble component: combine the members (OOF-fitted), plan members x precision under the size budget,
+compress large tensors, merge into ONE SavedModel; report every member's and combiner's GAP."""
 
 from typing import List
 
@@ -9,24 +10,33 @@ from yt8m_pipeline.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_min_elements: int,
-                merged_model: Output[Model], metrics: Output[Metrics]):
-    """Probability-average ``members`` into one quantized graph; report OOF / holdout GAP."""
+def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_min_elements: int, combiner: str,
+                compression: str, size_budget_bytes: int, merged_model: Output[Model], metrics: Output[Metrics]):
+    """``yt8m.ensemble.build_ensemble``: ensemble.json, plan.json, frontier.png and saved_model/ in merged_model."""
     import logging
 
-    from yt8m import ensemble, readers, training
+    from yt8m import config, ensemble, readers, training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = config.ensemble_config_from_dict({"quantize_min_elements": quantize_min_elements, "combiner": combiner,
+                                            "compression": compression, "size_budget_bytes": size_budget_bytes})
     ds = training.open_dataset(dataset.path, dataset.metadata.get("num_classes"), dataset.metadata.get("folds"))
-    num_classes = ds.num_classes
     labels = {split: readers.read_id_labels(training.dataset_files(ds, "video", names))
               for split, names in (("oof", ds.fold_names), ("holdout", [ds.holdout]))}
-    report = ensemble.build_ensemble([m.path for m in members], merged_model.path, num_classes,
+    report = ensemble.build_ensemble([m.path for m in members], merged_model.path, ds.num_classes,
                                      holdout_labels=labels["holdout"], oof_labels=labels["oof"],
-                                     quantize_min_elements=quantize_min_elements, transform_dir=ds.transform_path)
-    merged_model.metadata.update({"members": [m["name"] for m in report["members"]],
+                                     quantize_min_elements=cfg.quantize_min_elements, transform_dir=ds.transform_path,
+                                     combiner=cfg.combiner, compression=cfg.compression,
+                                     size_budget_bytes=cfg.size_budget_bytes,
+                                     holdout_data=training.dataset_files(ds, "frame", [ds.holdout]))
+    merged_model.metadata.update({"members": report["plan"]["members"], "precisions": report["plan"]["precisions"],
+                                  "weights": report["weights"], "combiner": cfg.combiner,
                                   "size_bytes": report["saved_model_bytes"], "oof_gap": report["oof_gap"],
                                   "holdout_gap": report["holdout_gap"], "dataset": dataset.uri,
                                   "member_uris": [m.uri for m in members]})
-    for key in ("oof_gap", "holdout_gap", "saved_model_bytes", "fp32_bytes", "compression_ratio"):
+    for key in ("oof_gap", "holdout_gap", "saved_model_bytes", "fp32_bytes", "compression_ratio", "holdout_gap_fp32",
+                "holdout_gap_compressed", "compression_gap_loss"):
         metrics.log_metric(key, report[key])
+    for name, result in report["combiners"].items():
+        metrics.log_metric(f"{name}_oof_gap", result["oof_gap"])
+    metrics.log_metric("served_vs_combiner_max_abs_diff", report["served_vs_combiner"]["max_abs_diff"] or 0.0)

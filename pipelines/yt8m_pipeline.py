@@ -118,7 +118,8 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None):
     def yt8m_pipeline(train_pattern: str, data_fingerprint: str, data_summary: str, model_configs: list,
                       fold_tasks: list, run_config: dict, publish_root: str, test_pattern: str = "",
                       num_classes: int = 3862, folds: int = 5, holdout_fraction: float = 0.1,
-                      quantize_min_elements: int = 17000, oof_top_k: int = 20, min_gap: float = 0.8,
+                      quantize_min_elements: int = 17000, combiner: str = "average", compression: str = "uint8",
+                      size_budget_bytes: int = 1 << 30, oof_top_k: int = 20, min_gap: float = 0.8,
                       max_size_bytes: int = 1 << 30, beam_runner: str = "local", register_model: bool = False,
                       gcp_project: str = "", gcp_region: str = "", dataflow_root: str = "",
                       dataflow_job_name: str = ""):
@@ -144,7 +145,8 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None):
                                               collected_folds=collected.outputs["collected_folds"],
                                               top_k=oof_top_k), v).set_display_name("train final member")
         merged = _limits(ensemble_op(members=dsl.Collected(member.outputs["model"]), dataset=dataset,
-                                     quantize_min_elements=quantize_min_elements), r.ensemble)
+                                     quantize_min_elements=quantize_min_elements, combiner=combiner,
+                                     compression=compression, size_budget_bytes=size_budget_bytes), r.ensemble)
         merged.set_display_name("ensemble")
         gate = _limits(gate_op(merged_model=merged.outputs["merged_model"], dataset=dataset, min_gap=min_gap,
                                max_size_bytes=max_size_bytes), r.gate).set_display_name("gate")
@@ -205,6 +207,9 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
         "folds": cfg.data.folds,
         "holdout_fraction": cfg.data.holdout_fraction,
         "quantize_min_elements": cfg.ensemble.quantize_min_elements,
+        "combiner": cfg.ensemble.combiner,
+        "compression": cfg.ensemble.compression,
+        "size_budget_bytes": cfg.ensemble.size_budget_bytes,
         "oof_top_k": cfg.ensemble.top_k_predictions,
         "min_gap": cfg.gate.min_gap,
         "max_size_bytes": cfg.gate.max_size_bytes,

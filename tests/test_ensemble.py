@@ -135,3 +135,24 @@ def test_ensemble_config_errors_name_the_field(section, message):
         == 500_000_000
     with pytest.raises(config_lib.ConfigError, match="ensemble.compression"):
         config_lib.ensemble_config_from_dict({"compression": "bf16"})
+
+
+def test_pipeline_passes_the_run_configs_ensemble_section_to_the_ensemble_task(tmp_path):
+    import yaml
+
+    from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
+
+    ir = yaml.safe_load(open(pipeline_def.compile_pipeline(str(tmp_path / "p.yaml"))))
+    task = ir["root"]["dag"]["tasks"]["ensemble-op"]["inputs"]["parameters"]
+    for name in ("combiner", "compression", "size_budget_bytes", "quantize_min_elements"):
+        assert task[name]["componentInputParameter"] == name
+    assert ir["root"]["inputDefinitions"]["parameters"]["compression"]["defaultValue"] == "uint8"
+    cfg = config_lib.run_config_from_dict({"models": [{"name": "moe", "family": "moe"}],
+                                           "ensemble": {"combiner": "weighted", "compression": "codebook",
+                                                        "size_budget_bytes": 500_000_000}})
+    from yt8m import fingerprint
+
+    args = pipeline_def.pipeline_arguments(cfg, "gs://b/train*.tfrecord", "", "/tmp/pub", 3862,
+                                           data_fingerprint=fingerprint.Fingerprint("p", "sha256:0", 1, 1))
+    assert (args["combiner"], args["compression"], args["size_budget_bytes"]) == ("weighted", "codebook",
+                                                                                  500_000_000)
