@@ -116,11 +116,10 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None):
     @dsl.pipeline(name=PIPELINE_NAME, description="YouTube-8M: preprocess, train per config and fold, ensemble, "
                                                   "quantize into one graph, gate, publish")
     def yt8m_pipeline(train_pattern: str, data_fingerprint: str, data_summary: str, model_configs: list,
-                      fold_tasks: list, run_config: dict, publish_root: str, test_pattern: str = "",
+                      fold_tasks: list, run_config: dict, publish_root: str, gate_config: dict, test_pattern: str = "",
                       num_classes: int = 3862, folds: int = 5, holdout_fraction: float = 0.1,
                       quantize_min_elements: int = 17000, combiner: str = "average", compression: str = "uint8",
-                      size_budget_bytes: int = 1 << 30, oof_top_k: int = 20, min_gap: float = 0.8,
-                      max_size_bytes: int = 1 << 30, beam_runner: str = "local", register_model: bool = False,
+                      size_budget_bytes: int = 1 << 30, oof_top_k: int = 20, beam_runner: str = "local", register_model: bool = False,
                       gcp_project: str = "", gcp_region: str = "", dataflow_root: str = "",
                       dataflow_job_name: str = ""):
         raw = dsl.importer(artifact_uri=train_pattern, artifact_class=dsl.Dataset, reimport=False,
@@ -148,8 +147,8 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None):
                                      quantize_min_elements=quantize_min_elements, combiner=combiner,
                                      compression=compression, size_budget_bytes=size_budget_bytes), r.ensemble)
         merged.set_display_name("ensemble")
-        gate = _limits(gate_op(merged_model=merged.outputs["merged_model"], dataset=dataset, min_gap=min_gap,
-                               max_size_bytes=max_size_bytes), r.gate).set_display_name("gate")
+        gate = _limits(gate_op(merged_model=merged.outputs["merged_model"], dataset=dataset, gate_config=gate_config,
+                               publish_root=publish_root), r.gate).set_display_name("gate")
         with dsl.If(gate.outputs["Output"] == "publish", name="gate-passed"):
             published = publish_op(merged_model=merged.outputs["merged_model"], dataset=dataset,
                                    gate_metrics=gate.outputs["metrics"], publish_root=publish_root,
@@ -211,8 +210,7 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
         "compression": cfg.ensemble.compression,
         "size_budget_bytes": cfg.ensemble.size_budget_bytes,
         "oof_top_k": cfg.ensemble.top_k_predictions,
-        "min_gap": cfg.gate.min_gap,
-        "max_size_bytes": cfg.gate.max_size_bytes,
+        "gate_config": config_lib.to_dict(cfg.gate),
         "beam_runner": beam_runner,
         "register_model": bool(gcp_project) and cfg.vertex.model_registry.register,
         "gcp_project": gcp_project,

@@ -66,6 +66,12 @@ def test_per_fold_fan_out_collects_folds_into_final_members_then_the_ensemble(tm
     assert components["comp-ensemble-op"]["inputDefinitions"]["artifacts"]["members"]["isArtifactList"]
     condition = next(t for t in root.values() if "triggerPolicy" in t)
     assert "publish" in condition["triggerPolicy"]["condition"]
+    # the gate gets the run's gate settings and the publish root (to score the previous release)
+    gate_params = root["gate-op"]["inputs"]["parameters"]
+    assert gate_params["gate_config"]["componentInputParameter"] == "gate_config"
+    assert gate_params["publish_root"]["componentInputParameter"] == "publish_root"
+    assert components["comp-gate-op"]["outputDefinitions"]["artifacts"]["release_report"]["artifactType"][
+        "schemaTitle"] == "system.HTML"
     images = {e["container"]["image"] for e in ir["deploymentSpec"]["executors"].values() if "container" in e}
     assert len(images) == 2  # the CPU and the GPU (trainer) image, from yt8m_pipeline.images
 
@@ -155,7 +161,8 @@ def _data(tmp_path, n=3):
 def test_pipeline_arguments_come_from_the_run_config_and_fan_out_per_config_and_fold(tmp_path):
     cfg = config.load_run_config(local_run.default_config_path())
     args = pipeline_def.pipeline_arguments(cfg, _data(tmp_path), "test/*.tfrecord", "/pub", 100)
-    assert args["folds"] == cfg.data.folds and args["min_gap"] == cfg.gate.min_gap
+    assert args["folds"] == cfg.data.folds and args["gate_config"]["min_gap"] == cfg.gate.min_gap
+    assert config.gate_config_from_dict(args["gate_config"]) == cfg.gate  # one owner: the run config
     assert [m["name"] for m in args["model_configs"]] == [m.name for m in cfg.models]
     assert [(t["model_config"]["name"], t["fold"]) for t in args["fold_tasks"]] == \
         [(m.name, k) for m in cfg.models for k in range(cfg.data.folds)]

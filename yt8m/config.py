@@ -34,9 +34,12 @@ class TrainingConfig:
     max_frames: int = 300
     eval_batch_size: int = 64
     seed: int = 0
-    # Steps and checkpoints: a run is epochs * steps_per_epoch steps (0 = ceil(records / batch_size));
-    # a checkpoint every checkpoint_every_steps steps (and at the end) lets a killed run resume.
+    # Steps and checkpoints: a run is epochs * steps_per_epoch steps (0 = ceil(records / batch_size)),
+    # or, when examples_to_see is set, ceil(examples_to_see / batch_size) steps whatever the dataset size
+    # (a 2,000-video dataset then gets enough steps; epochs is ignored); a checkpoint every
+    # checkpoint_every_steps steps (and at the end) lets a killed run resume.
     steps_per_epoch: int = 0
+    examples_to_see: int = 0
     checkpoint_every_steps: int = 1000
     mixed_precision: str = "auto"  # "auto": mixed_float16 when a GPU is visible (float32 on CPU); "off"
     # Recipes (off by default). Frame-level families: per video, with this probability keep one
@@ -55,6 +58,10 @@ class TrainingConfig:
     # a relative path is looked up beside the data); loss = w*BCE(p, teacher) + (1-w)*BCE(p, labels).
     teacher_predictions: str = ""
     distill_weight: float = 0.5
+    # Video-level families: "mean" (the shards' mean_rgb / mean_audio) or "standardized" (their z-scored
+    # mean_rgb_z / mean_audio_z, written by `yt8m preprocess --standardized`; served through the same
+    # transform_fn).
+    video_features: str = "mean"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +316,7 @@ def _check_model(model: ModelConfig, where: str) -> ModelConfig:
 
 def _check_recipes(t: TrainingConfig, input_level: str, family: str, where: str) -> None:
     """The trainer's fields: ranges, and recipes that only make sense at one input level."""
-    for name in ("num_samples", "steps_per_epoch", "ema_start_step"):
+    for name in ("num_samples", "steps_per_epoch", "ema_start_step", "examples_to_see"):
         if getattr(t, name) < 0:
             raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(t, name)}")
     for name in ("checkpoint_every_steps", "lr_decay_examples"):
@@ -326,20 +333,46 @@ def _check_recipes(t: TrainingConfig, input_level: str, family: str, where: str)
         raise ConfigError(f"{where}.ema_halflife: must be 0 (off) or >= 1 step, got {t.ema_halflife}")
     if t.mixed_precision not in ("auto", "off"):
         raise ConfigError(f"{where}.mixed_precision: must be 'auto' or 'off', got {t.mixed_precision!r}")
+    if t.video_features not in ("mean", "standardized"):
+        raise ConfigError(f"{where}.video_features: must be 'mean' or 'standardized', got {t.video_features!r}")
     if input_level == "video":
         for name in ("half_video_prob", "reverse_prob", "num_samples"):
             if getattr(t, name):
                 raise ConfigError(f"{where}.{name}: a frame-level recipe, but family {family!r} is video-level")
-    elif t.mixup_prob:
+    elif t.video_features != "mean":
+        raise ConfigError(f"{where}.video_features: a video-level input, but family {family!r} is frame-level")
+    if input_level == "frame" and t.mixup_prob:
         raise ConfigError(f"{where}.mixup_prob: mixup is for video-level inputs, but family {family!r} is "
                           "frame-level")
 
 
+def with_recipe_defaults(raw):
+    """A model config mapping whose ``training`` is the preset's training recipe (``registry.Family.recipes``:
+    WILLOW's Adam 2e-4 / batch 80 / 300 frames for its published presets, the 2nd-place team's configs for
+    theirs, ...) with the user's own ``training:`` fields on top. Unchanged when the preset has no recipe
+    or the mapping is not well formed (``_build`` / ``_check_model`` then name the problem)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("family"), str):
+        return raw
+    preset = raw.get("preset", ModelConfig.__dataclass_fields__["preset"].default)
+    training = raw.get("training")
+    if not isinstance(preset, str) or not isinstance(training, (dict, type(None))):
+        return raw
+    from yt8m.models import registry  # keras import only when models are loaded
+
+    try:
+        recipe = registry.training_recipe(raw["family"], preset)
+    except KeyError:
+        return raw
+    return {**raw, "training": {**recipe, **(training or {})}} if recipe else raw
+
+
 def model_config_from_dict(raw: dict, where: str = "model") -> ModelConfig:
-    return _check_model(_build(ModelConfig, raw, where), where)
+    return _check_model(_build(ModelConfig, with_recipe_defaults(raw), where), where)
 
 
 def run_config_from_dict(raw: dict, where: str = "config") -> RunConfig:
+    if isinstance(raw, dict) and isinstance(raw.get("models"), list):
+        raw = {**raw, "models": [with_recipe_defaults(m) for m in raw["models"]]}
     cfg = _build(RunConfig, raw, where)
     cfg = dataclasses.replace(cfg, models=tuple(_check_model(m, f"{where}.models[{i}]")
                                                 for i, m in enumerate(cfg.models)))
@@ -362,11 +395,7 @@ def _check_run_ranges(cfg: RunConfig, where: str) -> None:
     _check_range(f"{where}.ensemble.quantize_min_elements", e.quantize_min_elements, 1)
     _check_range(f"{where}.ensemble.top_k_predictions", e.top_k_predictions, 1)
     _check_ensemble_choices(e, f"{where}.ensemble")
-    _check_range(f"{where}.gate.min_gap", g.min_gap, 0, 1)
-    _check_range(f"{where}.gate.max_size_bytes", g.max_size_bytes, 1)
-    _check_range(f"{where}.gate.max_gap_drop", g.max_gap_drop, 0, 1)
-    _check_range(f"{where}.gate.max_load_seconds", g.max_load_seconds, 0, low_open=True)
-    _check_range(f"{where}.gate.max_ms_per_video", g.max_ms_per_video, 0, low_open=True)
+    _check_gate(g, f"{where}.gate")
     _check_range(f"{where}.synth.videos", s.videos, 1)
     _check_range(f"{where}.synth.classes", s.classes, 2)
 
@@ -443,6 +472,21 @@ def _check_dataflow(d: DataflowConfig, where: str) -> None:
     _check_range(f"{where}.max_workers", d.max_workers, 1, 1000)
     if d.worker_image != d.worker_image.strip() or any(c.isspace() for c in d.worker_image):
         raise ConfigError(f"{where}.worker_image: expected an image reference without spaces, got {d.worker_image!r}")
+
+
+def _check_gate(g: GateConfig, where: str) -> None:
+    _check_range(f"{where}.min_gap", g.min_gap, 0, 1)
+    _check_range(f"{where}.max_size_bytes", g.max_size_bytes, 1)
+    _check_range(f"{where}.max_gap_drop", g.max_gap_drop, 0, 1)
+    _check_range(f"{where}.max_load_seconds", g.max_load_seconds, 0, low_open=True)
+    _check_range(f"{where}.max_ms_per_video", g.max_ms_per_video, 0, low_open=True)
+
+
+def gate_config_from_dict(raw: dict | None, where: str = "gate") -> GateConfig:
+    """The ``gate`` section alone (the gate component gets it as a pipeline parameter)."""
+    cfg = _build(GateConfig, raw or {}, where)
+    _check_gate(cfg, where)
+    return cfg
 
 
 def _check_ensemble_choices(e: EnsembleConfig, where: str) -> None:

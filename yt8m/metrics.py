@@ -181,6 +181,13 @@ def _mean_ap_full(predictions: np.ndarray, positive: np.ndarray) -> float:
     return float(np.mean(ap_sums[has_positives] / positives_per_class[has_positives]))
 
 
+def class_average_precision(predictions, labels, classes: Sequence[int]) -> dict[int, float]:
+    """AP of each of ``classes`` over all videos (its column ranked by score; 0.0 without positives)."""
+    predictions, positive = _as_pair(predictions, labels)
+    return {int(c): _pooled_average_precision(predictions[:, c], positive[:, c], int(np.count_nonzero(positive[:, c])))
+            for c in classes}
+
+
 def gap_at_k(predictions, labels, k: int = 20) -> float:
     """Global Average Precision over each video's top k (k = min(k, C)) predictions.
 

@@ -110,7 +110,9 @@ def _describe(node: Node) -> str:
     shown = [f"{k}={_short(node.detail[k])}" for k in _SHOWN if k in node.detail and node.detail[k] not in ("", None)]
     if node.kind == "task":
         extras = [f"{k}={_short(v)}" for k, v in node.detail.items()
-                  if k in ("model_config", "fold", "min_gap", "folds", "num_classes")]
+                  if k in ("model_config", "fold", "folds", "num_classes")]
+        if isinstance(node.detail.get("gate_config"), dict) and "min_gap" in node.detail["gate_config"]:
+            extras.append(f"min_gap={_short(node.detail['gate_config']['min_gap'])}")
         shown = extras
     return node.label + (f"  [{'; '.join(shown)}]" if shown else "")
 
