@@ -80,3 +80,38 @@ def test_size_report_names_every_tensor_and_8_bit_methods_are_about_4x_smaller()
         assert compression.report_bytes(fp32) / compression.report_bytes(rows) >= ratio
     assert compression.tensor_report(tensors, "uint8")[0]["bytes"] == 1024 * 512 + 8 * 512
     assert compression.tensor_report(tensors, "codebook")[0]["bytes"] == 1024 * 512 + 1024
+
+
+@pytest.mark.parametrize("method", ["uint8", "codebook", "float16"])
+def test_train_verb_exports_with_the_compression_option(tmp_path, capsys, method):
+    import os
+
+    import yaml
+
+    from tests.helpers import random_video, write_videos
+    from yt8m import export, readers
+    from yt8m_pipeline import cli
+
+    rng = np.random.default_rng(0)
+    data = str(tmp_path / "train.tfrecord")
+    records = write_videos(data, [random_video(rng, f"t{i}", 8, 30) for i in range(16)])
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"name": "m", "family": "moe", "preset": "small",
+                                      "training": {"epochs": 1, "batch_size": 8}}))
+    out = str(tmp_path / method)
+    argv = ["train", "--config", str(config), "--data", data, "--output", out, "--num-classes", "30"]
+    assert cli.main(argv + ["--compression", method]) == 0
+    assert f"MB ({method})" in capsys.readouterr().out
+    stored = set(tf.train.load_checkpoint(os.path.join(out, "saved_model", "variables", "variables"))
+                 .get_variable_to_dtype_map().values())
+    assert (tf.float16 in stored) == (method == "float16") and (tf.uint8 in stored) == (method != "float16")
+    # served scores = the model with its weights decoded as numpy decodes them
+    member = export.member_from_weights("m", {"family": "moe", "preset": "small"},
+                                        os.path.join(out, "model.weights.h5"), 30)
+    for v in member.model.weights:
+        v.assign(compression.roundtrip(v.numpy(), method, 17_000))
+    ids, rgb, audio, n, _ = readers.decode_frame_batch(tf.constant(records), 300)
+    means = {k: np.stack([x[i, :n[i]].astype(np.float64).mean(0) for i in range(len(n))]).astype(np.float32)
+             for k, x in (("mean_rgb", rgb.numpy()), ("mean_audio", audio.numpy()))}
+    served = export.load_serving_model(os.path.join(out, "saved_model"))(serialized=tf.constant(records))
+    np.testing.assert_allclose(served["scores"].numpy(), member.model(means, training=False).numpy(), atol=1e-5)

@@ -627,7 +627,7 @@ def _load_teacher(t: config_lib.TrainingConfig, data_dir: str | None, num_classe
 
 
 def _write_member(model_config, model, level: str, output_dir: str, max_frames: int,
-                  transform_dir: str | None = None) -> int:
+                  transform_dir: str | None = None, compression: str = "none") -> int:
     """The member's files; its serving graph computes video-level features with the dataset's transform_fn
     (``transform_dir``) when there is one, so it serves exactly what it trained on."""
     storage.gfile.makedirs(output_dir)
@@ -635,7 +635,7 @@ def _write_member(model_config, model, level: str, output_dir: str, max_frames: 
     storage.write_text(storage.join(output_dir, "model_config.yaml"), config_lib.dump_yaml(model_config))
     member = export.Member(model_config.name, model, level, config_lib.to_dict(model_config))
     return export.export_serving_model([member], storage.join(output_dir, "saved_model"), max_frames=max_frames,
-                                       transform_dir=transform_dir)
+                                       transform_dir=transform_dir, compression=compression)
 
 
 # ----------------------------------------------------------------------------------------- entry points
@@ -849,9 +849,11 @@ def train_member(model_config: config_lib.ModelConfig, dataset_dir: str, output_
 
 
 def train_single(model_config: config_lib.ModelConfig, train_data, output_dir: str, num_classes: int,
-                 eval_data=None, restart: bool = False) -> dict:
+                 eval_data=None, restart: bool = False, compression: str = "uint8") -> dict:
     """Train one config on ``train_data`` (a pattern or file list; frame-level SequenceExamples, or
-    video-level Examples for video-level families) and export it into ``output_dir``.
+    video-level Examples for video-level families) and export it into ``output_dir``, its tensors above
+    17,000 elements stored with ``compression`` (``yt8m.compression``; uint8 by default, so a published-size
+    NetVLAD exported alone stays under 1 GB).
 
     Writes ``saved_model/``, ``model.weights.h5``, ``model_config.yaml``, ``metrics.json``,
     ``tensorboard/`` and ``checkpoints/`` (kept: running the same call again resumes from them,
@@ -891,6 +893,7 @@ def train_single(model_config: config_lib.ModelConfig, train_data, output_dir: s
         result["eval"] = evaluate(scores, labels)
         log.info("%s: evaluation GAP@20 %.4f over %d videos", model_config.name, result["eval"]["gap"],
                  len(_ids))
-    result["saved_model_bytes"] = _write_member(model_config, model, level, output_dir, t.max_frames)
+    result["saved_model_bytes"] = _write_member(model_config, model, level, output_dir, t.max_frames,
+                                                compression=compression)
     storage.write_json(storage.join(output_dir, "metrics.json"), result)
     return result

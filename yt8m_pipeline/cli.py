@@ -305,7 +305,7 @@ def cmd_train(args) -> int:
     record_check.check_not_empty(eval_files or [], "--eval-data")
     try:
         result = training.train_single(cfg, files, args.output, num_classes=args.num_classes,
-                                       eval_data=eval_files, restart=args.restart)
+                                       eval_data=eval_files, restart=args.restart, compression=args.compression)
     except tf.errors.OpError as exc:
         for what, checked in (("--data", files), ("--eval-data", eval_files or [])):
             problem = record_check.first_problem(checked, args.num_classes, level=_record_level(checked))
@@ -318,7 +318,7 @@ def cmd_train(args) -> int:
         line += f" (resumed at step {result['resumed_from_step']})"
     if "eval" in result:
         line += f", eval GAP@20 {result['eval']['gap']:.4f}"
-    print(line + f", SavedModel {result['saved_model_bytes'] / 1e6:.1f} MB")
+    print(line + f", SavedModel {result['saved_model_bytes'] / 1e6:.1f} MB ({args.compression})")
     print(args.output)
     return 0
 
@@ -462,6 +462,9 @@ def build_parser(with_preprocess_flags: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true",
                    help="discard checkpoints already in --output (a run on other data, classes or model config "
                         "is refused without it)")
+    p.add_argument("--compression", choices=("uint8", "codebook", "float16", "none"), default="uint8",
+                   help="how the exported graph stores float32 tensors above 17,000 elements (the ensemble's "
+                        "options; default uint8, so a published-size NetVLAD alone stays under 1 GB)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("models", help="list the model families and presets with parameters, fp32 and uint8 sizes")
