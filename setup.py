@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "pyyaml>=6,<7",
     "tqdm>=4.66,<5",
     "matplotlib>=3.11,<3.12",  # the ensemble planner's GAP-vs-size frontier plot
+    "lightgbm>=4.7,<4.8",  # the stacking combiner (2018 2nd place: LightGBM over candidate classes)
     "tensorboard==2.21.0",
     "docker>=7.1,<8",  # kfp.local DockerRunner and `yt8m component --docker`
 ]
