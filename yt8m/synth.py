@@ -475,9 +475,10 @@ def generate(
     splits=DEFAULT_SPLITS,
     videos_per_shard: int = 500,
     progress: bool = True,
+    params: SynthParams = DEFAULT_PARAMS,
 ) -> dict:
     """Write a synthetic frame-level dataset (see the module docstring); returns ``synth.json``'s content."""
-    return _generate(out_dir, videos, classes, seed, splits, videos_per_shard, progress, DEFAULT_PARAMS)
+    return _generate(out_dir, videos, classes, seed, splits, videos_per_shard, progress, params)
 
 
 def _generate(out_dir, videos, classes, seed, splits, videos_per_shard, progress, params: SynthParams) -> dict:

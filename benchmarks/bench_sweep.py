@@ -1,0 +1,169 @@
+"""The default local run across generator settings (issue 14: defaults that hold up off the generator).
+
+    python benchmarks/bench_sweep.py [--settings NAME,...] [--config PATH] [--work-dir DIR]
+                                     [--out-dir benchmarks/results]
+
+For each generator setting below (classes 25 to 400, 2,500 to 10,000 videos, label noise, evidence
+kinds, audio-only classes) it generates a YT8M-format dataset (``yt8m.synth``; train and test splits),
+then runs the PRODUCTION path, ``yt8m run --local --data TRAIN --test-data TEST --num-classes C``
+with the default run config (or ``--config``), as a user would, and reads what the run wrote:
+
+- the published model's holdout GAP@20 (the gate's) and its TEST-split GAP@20 (``yt8m evaluate`` of
+  the Kaggle CSV the publish step wrote);
+- each member's holdout GAP@20 (``ensemble.json``);
+- the mean-pooled logistic baseline's holdout GAP@20 (the gate's first-release reference,
+  ``yt8m.baseline``, trained on the same folds);
+- the oracle: the clean labels (before label noise) scored against the noisy holdout labels, the
+  ceiling any model can reach; and each GAP as a fraction of it;
+- the wall time of the run.
+
+Writes ``sweep.json`` and ``sweep.md`` into ``--out-dir``. About 4-8 minutes per setting on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from yt8m import dataset, metrics, readers, storage, synth  # noqa: E402
+
+# name -> (videos generated (80% train, 10% validate, 10% test), classes, SynthParams overrides)
+SETTINGS = {
+    "c25-v2500": (2500, 25, {}),
+    "smoke": (500, 12, {}),  # a few seconds of data: checks this harness, not the defaults
+    "c100-v4000": (4000, 100, {}),
+    "c200-v3750-noisy": (3750, 200, {"miss_prob": 0.2, "spurious_prob": 0.2, "long_frames": (301, 400)}),
+    "c400-v5000": (5000, 400, {}),
+    "c100-v4000-audio30-nodecoys": (4000, 100, {"audio_only_fraction": 0.3, "decoys_per_video": 0.0}),
+    "c100-v10000": (10000, 100, {}),
+}
+
+
+def yt8m_cli() -> list[str]:
+    return [sys.executable, "-m", "yt8m_pipeline.cli"]
+
+
+def _run(cmd: list[str], log_path: str) -> subprocess.CompletedProcess:
+    with open(log_path, "w") as log:
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
+
+
+def _one(name: str, work: str, config: str | None) -> dict:
+    videos, classes, overrides = SETTINGS[name]
+    params = dataclasses.replace(synth.DEFAULT_PARAMS, **overrides)
+    data = os.path.join(work, name, "data")
+    synth.generate(data, videos=videos, classes=classes, seed=11, params=params, progress=False)
+    workdir = os.path.join(work, name, "run")
+    cmd = yt8m_cli() + ["run", "--local", "--data", os.path.join(data, "train", "*.tfrecord"),
+                        "--test-data", os.path.join(data, "test", "*.tfrecord"), "--num-classes", str(classes),
+                        "--workdir", workdir] + (["--config", config] if config else [])
+    started = time.time()
+    proc = _run(cmd, os.path.join(work, name, "run.stderr.log"))
+    seconds = time.time() - started
+    row = {"setting": name, "videos": videos, "classes": classes, "synth_overrides": overrides,
+           "run_seconds": round(seconds, 1), "exit_status": proc.returncode}
+    merged = glob.glob(os.path.join(workdir, "pipeline_root", "*", "*", "ensemble-op", "merged_model"))
+    gate_out = glob.glob(os.path.join(workdir, "pipeline_root", "*", "*", "gate-op", "executor_output.json"))
+    datasets = glob.glob(os.path.join(workdir, "pipeline_root", "*", "*", "preprocess-op", "dataset"))
+    if merged:
+        ens = storage.read_json(os.path.join(merged[0], "ensemble.json"))
+        row["members"] = {m["name"]: m.get("holdout_gap") for m in ens.get("members", [])}
+        row["ensemble_holdout_gap"] = ens.get("holdout_gap")
+    if gate_out:
+        gate_metrics = json.load(open(gate_out[0])).get("artifacts", {}).get("metrics", {})
+        values = gate_metrics.get("artifacts", [{}])[0].get("metadata", {}) if gate_metrics else {}
+        row["published_holdout_gap"] = values.get("gap")
+        row["logistic_holdout_gap"] = values.get("reference_gap")
+        row["gate_passed"] = bool(values.get("passed"))
+    if datasets:
+        ds = dataset.Dataset.open(datasets[0])
+        holdout = readers.read_id_labels(ds.files("video", [ds.holdout]))
+        train = readers.read_id_labels(ds.files("video", ds.fold_names))
+        ids = list(holdout)
+        labels = metrics.dense_labels([holdout[v] for v in ids], classes)
+        prior = metrics.dense_labels(list(train.values()), classes).mean(axis=0)
+        clean = synth.read_clean_labels(os.path.join(data, "oracle", "train_clean_labels.csv"))
+        row["oracle_holdout_gap"] = metrics.gap_at_k(synth.oracle_scores(ids, clean, prior), labels)
+    published = proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 and proc.stdout.strip() else ""
+    csv = os.path.join(published, "test_predictions.csv")
+    if published and os.path.exists(csv):
+        out = subprocess.run(yt8m_cli() + ["evaluate", "--predictions", csv, "--data",
+                                           os.path.join(data, "test", "*.tfrecord"), "--num-classes", str(classes),
+                                           "--json"], capture_output=True, text=True, cwd=ROOT)
+        if out.returncode == 0:
+            row["published_test_gap"] = json.loads(out.stdout)["gap"]
+    oracle = row.get("oracle_holdout_gap")
+    if oracle:
+        for key in ("published_holdout_gap", "logistic_holdout_gap"):
+            if row.get(key) is not None:
+                row[key.replace("_gap", "_fraction_of_oracle")] = row[key] / oracle
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _cell(value) -> str:
+    return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown(rows: list[dict], config: str | None) -> str:
+    members = sorted({m for r in rows for m in r.get("members", {})})
+    head = (["setting", "classes", "videos", "oracle", "logistic"] + [f"member {m}" for m in members]
+            + ["published (holdout)", "fraction of oracle", "published (test)", "run s", "gate"])
+    lines = [f"# The default local run across generator settings (benchmarks/bench_sweep.py)\n",
+             f"Run config: {config or 'the default (yt8m_pipeline/configs/local.yaml)'}; "
+             f"`yt8m run --local --data ... --num-classes C` per setting on {platform.machine()} "
+             f"({os.cpu_count()} cores). Holdout GAP@20 unless noted; oracle = clean labels vs the noisy "
+             "holdout labels; logistic = the gate's mean-pooled logistic baseline on the same folds.\n",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["setting"], r["classes"], r["videos"], r.get("oracle_holdout_gap"), r.get("logistic_holdout_gap")]
+        cells += [r.get("members", {}).get(m) for m in members]
+        cells += [r.get("published_holdout_gap"), r.get("published_holdout_fraction_of_oracle"),
+                  r.get("published_test_gap"), r["run_seconds"],
+                  "passed" if r.get("gate_passed") else f"refused / exit {r['exit_status']}"]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
+    p.add_argument("--config", help="run config (default: the packaged local config)")
+    p.add_argument("--work-dir", help="where data and runs go (default: a temporary folder, removed)")
+    p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
+    p.add_argument("--name", default="sweep", help="result file name (NAME.json, NAME.md)")
+    args = p.parse_args(argv)
+    names = [n for n in args.settings.split(",") if n]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        p.error(f"unknown setting(s) {unknown}; known: {', '.join(SETTINGS)}")
+    work = args.work_dir or tempfile.mkdtemp(prefix="yt8m-sweep-")
+    try:
+        rows = [_one(n, work, args.config) for n in names]
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:
+        json.dump({"config": args.config, "rows": rows}, f, indent=2)
+    with open(os.path.join(args.out_dir, f"{args.name}.md"), "w") as f:
+        f.write(markdown(rows, args.config))
+    print(markdown(rows, args.config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
