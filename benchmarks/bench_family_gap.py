@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from beam_jobs.preprocess import run_preprocess  # noqa: E402
-from yt8m import config, readers, synth, training  # noqa: E402
+from yt8m import config, readers, synth, train_loop, training  # noqa: E402
 from yt8m.models import registry  # noqa: E402
 from yt8m.models.frame_level import CPU_TRAINING  # noqa: E402
 
@@ -99,7 +99,7 @@ def train_and_score(raw: dict, dataset_dir: str, classes: int, folds: int) -> di
     level = registry.get_family(cfg.family).input_level
     train_files = training.split_files(dataset_dir, level, [f"fold-{k}" for k in range(folds)])
     started = time.time()
-    model = training.fit(cfg, train_files, classes, cfg.name)
+    model = train_loop.fit(cfg, train_files, classes, cfg.name)
     trained = time.time()
     _, scores, labels = training.predict(model, level, training.split_files(dataset_dir, level, ["holdout"]),
                                          classes, cfg.training)

@@ -1,13 +1,18 @@
-"""Benchmark: the training reader vs a plain per-record tf.data parse of the same files.
+"""Benchmark: the readers, the training path included, vs a plain per-record tf.data parse of the same files.
 
-Both read the same generated YT8M-format frame-level shards, in one run, best of N
-passes. The plain baseline is what a tf.data tutorial writes: ``TFRecordDataset ->
-map(parse_single_sequence_example) -> decode_raw -> cast/dequantize -> padded_batch``.
-The reader is ``yt8m.readers.frame_level_dataset`` (batched parse, validation with named
-errors, dequantize, truncate/pad to 300 frames, multi-hot labels), in its evaluation mode
-(every frame) and its training mode (shuffle + 300 frames sampled with replacement).
+All read the same generated YT8M-format frame-level shards, in one run, best of N passes
+(round-robin), each pipeline on ``--threads`` tf.data threads (default 1: the cost per thread,
+whatever else the machine runs). The plain baseline is what a tf.data tutorial writes:
+``TFRecordDataset -> map(parse_single_sequence_example) -> decode_raw -> cast/dequantize ->
+padded_batch``. The yt8m candidates are the readers the code runs:
+``readers.frame_level_dataset`` in evaluation mode (every frame, file order) and
+``readers.training_batches``, what ``Trainer.fit`` reads (shuffled files and records, per-record
+parse and checks, frames chosen before decoding, multi-hot labels, full batches): a frame-level
+family with every frame (``max_frames`` 300) and with 300 frames sampled with replacement (more
+frames decoded than the videos hold: ~165 here), and a video-level family on frame-level data
+(the frames' means, as the serving graph computes them).
 
-    python benchmarks/bench_reader.py [--videos 1500 --out benchmarks/results/reader.json]
+    python benchmarks/bench_reader.py [--videos 1500 --threads 1 --out benchmarks/results/reader.json]
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 
 import tensorflow as tf
 
-from yt8m import readers, schema, storage, synth
+from yt8m import config, readers, schema, storage, synth
 
 
 def plain_tf_data(files, batch_size):
@@ -38,10 +43,29 @@ def plain_tf_data(files, batch_size):
             .prefetch(tf.data.AUTOTUNE))
 
 
+def with_threads(dataset, threads: int):
+    """``dataset`` on a private pool of ``threads`` threads (0: tf.data's shared pool)."""
+    if not threads:
+        return dataset
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    return dataset.with_options(options)
+
+
+def training_path(files, classes: int, batch_size: int, videos: int, family: str, **training_fields):
+    """``readers.training_batches`` as ``Trainer.fit`` calls it for ``family``: one epoch of full batches."""
+    cfg = config.model_config_from_dict({"name": "bench", "family": family,
+                                         "training": {"batch_size": batch_size, **training_fields}})
+    level = "video" if family in ("logistic", "moe") else "frame"
+    return readers.training_batches(files, "frame", level, classes, cfg.training, batches=videos // batch_size,
+                                    records=videos)
+
+
 def timed_pass(dataset) -> tuple[float, int]:
     start, videos = time.perf_counter(), 0
-    for features in dataset:
-        videos += int(tf.shape((features[0] if isinstance(features, tuple) else features)["rgb"])[0])
+    for element in dataset:
+        features = element[0] if isinstance(element, tuple) else element
+        videos += int(tf.shape(features["rgb" if "rgb" in features else "mean_rgb"])[0])
     return time.perf_counter() - start, videos
 
 
@@ -51,6 +75,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=3862)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="tf.data threads per pipeline (0: shared pool)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "reader.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,26 +83,31 @@ def main() -> None:
                        progress=False)
         files = storage.expand_pattern(os.path.join(tmp, "train", "*.tfrecord"))
         megabytes = sum(os.path.getsize(f) for f in files) / 1e6
+        batch = args.batch_size
         candidates = {
-            "plain tf.data parse (baseline)": lambda: plain_tf_data(files, args.batch_size),
-            "yt8m reader, evaluation (all frames)": lambda: readers.frame_level_dataset(
-                files, args.classes, args.batch_size),
-            "yt8m reader, training (shuffle, 300 sampled frames)": lambda: readers.frame_level_dataset(
-                files, args.classes, args.batch_size, training=True, num_samples=300, seed=0),
+            "plain tf.data parse (baseline)": lambda: plain_tf_data(files, batch),
+            "yt8m reader, evaluation (all frames)": lambda: readers.frame_level_dataset(files, args.classes, batch),
+            "yt8m training path, frame-level (all frames)": lambda: training_path(
+                files, args.classes, batch, args.videos, "dbof"),
+            "yt8m training path, frame-level (300 sampled frames)": lambda: training_path(
+                files, args.classes, batch, args.videos, "dbof", num_samples=300),
+            "yt8m training path, video-level family (frame means)": lambda: training_path(
+                files, args.classes, batch, args.videos, "moe"),
         }
         for make in candidates.values():
-            timed_pass(make())  # warm-up: graph tracing and page cache
+            timed_pass(with_threads(make(), args.threads))  # warm-up: graph tracing and page cache
         best = {name: float("inf") for name in candidates}
         for _ in range(args.passes):  # round-robin, so a busy moment slows every candidate alike
             for name, make in candidates.items():
-                best[name] = min(best[name], timed_pass(make())[0])
-        results = {name: {"seconds": round(sec, 3), "videos_per_s": round(args.videos / sec, 1),
-                          "mb_per_s": round(megabytes / sec, 1)} for name, sec in best.items()}
+                seconds, seen = timed_pass(with_threads(make(), args.threads))
+                best[name] = min(best[name], seconds / seen)  # training drops the last partial batch
+        results = {name: {"seconds": round(sec * args.videos, 3), "videos_per_s": round(1 / sec, 1),
+                          "mb_per_s": round(megabytes / args.videos / sec, 1)} for name, sec in best.items()}
     base = results["plain tf.data parse (baseline)"]["seconds"]
     for r in results.values():
         r["speed_vs_baseline"] = round(base / r["seconds"], 2)
     report = {"videos": args.videos, "megabytes": round(megabytes, 1), "batch_size": args.batch_size,
-              "passes": args.passes, "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+              "passes": args.passes, "threads": args.threads, "cpus": os.cpu_count(), "tensorflow": tf.__version__,
               "python": platform.python_version(), "results": results}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

@@ -17,14 +17,14 @@ def train_op(model_config: dict, fold: int, dataset: Input[Dataset], top_k: int,
     """Train ``model_config`` on every fold but ``fold``; predict ``fold`` (top-k by video id) + its metrics."""
     import logging
 
-    from yt8m import config, training
+    from yt8m import config, kfold
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config.model_config_from_dict(model_config)
     # The dataset is read through its dataset.json (training.open_dataset); the metadata must agree with it.
-    result = training.train_fold(cfg, dataset.path, oof_predictions.path,
-                                 num_classes=dataset.metadata.get("num_classes"), folds=dataset.metadata.get("folds"),
-                                 fold=int(fold), top_k=top_k)
+    result = kfold.train_fold(cfg, dataset.path, oof_predictions.path,
+                              num_classes=dataset.metadata.get("num_classes"), folds=dataset.metadata.get("folds"),
+                              fold=int(fold), top_k=top_k)
     # The config and fold live here (and in fold_metrics.json): a task's display name cannot hold a loop item.
     oof_predictions.metadata.update({"name": cfg.name, "family": cfg.family, "fold": int(fold),
                                      "config_hash": config.config_hash(cfg),
@@ -40,13 +40,13 @@ def train_final_op(model_config: dict, dataset: Input[Dataset], collected_folds:
     """Gather this config's out-of-fold predictions, train the final member on all folds, export it."""
     import logging
 
-    from yt8m import config, training
+    from yt8m import config, kfold
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config.model_config_from_dict(model_config)
-    result = training.train_final(cfg, dataset.path, model.path, num_classes=dataset.metadata.get("num_classes"),
-                                  folds=dataset.metadata.get("folds"),
-                                  fold_dirs=training.member_fold_dirs(collected_folds.path, cfg.name), top_k=top_k)
+    result = kfold.train_final(cfg, dataset.path, model.path, num_classes=dataset.metadata.get("num_classes"),
+                               folds=dataset.metadata.get("folds"),
+                               fold_dirs=kfold.member_fold_dirs(collected_folds.path, cfg.name), top_k=top_k)
     folds = result["folds"]
     model.metadata.update({"name": cfg.name, "family": cfg.family, "preset": cfg.preset,
                            "config_hash": config.config_hash(cfg),

@@ -44,23 +44,34 @@ def test_halves_and_reverse_keep_the_valid_frames_and_set_num_frames():
                 np.testing.assert_array_equal(out_audio[b, :, 0], out_rgb[b, :, 0] * 10)
 
 
-def test_frame_augment_probabilities_zero_one():
-    rgb, audio, n = _indexed_frames(NUM_FRAMES)
-    same = augment.frame_augment(rgb, audio, n, 0.0, 0.0)
-    assert same[0] is rgb and same[2] is n
-    out_rgb, _, out_n = augment.frame_augment(rgb, audio, n, 0.0, 1.0)  # always reversed, full length
-    for b, k in enumerate(NUM_FRAMES):
-        assert int(out_n[b]) == k and _frame_ids(out_rgb[b], k) == list(range(k, 0, -1))
+def _indices(k, **recipe):
+    return augment.frame_indices(tf.constant(k), **recipe).numpy().tolist()
+
+
+def test_frame_indices_probabilities_zero_one():
+    for k in NUM_FRAMES:
+        assert _indices(k) == list(range(k))  # no recipe: every frame, in order
+        assert _indices(k, reverse_prob=1.0) == list(range(k - 1, -1, -1))  # always reversed, full length
     seen = set()
     for seed in range(8):
-        out_rgb, _, out_n = augment.frame_augment(rgb, audio, n, 1.0, 0.0, seed=seed)  # always a half
-        for b, k in enumerate(NUM_FRAMES):
-            got = _frame_ids(out_rgb[b], int(out_n[b]))
-            first, second = list(range(1, (k + 1) // 2 + 1)), list(range(k // 2 + 1, k + 1))
+        for k in NUM_FRAMES:
+            got = _indices(k, half_prob=1.0, seed=seed)  # always a half
+            first, second = list(range((k + 1) // 2)), list(range(k // 2, k))
             assert got in (first, second)
             if k > 2:
                 seen.add(got == first)
     assert seen == {True, False}, "both halves should occur"
+
+
+def test_frame_indices_sample_with_replacement_within_the_half_in_temporal_or_reversed_order():
+    k, samples = 9, 40
+    for seed in range(6):
+        forward = _indices(k, num_samples=samples, seed=seed)
+        assert len(forward) == samples and forward == sorted(forward) and set(forward) <= set(range(k))
+        assert len(set(forward)) > 1
+        half = _indices(k, half_prob=1.0, reverse_prob=1.0, num_samples=samples, seed=seed)
+        assert len(half) == samples and half == sorted(half, reverse=True)
+        assert set(half) <= set(range(5)) or set(half) <= set(range(4, 9))
 
 
 def test_tta_variants_order_and_shapes():

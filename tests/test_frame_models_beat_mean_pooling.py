@@ -73,7 +73,7 @@ def test_rnn_max_state_pools_the_top_layer_outputs():
 @pytest.mark.slow
 def test_netvlad_and_gru_beat_the_mean_pooled_logistic_baseline_on_holdout_gap(tmp_path):
     from beam_jobs.preprocess import run_preprocess
-    from yt8m import config, synth, training
+    from yt8m import config, synth, train_loop, training
 
     started = time.time()
     synth.generate(str(tmp_path / "synth"), videos=VIDEOS, classes=CLASSES, seed=SEED, splits=(("train", 1.0),),
@@ -87,7 +87,7 @@ def test_netvlad_and_gru_beat_the_mean_pooled_logistic_baseline_on_holdout_gap(t
         cfg = config.model_config_from_dict({"name": f"{family}-{preset}", "family": family, "preset": preset,
                                              "training": {**t, "seed": TRAIN_SEED}})
         level = registry.get_family(family).input_level
-        model = training.fit(cfg, training.split_files(dataset, level, folds), CLASSES, cfg.name)
+        model = train_loop.fit(cfg, training.split_files(dataset, level, folds), CLASSES, cfg.name)
         _, scores, labels = training.predict(model, level, training.split_files(dataset, level, ["holdout"]),
                                              CLASSES, cfg.training)
         return float(training.evaluate(scores, labels)["gap"])

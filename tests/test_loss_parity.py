@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m import augment, distill, schema, training
+from yt8m import augment, distill, schema, train_loop
 from yt8m import config as config_lib
 from yt8m.models import registry
 
@@ -130,11 +130,9 @@ def test_model_l2_is_slims_half_sum_of_squares(family, overrides, head):
 
 
 def test_adam_is_tf1s_with_willows_clip_norm():
-    trainer = training.Trainer(_cfg("moe"), C)
+    trainer = train_loop.Trainer(_cfg("moe"), C)
     assert trainer.optimizer.epsilon == pytest.approx(1e-8)
     assert trainer.optimizer.clipnorm == pytest.approx(1.0)
-    compiled = training.build_compiled_model(_cfg("moe"), C)
-    assert compiled.optimizer.epsilon == pytest.approx(1e-8)
 
 
 # ------------------------------------------------------------------------------------- the train step
@@ -149,7 +147,7 @@ def test_train_step_loss_equals_the_reference(family, overrides, head, recipe):
     level = registry.get_family(family).input_level
     rng = np.random.default_rng(2)
     weight = 0.7
-    trainer = training.Trainer(_cfg(family, overrides, **({"distill_weight": weight} if recipe == "distill" else {})),
+    trainer = train_loop.Trainer(_cfg(family, overrides, **({"distill_weight": weight} if recipe == "distill" else {})),
                                C)
     features, labels = _features(level, rng), _labels(rng)
     targets = {"labels": labels}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from yt8m import checkpoints, config as config_lib, synth, training, writers
+from yt8m import checkpoints, config as config_lib, synth, train_loop, writers
 
 NUM_CLASSES = 20
 
@@ -89,10 +89,10 @@ def test_an_interrupted_run_resumed_equals_the_uninterrupted_run(tmp_path, monke
         "epochs": 3, "batch_size": 8, "learning_rate": 0.01, "checkpoint_every_steps": 4, "ema_halflife": 3,
         "ema_start_step": 2, "lr_decay_examples": 40, "lr_decay": 0.5}})
 
-    straight = training.Trainer(cfg, NUM_CLASSES, str(tmp_path / "straight"))
+    straight = train_loop.Trainer(cfg, NUM_CLASSES, str(tmp_path / "straight"))
     straight.fit([data])
 
-    interrupted = training.Trainer(cfg, NUM_CLASSES, str(tmp_path / "resumed"))
+    interrupted = train_loop.Trainer(cfg, NUM_CLASSES, str(tmp_path / "resumed"))
     original = interrupted._make_train_step()
     calls = {"n": 0}
 
@@ -107,7 +107,7 @@ def test_an_interrupted_run_resumed_equals_the_uninterrupted_run(tmp_path, monke
         interrupted.fit([data])
     assert checkpoints.latest_step(str(tmp_path / "resumed")) == 4
 
-    resumed = training.Trainer(cfg, NUM_CLASSES, str(tmp_path / "resumed"))
+    resumed = train_loop.Trainer(cfg, NUM_CLASSES, str(tmp_path / "resumed"))
     summary = resumed.fit([data])
     assert summary["resumed_from_step"] == 4 and summary["steps"] == summary["total_steps"] == 15
     assert int(resumed.optimizer.iterations.numpy()) == 15
@@ -157,8 +157,18 @@ def test_train_into_an_output_of_another_run_is_refused_unless_restart(tmp_path,
 def test_more_epochs_on_the_same_run_still_resume(tmp_path):
     data = _video_level_file(tmp_path / "a.tfrecord", 1)
     cfg = config_lib.model_config_from_dict({"name": "m", "family": "moe", "training": {"epochs": 1, "batch_size": 8}})
-    training.Trainer(cfg, NUM_CLASSES, str(tmp_path / "ck")).fit([data])
+    train_loop.Trainer(cfg, NUM_CLASSES, str(tmp_path / "ck")).fit([data])
     longer = config_lib.model_config_from_dict({"name": "m", "family": "moe",
                                                 "training": {"epochs": 2, "batch_size": 8}})
-    summary = training.Trainer(longer, NUM_CLASSES, str(tmp_path / "ck")).fit([data])
+    summary = train_loop.Trainer(longer, NUM_CLASSES, str(tmp_path / "ck")).fit([data])
     assert summary["resumed_from_step"] == 3 and summary["steps"] == 6
+
+
+def test_more_examples_to_see_on_the_same_run_still_resume(tmp_path):
+    data = _video_level_file(tmp_path / "a.tfrecord", 1)  # 24 videos: 3 steps per epoch
+    seen = {"name": "m", "family": "moe", "training": {"batch_size": 8, "examples_to_see": 40}}
+    first = train_loop.Trainer(config_lib.model_config_from_dict(seen), NUM_CLASSES, str(tmp_path / "ck")).fit([data])
+    assert first["steps"] == 5 and first["epochs"] == 2
+    seen["training"]["examples_to_see"] = 100
+    summary = train_loop.Trainer(config_lib.model_config_from_dict(seen), NUM_CLASSES, str(tmp_path / "ck")).fit([data])
+    assert summary["resumed_from_step"] == 5 and summary["trained_steps"] == 8 and summary["steps"] == 13

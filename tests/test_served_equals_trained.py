@@ -2,7 +2,7 @@
 
 The real path end to end, on a real preprocessed dataset: synthetic frame-level videos (``yt8m.synth``,
 plus videos of 1-3 frames and of more than 300 frames) -> the Beam + tensorflow-transform job
-(``run_preprocess``) -> ``training.train_member`` (the pipeline's fold and final-member library path,
+(``run_preprocess``) -> ``kfold.train_member`` (the pipeline's fold and final-member library path,
 reading the dataset through ``Dataset.open``) -> the exported member (``saved_model/``, the serving graph
 that takes serialized raw SequenceExamples) and a merged two-member graph (``export``, as the ensembler
 builds it). The served scores of the holdout's RAW frame-level records must equal, to 1e-5:
@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 
 from yt8m import config as config_lib
-from yt8m import export, folds, predictions, readers, schema, scoring, synth, training, writers
+from yt8m import export, folds, kfold, predictions, readers, schema, scoring, synth, writers
 from yt8m.dataset import Dataset
 from yt8m_pipeline.beam_jobs.preprocess import run_preprocess
 
@@ -60,7 +60,7 @@ def dataset(tmp_path_factory):
                             [writers.frame_level_example(*v).SerializeToString() for v in extra])
     out = str(root / "dataset")
     run_preprocess(f"{raw}/train/*.tfrecord,{raw}/extra/*.tfrecord", out, CLASSES, FOLDS, HOLDOUT, runner="local",
-                   write_report=False)
+                   write_report=False, standardized_features=True)  # also mean_rgb_z / mean_audio_z
     return Dataset.open(out)
 
 
@@ -83,7 +83,8 @@ def test_holdout_has_short_and_long_videos(dataset):
 
 def test_serving_video_features_are_the_transform_means_bit_for_bit(dataset):
     """The serving graph's video-level features (the dataset's transform_fn applied to raw records) ARE the
-    video shards' features, bit for bit, long videos included; the in-graph fallback (``video_features``,
+    video shards' features (the means and their z-scores), bit for bit, long videos included; the in-graph
+    fallback (``readers.frame_means``,
     no transform at hand) applies the same first-300-frames rule (equal to float32 rounding)."""
     from yt8m.models import registry
 
@@ -94,16 +95,19 @@ def test_serving_video_features_are_the_transform_means_bit_for_bit(dataset):
     served = export.ServingModule([member], transform_dir=dataset.transform_path)._transformed_video_features(
         serialized)
     _, rgb, audio, num_frames, _ = readers.decode_frame_batch(serialized)
-    fallback = export.video_features(rgb, audio, num_frames)
+    fallback = readers.frame_means(rgb, audio, num_frames)
     shards = {}
     for raw in tf.data.TFRecordDataset(dataset.files("video", [dataset.holdout])).as_numpy_iterator():
         feature = tf.train.Example.FromString(raw).features.feature
         shards[feature["id"].bytes_list.value[0].decode()] = {
-            k: np.asarray(feature[k].float_list.value, np.float32) for k in ("mean_rgb", "mean_audio")}
+            k: np.asarray(feature[k].float_list.value, np.float32)
+            for k in ("mean_rgb", "mean_audio", "mean_rgb_z", "mean_audio_z")}
     assert sorted(shards) == sorted(ids)
     for i, vid in enumerate(ids):
         for key in ("mean_rgb", "mean_audio"):
-            np.testing.assert_array_equal(served[key][i].numpy(), shards[vid][key], err_msg=f"{vid} {key}")
+            np.testing.assert_array_equal(served["mean"][key][i].numpy(), shards[vid][key], err_msg=f"{vid} {key}")
+            np.testing.assert_array_equal(served["standardized"][key][i].numpy(), shards[vid][f"{key}_z"],
+                                          err_msg=f"{vid} {key}_z")
             np.testing.assert_allclose(fallback[key][i].numpy(), shards[vid][key], atol=1e-6, rtol=0,
                                        err_msg=f"{vid} {key}")
     long_video = next(v for v in ids if frames[v] > 300)  # the first 300 frames, not all of them
@@ -112,12 +116,19 @@ def test_serving_video_features_are_the_transform_means_bit_for_bit(dataset):
     assert np.abs(schema.dequantize(q).mean(0, dtype=np.float64) - shards[long_video]["mean_rgb"]).max() > 1e-4
 
 
-def _config(family):
+# Members: (family, training.video_features); the standardized one trains on the z-scored means.
+MEMBERS = {"logistic": ("logistic", "mean"), "dbof": ("dbof", "mean"), "logistic-z": ("logistic", "standardized")}
+
+
+def _config(name):
+    family, video_features = MEMBERS[name]
     training_fields = {"epochs": 2, "batch_size": 32, "eval_batch_size": 48, "learning_rate": 0.01,
                        "checkpoint_every_steps": 1000}
+    if video_features != "mean":
+        training_fields["video_features"] = video_features
     if family == "dbof":
         training_fields["num_samples"] = 30
-    return config_lib.model_config_from_dict({"name": f"served-{family}", "family": family, "preset": "small",
+    return config_lib.model_config_from_dict({"name": f"served-{name}", "family": family, "preset": "small",
                                               "training": training_fields})
 
 
@@ -126,7 +137,7 @@ def _features_training_saw(ds, model, level, t):
     shards (video-level) or the reader's frames (frame-level), in file order."""
     files = ds.files(level, [ds.holdout])
     ids, scores = [], []
-    for features, _ in training.eval_input(files, level, level, ds.num_classes, t):
+    for features, _ in readers.evaluation_batches(files, level, level, ds.num_classes, t):
         ids += [v.decode() for v in features.pop("video_id").numpy()]
         scores.append(model(features, training=False).numpy())
     return ids, np.concatenate(scores)
@@ -135,17 +146,17 @@ def _features_training_saw(ds, model, level, t):
 @pytest.fixture(scope="module")
 def members(dataset, tmp_path_factory):
     out = {}
-    for family in ("logistic", "dbof"):
-        cfg = _config(family)
-        member_dir = str(tmp_path_factory.mktemp(family))
-        training.train_member(cfg, dataset.path, member_dir)  # classes and folds from dataset.json
-        out[family] = (cfg, member_dir)
+    for name in MEMBERS:
+        cfg = _config(name)
+        member_dir = str(tmp_path_factory.mktemp(name))
+        kfold.train_member(cfg, dataset.path, member_dir)  # classes and folds from dataset.json
+        out[name] = (cfg, member_dir)
     return out
 
 
-@pytest.mark.parametrize("family", ["logistic", "dbof"])
-def test_served_scores_on_raw_records_equal_training_scores(dataset, members, family):
-    cfg, member_dir = members[family]
+@pytest.mark.parametrize("name", list(MEMBERS))
+def test_served_scores_on_raw_records_equal_training_scores(dataset, members, name):
+    cfg, member_dir = members[name]
     member = export.member_from_weights(cfg.name, config_lib.to_dict(cfg),
                                         os.path.join(member_dir, "model.weights.h5"), CLASSES)
     # Served: the member's SavedModel on the holdout's RAW frame-level files (the gate's fresh-process scorer).
@@ -165,8 +176,8 @@ def test_served_scores_on_raw_records_equal_training_scores(dataset, members, fa
 
 def test_merged_graph_serves_the_average_of_the_members_training_scores(dataset, members, tmp_path):
     loaded, trained = [], []
-    for family in ("logistic", "dbof"):
-        cfg, member_dir = members[family]
+    for name in MEMBERS:
+        cfg, member_dir = members[name]
         loaded.append(export.member_from_weights(cfg.name, config_lib.to_dict(cfg),
                                                  os.path.join(member_dir, "model.weights.h5"), CLASSES))
         hold = predictions.load_topk(os.path.join(member_dir, "holdout_predictions.npz"))
@@ -174,7 +185,18 @@ def test_merged_graph_serves_the_average_of_the_members_training_scores(dataset,
                                 predictions.densify_topk(hold["classes"], hold["scores"], CLASSES))))
     merged = str(tmp_path / "merged")
     # Unquantized (exactly the members' arithmetic), with the dataset's transform as the ensembler builds it.
-    export.export_serving_model(loaded, merged, [0.5, 0.5], transform_dir=dataset.transform_path)
+    export.export_serving_model(loaded, merged, [0.5, 0.25, 0.25], transform_dir=dataset.transform_path)
     ids, served, _ = scoring.score_files(merged, dataset.files("frame", [dataset.holdout]))
-    expected = np.stack([0.5 * trained[0][v] + 0.5 * trained[1][v] for v in ids])
+    expected = np.stack([0.5 * trained[0][v] + 0.25 * trained[1][v] + 0.25 * trained[2][v] for v in ids])
     np.testing.assert_allclose(served, expected, atol=1e-5, rtol=0)
+
+
+def test_a_standardized_member_needs_the_datasets_transform_fn():
+    """Its z-scores exist only as the transform_fn's outputs: an export without it is refused, not served means."""
+    from yt8m.models import registry
+
+    cfg = _config("logistic-z")
+    member = export.Member(cfg.name, registry.build_model("logistic", CLASSES, "small"), "video",
+                           config_lib.to_dict(cfg))
+    with pytest.raises(ValueError, match="served-logistic-z train on standardized video features"):
+        export.ServingModule([member])

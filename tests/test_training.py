@@ -11,7 +11,8 @@ import yaml
 
 from tests.helpers import random_video, write_videos
 from yt8m import config as config_lib
-from yt8m import dataset, distill, export, metrics, predictions, readers, training, writers
+from yt8m import dataset, distill, export, kfold, metrics, model_setup, predictions, readers, train_loop, training
+from yt8m import writers
 from yt8m.models import registry
 from yt8m_pipeline import cli
 
@@ -41,6 +42,10 @@ def _cfg(family="moe", **training_fields):
     ("dbof", {"reverse_prob": 2.0}, "training.reverse_prob: must be in [0, 1]"),
     ("dbof", {"mixup_prob": 0.5}, "training.mixup_prob: mixup is for video-level inputs, but family 'dbof'"),
     ("dbof", {"ema_half_life": 10}, "unknown field(s) ema_half_life"),
+    ("moe", {"examples_to_see": -5}, "training.examples_to_see: must be >= 0, got -5"),
+    ("moe", {"examples_to_see": "many"}, "training.examples_to_see: expected int"),
+    ("moe", {"video_features": "zscore"}, "training.video_features: must be 'mean' or 'standardized', got 'zscore'"),
+    ("dbof", {"video_features": "standardized"}, "training.video_features: a video-level input, but family 'dbof'"),
 ])
 def test_new_training_fields_are_validated_with_the_field_named(family, fields, message):
     with pytest.raises(config_lib.ConfigError) as info:
@@ -84,7 +89,7 @@ def _serialized_videos(rng, count=5, max_len=20):
 def _in_memory(model, level, serialized, max_frames):
     _, rgb, audio, num_frames, _ = readers.decode_frame_batch(tf.constant(serialized), max_frames)
     inputs = ({"rgb": rgb, "audio": audio, "num_frames": num_frames} if level == "frame"
-              else training._mean_pool({"rgb": rgb, "audio": audio, "num_frames": num_frames}))
+              else readers.frame_means(rgb, audio, num_frames))
     return model(inputs, training=False).numpy()
 
 
@@ -92,7 +97,7 @@ def _in_memory(model, level, serialized, max_frames):
 def test_ema_follows_its_recurrence_and_is_what_is_evaluated_and_served(tmp_path, family):
     halflife, start, steps = 3.0, 2, 6
     cfg = _cfg(family, ema_halflife=halflife, ema_start_step=start, learning_rate=0.05)
-    trainer = training.Trainer(cfg, NUM_CLASSES)
+    trainer = train_loop.Trainer(cfg, NUM_CLASSES)
     level = trainer.family.input_level
     rng = np.random.default_rng(0)
     expected = trainer.raw_weights()
@@ -124,7 +129,7 @@ def test_ema_follows_its_recurrence_and_is_what_is_evaluated_and_served(tmp_path
 
 
 def test_without_ema_the_trained_model_is_the_inference_model():
-    trainer = training.Trainer(_cfg("logistic"), NUM_CLASSES)
+    trainer = train_loop.Trainer(_cfg("logistic"), NUM_CLASSES)
     assert trainer.inference_model() is trainer.model and trainer.ema == []
 
 
@@ -147,7 +152,7 @@ def test_distillation_loss_equals_the_formula_on_a_hand_case():
                     + 0.4 * np.log(0.5) + 0.6 * np.log(0.5)) \
         + 0.5 * -(np.log(0.7) + np.log(0.8) + np.log(0.5))
     np.testing.assert_allclose(distill.distillation_loss(labels, teacher, probs, 0.5).numpy()[0], first, rtol=1e-4)
-    trainer = training.Trainer(_cfg("logistic", distill_weight=0.8), 3)
+    trainer = train_loop.Trainer(_cfg("logistic", distill_weight=0.8), 3)
     np.testing.assert_allclose(trainer.per_example_loss({"labels": labels, "teacher": teacher}, probs).numpy(),
                                0.8 * _bce(teacher, probs) + 0.2 * _bce(labels, probs), rtol=1e-5)
     np.testing.assert_allclose(trainer.per_example_loss({"labels": labels}, probs).numpy(), _bce(labels, probs),
@@ -190,9 +195,9 @@ def test_training_batches_carry_teacher_scores_by_id_and_valid_frames(tmp_path):
     length_of = {v[0]: v[2].shape[0] for v in videos}
     cfg = _cfg("dbof", teacher_predictions="teacher.npz", batch_size=24, max_frames=16, half_video_prob=1.0,
                reverse_prob=0.5)
-    teacher = training._load_teacher(cfg.training, str(tmp_path / "data"), NUM_CLASSES)
-    ds = training.train_input([data], "frame", "frame", NUM_CLASSES, cfg.training, steps=1, teacher=teacher,
-                              records=24, include_ids=True)
+    teacher = training.load_teacher(cfg.training, str(tmp_path / "data"), NUM_CLASSES)
+    ds = readers.training_batches([data], "frame", "frame", NUM_CLASSES, cfg.training, batches=1, teacher=teacher,
+                                   records=24, include_ids=True)
     (features, targets), = list(ds)
     assert features["rgb"].shape == (24, 16, 1024)
     for row, vid in enumerate(v.decode() for v in features["video_id"].numpy()):
@@ -211,18 +216,18 @@ def test_video_family_on_frame_data_is_mean_pooled_and_mixup_keeps_targets_consi
     videos = [random_video(rng, f"v{i}", int(rng.integers(2, 9)), NUM_CLASSES) for i in range(16)]
     data = str(tmp_path / "train.tfrecord")
     write_videos(data, videos)
-    assert training.detect_format([data]) == "frame"
+    assert readers.detect_format([data]) == "frame"
     cfg = _cfg("moe", batch_size=16)
-    (features, targets), = list(training.train_input([data], "frame", "video", NUM_CLASSES, cfg.training, steps=1,
-                                                     records=16, include_ids=True))
+    (features, targets), = list(readers.training_batches([data], "frame", "video", NUM_CLASSES, cfg.training, batches=1,
+                                                          records=16, include_ids=True))
     ids = [v.decode() for v in features["video_id"].numpy()]
     _, rgb, audio, n, _ = readers.decode_frame_batch(tf.constant(
         [writers.frame_level_example(*videos[int(i[1:])]).SerializeToString() for i in ids]))
-    expected = training._mean_pool({"rgb": rgb, "audio": audio, "num_frames": n})
+    expected = readers.frame_means(rgb, audio, n)
     np.testing.assert_allclose(features["mean_rgb"], expected["mean_rgb"], atol=1e-6)
     mixed_cfg = _cfg("moe", batch_size=16, mixup_prob=1.0)
-    (features, targets), = list(training.train_input([data], "frame", "video", NUM_CLASSES, mixed_cfg.training,
-                                                     steps=1, records=16))
+    (features, targets), = list(readers.training_batches([data], "frame", "video", NUM_CLASSES, mixed_cfg.training,
+                                                          batches=1, records=16))
     sums = targets["labels"].numpy().sum(axis=1)
     assert ((sums % 1) > 1e-3).any(), "mixup should produce soft labels"
 
@@ -255,7 +260,7 @@ def test_train_member_writes_the_member_files_and_cleans_its_checkpoints(tmp_pat
     _write_layout(root, np.random.default_rng(3))
     out = str(tmp_path / "member")
     cfg = _cfg("moe", epochs=2, batch_size=8, ema_halflife=2, checkpoint_every_steps=2)
-    result = training.train_member(cfg, root, out, NUM_CLASSES, folds=2)
+    result = kfold.train_member(cfg, root, out, NUM_CLASSES, folds=2)
     for name in ("oof_predictions.npz", "holdout_predictions.npz", "model.weights.h5", "model_config.yaml",
                  "metrics.json", "saved_model/saved_model.pb"):
         assert os.path.exists(os.path.join(out, name)), name
@@ -282,17 +287,17 @@ def test_fold_tasks_collected_then_final_member_is_the_member_the_pipeline_publi
     fold_dirs = []
     for k in (1, 0):  # any order: tasks finish when they finish
         fold_dirs.append(str(tmp_path / f"fold-task-{k}"))
-        info = training.train_fold(cfg, root, fold_dirs[-1], NUM_CLASSES, folds=2, fold=k)
+        info = kfold.train_fold(cfg, root, fold_dirs[-1], NUM_CLASSES, folds=2, fold=k)
         assert info["name"] == cfg.name and info["fold"] == k and info["held_out"] == f"fold-{k}"
-        oof = predictions.load_topk(os.path.join(fold_dirs[-1], training.OOF_FILE))
+        oof = predictions.load_topk(os.path.join(fold_dirs[-1], kfold.OOF_FILE))
         assert sorted(oof["video_ids"]) == sorted(f"fold-{k}-{i}" for i in range(12))  # only its held-out fold
         assert not os.path.exists(os.path.join(fold_dirs[-1], "checkpoints"))
     collected = str(tmp_path / "collected")
-    assert training.collect_folds(fold_dirs, collected) == {cfg.name: [0, 1]}
-    member_folds = training.member_fold_dirs(collected, cfg.name)
-    assert member_folds == [training.collected_fold_dir(collected, cfg.name, k) for k in (0, 1)]
+    assert kfold.collect_folds(fold_dirs, collected) == {cfg.name: [0, 1]}
+    member_folds = kfold.member_fold_dirs(collected, cfg.name)
+    assert member_folds == [kfold.collected_fold_dir(collected, cfg.name, k) for k in (0, 1)]
     out = str(tmp_path / "member")
-    result = training.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=member_folds)
+    result = kfold.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=member_folds)
     for name in ("oof_predictions.npz", "holdout_predictions.npz", "model.weights.h5", "model_config.yaml",
                  "metrics.json", "saved_model/saved_model.pb"):
         assert os.path.exists(os.path.join(out, name)), name
@@ -317,28 +322,58 @@ def test_final_member_refuses_missing_duplicate_or_foreign_folds_before_training
             f.write(b"not a tfrecord")
     cfg = _cfg("moe", epochs=1, batch_size=8)
     fold0 = str(tmp_path / "f0")
-    training.train_fold(cfg, root, fold0, NUM_CLASSES, folds=2, fold=0)
+    kfold.train_fold(cfg, root, fold0, NUM_CLASSES, folds=2, fold=0)
     assert training.split_files(root, "video", ["fold-*"]) == [
         os.path.join(root, "video", f"fold-{k}", "part-00000-of-00001.tfrecord") for k in (0, 1)]
     with pytest.raises(dataset.DatasetError, match="folds is 2, but 3 was given"):
-        training.train_fold(cfg, root, str(tmp_path / "f3"), NUM_CLASSES, folds=3, fold=0)
+        kfold.train_fold(cfg, root, str(tmp_path / "f3"), NUM_CLASSES, folds=3, fold=0)
     with pytest.raises(dataset.DatasetError, match="num_classes is 12, but 7 was given"):
-        training.train_final(cfg, root, str(tmp_path / "f3"), 7, folds=2, fold_dirs=[fold0])
+        kfold.train_final(cfg, root, str(tmp_path / "f3"), 7, folds=2, fold_dirs=[fold0])
     with pytest.raises(dataset.DatasetError, match="dataset.json: not found"):
-        training.train_fold(cfg, str(tmp_path / "nothing"), str(tmp_path / "f3"), None, None, fold=0)
+        kfold.train_fold(cfg, str(tmp_path / "nothing"), str(tmp_path / "f3"), None, None, fold=0)
     out = str(tmp_path / "member")
     with pytest.raises(ValueError, match=r"folds 0..1 once each, got \[0\] \(missing \[1\]\)"):
-        training.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0])
+        kfold.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0])
     with pytest.raises(ValueError, match=r"got \[0, 0\]"):
-        training.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0, fold0])
+        kfold.train_final(cfg, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0, fold0])
     other = dataclasses.replace(cfg, name="other")
     with pytest.raises(ValueError, match="other configs given: t-moe"):
-        training.train_final(other, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0])
+        kfold.train_final(other, root, out, NUM_CLASSES, folds=2, fold_dirs=[fold0])
     assert not os.path.exists(out)  # nothing trained, nothing written
     with pytest.raises(ValueError, match="two out-of-fold results for t-moe fold 0"):
-        training.collect_folds([fold0, fold0], str(tmp_path / "collected"))
+        kfold.collect_folds([fold0, fold0], str(tmp_path / "collected"))
     with pytest.raises(ValueError, match=r"fold must be in \[0, 2\)"):
-        training.train_fold(cfg, root, str(tmp_path / "f2"), NUM_CLASSES, folds=2, fold=2)
+        kfold.train_fold(cfg, root, str(tmp_path / "f2"), NUM_CLASSES, folds=2, fold=2)
+    standardized = _cfg("moe", epochs=1, batch_size=8, video_features="standardized")
+    with pytest.raises(dataset.DatasetError) as info:  # this dataset was written without the z-scored means
+        kfold.train_fold(standardized, root, str(tmp_path / "fz"), NUM_CLASSES, folds=2, fold=0)
+    message = str(info.value)
+    assert "\n" not in message and "training.video_features: standardized" in message
+    assert "mean_rgb_z" in message and "yt8m preprocess --standardized" in message
+    with pytest.raises(ValueError, match="training.video_features: standardized needs a preprocessed dataset"):
+        training.train_single(standardized, training.split_files(root, "video", ["fold-0"]), str(tmp_path / "s"),
+                              NUM_CLASSES)
+
+
+def _video_records(path, videos, seed=0):
+    rng = np.random.default_rng(seed)
+    writers.write_tfrecords(str(path), [
+        writers.video_level_example(f"v{i}", [int(rng.integers(NUM_CLASSES))], rng.normal(0, 1, 1024),
+                                    rng.normal(0, 1, 128)).SerializeToString() for i in range(videos)])
+    return str(path)
+
+
+def test_examples_to_see_sets_the_steps_whatever_the_dataset_size(tmp_path):
+    assert train_loop.plan_steps(_cfg("moe", epochs=3, batch_size=8).training, 5) == (15, 3)
+    assert train_loop.plan_steps(_cfg("moe", epochs=3, batch_size=8, examples_to_see=100).training, 5) == (13, 3)
+    assert train_loop.plan_steps(_cfg("moe", batch_size=8, examples_to_see=8).training, 5) == (1, 1)
+    data = _video_records(tmp_path / "small.tfrecord", 20)  # 3 batches of 8 per epoch
+    cfg = _cfg("moe", epochs=1, batch_size=8, examples_to_see=100, checkpoint_every_steps=4)
+    summary = train_loop.Trainer(cfg, NUM_CLASSES, str(tmp_path / "ck")).fit([data])
+    assert (summary["steps"], summary["total_steps"], summary["steps_per_epoch"], summary["epochs"]) == (13, 13, 3, 5)
+    assert summary["trained_steps"] == 13 and summary["examples_to_see"] == 100
+    state = json.loads((tmp_path / "ck" / "train_state.json").read_text())
+    assert state["finished"] and state["step"] == 13 and state["examples_to_see"] == 100
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -453,8 +488,8 @@ def test_new_verbs_have_help(verb, capsys):
 def test_mixed_precision_code_path_trains_with_loss_scaling_and_exports_float32(monkeypatch):
     import keras
 
-    monkeypatch.setattr(training, "use_mixed_precision", lambda t: True)  # as when a GPU is visible
-    trainer = training.Trainer(_cfg("netvlad"), NUM_CLASSES)
+    monkeypatch.setattr(model_setup, "use_mixed_precision", lambda t: True)  # as when a GPU is visible
+    trainer = train_loop.Trainer(_cfg("netvlad"), NUM_CLASSES)
     assert trainer.model.dtype_policy.name == "mixed_float16"
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
     assert keras.mixed_precision.global_policy().name == "float32"  # the global policy is restored
@@ -471,7 +506,7 @@ MIRRORED_SCRIPT = """
 import sys, numpy as np, tensorflow as tf
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-from yt8m import config as config_lib, training, writers
+from yt8m import config as config_lib, train_loop, writers
 rng = np.random.default_rng(0)
 data = sys.argv[1] + "/v.tfrecord"
 writers.write_tfrecords(data, [writers.video_level_example(f"v{i}", [int(rng.integers(10))], rng.normal(0, 1, 1024),
@@ -479,8 +514,8 @@ writers.write_tfrecords(data, [writers.video_level_example(f"v{i}", [int(rng.int
 cfg = config_lib.model_config_from_dict({"name": "m", "family": "moe", "training": {
     "epochs": 2, "batch_size": 8, "ema_halflife": 3, "checkpoint_every_steps": 3}})
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-first = training.Trainer(cfg, 10, sys.argv[1] + "/ckpt", strategy=strategy).fit([data])
-again = training.Trainer(cfg, 10, sys.argv[1] + "/ckpt", strategy=strategy).fit([data])
+first = train_loop.Trainer(cfg, 10, sys.argv[1] + "/ckpt", strategy=strategy).fit([data])
+again = train_loop.Trainer(cfg, 10, sys.argv[1] + "/ckpt", strategy=strategy).fit([data])
 print("RESULT", first["replicas"], first["steps"], again["resumed_from_step"], again["trained_steps"])
 """
 

@@ -7,8 +7,9 @@ beyond ``num_frames``):
   moved to the front and zero-padded to ``F``; ``num_frames`` becomes ``length``.
 - halves: first half = frames ``[0, ceil(n/2))``, second half = ``[floor(n/2), n)`` (both
   non-empty when ``n >= 1``; for odd ``n`` they share the middle frame).
-- ``frame_augment``: with probability ``half_prob`` one of the two halves (equally likely),
-  with probability ``reverse_prob`` the reversed order.
+- ``frame_indices`` (training, per record, before decoding: ``yt8m.readers``): with probability
+  ``half_prob`` one of the two halves (equally likely), frames sampled with replacement, with
+  probability ``reverse_prob`` the reversed order.
 - ``tta_variants``: the 6 test-time variants (full, first half, second half, each forward and
   reversed), stacked along the batch axis (variant-major).
 
@@ -48,22 +49,31 @@ def segment(rgb, audio, start, length, reverse=False):
             tf.cast(length, tf.int32))
 
 
-def frame_augment(rgb, audio, num_frames, half_prob: float = 0.0, reverse_prob: float = 0.0,
+def frame_indices(num_frames, half_prob: float = 0.0, reverse_prob: float = 0.0, num_samples: int = 0,
                   seed: int | None = None):
-    """Random half-video (probability ``half_prob``) and reversed order (``reverse_prob``), per video."""
-    if not half_prob and not reverse_prob:
-        return rgb, audio, num_frames
+    """Which stored frames ONE training example is made of, chosen before any frame is decoded.
+
+    ``num_frames`` (a scalar: the frames the member sees) -> int32 indices into them: with probability
+    ``half_prob`` one half of the video (first or second, equally likely), else all of it; with
+    ``num_samples`` that many frames sampled uniformly with replacement from it, in temporal order;
+    with probability ``reverse_prob`` the order reversed. ``len(indices)`` is the example's ``num_frames``.
+    """
     n = tf.cast(num_frames, tf.int32)
-    batch = tf.shape(n)[:1]
-    u = tf.random.uniform(tf.concat([batch, [3]], 0), seed=seed)
-    use_half = u[:, 0] < half_prob
-    second = u[:, 1] < 0.5
-    first_start, first_len = half_bounds(n, "first")
-    second_start, second_len = half_bounds(n, "second")
-    start = tf.where(use_half, tf.where(second, second_start, first_start), 0)
-    length = tf.where(use_half, tf.where(second, second_len, first_len), n)
-    reverse = u[:, 2] < reverse_prob
-    return segment(rgb, audio, start, length, reverse)
+    start, length, reverse = tf.zeros_like(n), n, tf.constant(False)
+    if half_prob or reverse_prob:
+        u = tf.random.uniform([3], seed=seed)
+        first_start, first_len = half_bounds(n, "first")
+        second_start, second_len = half_bounds(n, "second")
+        use_half, second = u[0] < half_prob, u[1] < 0.5
+        start = tf.where(use_half, tf.where(second, second_start, first_start), 0)
+        length = tf.where(use_half, tf.where(second, second_len, first_len), n)
+        reverse = u[2] < reverse_prob
+    if num_samples:
+        u = tf.random.uniform([num_samples], seed=None if seed is None else seed + 1)
+        offsets = tf.sort(tf.minimum(tf.cast(u * tf.cast(length, tf.float32), tf.int32), length - 1))
+    else:
+        offsets = tf.range(length)
+    return start + tf.where(reverse, length - 1 - offsets, offsets)
 
 
 def tta_variants(rgb, audio, num_frames):

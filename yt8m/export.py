@@ -14,9 +14,11 @@ dataset's tensorflow-transform output (``transform_dir``, ``Dataset.transform_pa
 graph applies that transform_fn itself to the raw records (``yt8m.transform``: the first 300 frames,
 ``transform.first_frames`` / ``validation.feature_frames``, and the job's own arithmetic), so a
 video-level member is served exactly the features of the video-level shards it trained on. Without
-it (``yt8m train`` on plain files, ``predict_features``) the in-graph ``video_features`` applies the
-same frames rule (means of the first 300 dequantized frames, float64 accumulation). A frame-level
-member sees its first ``member_max_frames`` frames, as the trainer's reader does.
+it (``yt8m train`` on plain files, ``predict_features``) the in-graph ``readers.frame_means`` applies the
+same frames rule (means of the first 300 dequantized frames, float64 accumulation). A member trained
+on the standardized means (``training.video_features: standardized``) is fed the z outputs of the
+same transform_fn, so it needs ``transform_dir`` and has no ``predict_features`` signature. A
+frame-level member sees its first ``member_max_frames`` frames, as the trainer's reader does.
 
 Scores are the weighted average of the members' probabilities. With ``tta=True`` each
 frame-level member's probability is itself the mean over the 6 test-time variants of the
@@ -90,27 +92,6 @@ def member_max_frames(input_level: str, max_frames: int | None = None) -> int:
     return max(1, min(int(max_frames), schema.MAX_FRAMES))
 
 
-def video_features(rgb, audio, num_frames) -> dict:
-    """Video-level features of decoded frames ``[B, F, D]``: means of the first ``MAX_FRAMES`` valid frames.
-
-    The same arithmetic as ``yt8m.transform`` (``first_frames`` + ``_video_mean``): float32 dequantized
-    frames summed in float64 (exact for <= 300 frames whatever the order), divided by the frame count in
-    float64, rounded once to float32. Frames beyond ``num_frames`` are masked out.
-    """
-    rgb, audio = rgb[:, :schema.MAX_FRAMES], audio[:, :schema.MAX_FRAMES]
-    n = tf.minimum(tf.cast(num_frames, tf.int32), schema.MAX_FRAMES)
-    mask = tf.sequence_mask(n, tf.shape(rgb)[1], dtype=tf.float64)[:, :, None]
-    denom = tf.maximum(tf.cast(n, tf.float64), 1.0)[:, None]
-
-    def mean(x):
-        return tf.cast(tf.reduce_sum(tf.cast(x, tf.float64) * mask, axis=1) / denom, tf.float32)
-
-    return {"mean_rgb": mean(rgb), "mean_audio": mean(audio)}
-
-
-_video_features = video_features  # the former private name
-
-
 def _first_frames(rgb, audio, num_frames, frames: int):
     """The member's view of a decoded batch: its first ``frames`` frames (zero-padded, as the reader gives)."""
     return rgb[:, :frames], audio[:, :frames], tf.minimum(tf.cast(num_frames, tf.int32), frames)
@@ -138,6 +119,13 @@ class ServingModule(tf.Module):
         # The dataset's transform_fn (a tf_keras layer around its SavedModel: saved with this module, loaded
         # without tensorflow_transform) computes the video-level members' features from the raw records.
         self.uses_transform = bool(transform_dir) and any(m.input_level == "video" for m in members)
+        standardized = [m.name for m in members if member_video_features(m) == "standardized"]
+        if standardized and not transform_dir:
+            raise ValueError(f"member(s) {', '.join(standardized)} train on standardized video features "
+                             "(training.video_features): the export needs the dataset's transform_fn (transform_dir)")
+        self.serves_decoded_frames = not standardized
+        if standardized:  # their z-scores come from the transform_fn of raw records: no decoded-frames signature
+            self.predict_features = None
         if self.uses_transform:
             import tensorflow_transform as tft
 
@@ -174,21 +162,21 @@ class ServingModule(tf.Module):
         return cache[frames]
 
     def _transformed_video_features(self, serialized) -> dict:
-        """The dataset's transform_fn applied to the raw records: the video-level shards' features."""
+        """The dataset's transform_fn applied to the raw records: the video-level shards' features, by
+        ``member_video_features`` kind (``"mean"``; ``"standardized"``: the z-scored means)."""
         from yt8m import transform
 
-        raw = transform_raw_features(serialized)
-        inputs = transform.raw_to_inputs(raw) if hasattr(transform, "raw_to_inputs") else raw
-        out = self.transform_layer(inputs)
-        return {"mean_rgb": out[transform.MEAN_RGB], "mean_audio": out[transform.MEAN_AUDIO]}
+        out = self.transform_layer(transform.raw_to_inputs(transform_raw_features(serialized)))
+        return {"mean": {"mean_rgb": out[transform.MEAN_RGB], "mean_audio": out[transform.MEAN_AUDIO]},
+                "standardized": {"mean_rgb": out[transform.MEAN_RGB_Z], "mean_audio": out[transform.MEAN_AUDIO_Z]}}
 
     def score(self, rgb, audio, num_frames, video_inputs: dict | None = None):
         frame_inputs: dict = {}
         total = 0.0
         for i, member in enumerate(self._members):
             if member.input_level == "video":
-                video_inputs = video_inputs or video_features(rgb, audio, num_frames)
-                inputs = video_inputs
+                video_inputs = video_inputs or {"mean": readers.frame_means(rgb, audio, num_frames)}
+                inputs = video_inputs[member_video_features(member)]
             else:
                 inputs = self._frame_inputs(rgb, audio, num_frames, self.member_frames[i], frame_inputs)
             trainable = [compression.read(w) for w in self.trainable_weights_by_member[i]]
@@ -230,6 +218,12 @@ def transform_raw_features(serialized) -> dict:
     return out
 
 
+def member_video_features(member: Member) -> str:
+    """``"mean"`` or ``"standardized"``: the video-level features the member trained on (its config's
+    ``training.video_features``)."""
+    return str(((member.config or {}).get("training") or {}).get("video_features", "mean"))
+
+
 def _config_max_frames(member: Member) -> int:
     """The member's training ``max_frames`` (from its config), ``MAX_FRAMES`` when the config does not say."""
     training = (member.config or {}).get("training") or {}
@@ -246,8 +240,10 @@ def export_serving_model(members: list[Member], export_dir: str, member_weights:
     contract (uint8 when ``quantize_min_elements`` is given, else float32)."""
     module = ServingModule(members, member_weights, quantize_min_elements, max_frames, tta, transform_dir,
                            compression)
-    tf.saved_model.save(module, export_dir,
-                        signatures={"serving_default": module.serve, "predict_features": module.predict_features})
+    signatures = {"serving_default": module.serve}
+    if module.serves_decoded_frames:
+        signatures["predict_features"] = module.predict_features
+    tf.saved_model.save(module, export_dir, signatures=signatures)
     return storage.directory_size(export_dir)
 
 

@@ -1,32 +1,58 @@
-"""tf.data readers for YT8M frame-level and video-level TFRecords (local paths or gs://).
+"""tf.data readers for YT8M frame-level and video-level TFRecords (local paths or gs://): THE input
+pipeline, for evaluation, for training (``training_batches``) and for the reader benchmark.
 
 Frame-level batches: ``{"rgb": [B, F, 1024], "audio": [B, F, 128], "num_frames": [B]}``
 with frames dequantized exactly as the starter code; ``F = max_frames`` (truncate /
 zero-pad) at evaluation, or ``F = num_samples`` frames sampled with replacement (in
-temporal order) for training. Video-level batches: ``{"mean_rgb", "mean_audio"}``.
+temporal order) for training. Video-level batches: ``{"mean_rgb", "mean_audio"}`` (from the
+shards' ``mean_*`` features, or their z-scored ``mean_*_z`` with ``video_features="standardized"``).
 Labels are multi-hot float32 ``[B, num_classes]``. Bad records stop the reader with an
 error that names the reason, the file and the video id.
+
+Frame-level records are parsed one by one in parallel (a batched ``parse_sequence_example`` was
+measured ~3x slower here), and a training example's frames (half video, samples, reversed order:
+``augment.frame_indices``) are chosen BEFORE decoding, so only those frames are decoded. Training
+batches are a function of ``(seed, epoch)``: files and records shuffled with that seed, repeated so
+every batch is full; resuming skips the consumed records before they are parsed
+(``benchmarks/bench_reader.py`` measures this path against a plain tf.data parse).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
 import tensorflow as tf
 
-from yt8m import schema, storage
+from yt8m import augment, schema, storage
+
+if TYPE_CHECKING:
+    from yt8m import config as config_lib
+    from yt8m import distill
 
 CONTEXT_FEATURES = {
     "id": tf.io.FixedLenFeature([], tf.string),
     "labels": tf.io.VarLenFeature(tf.int64),
 }
 SEQUENCE_FEATURES = {name: tf.io.FixedLenSequenceFeature([], tf.string) for name in schema.FRAME_FEATURES}
-VIDEO_FEATURES = {
-    "id": tf.io.FixedLenFeature([], tf.string),
-    "labels": tf.io.VarLenFeature(tf.int64),
-    "mean_rgb": tf.io.FixedLenFeature([schema.RGB_SIZE], tf.float32),
-    "mean_audio": tf.io.FixedLenFeature([schema.AUDIO_SIZE], tf.float32),
+# The model inputs of a video-level member, and the shard features they are read from.
+VIDEO_FEATURE_KEYS = {
+    "mean": {"mean_rgb": "mean_rgb", "mean_audio": "mean_audio"},
+    "standardized": {"mean_rgb": "mean_rgb_z", "mean_audio": "mean_audio_z"},  # yt8m preprocess --standardized
 }
+VIDEO_FEATURE_SIZES = {"mean_rgb": schema.RGB_SIZE, "mean_audio": schema.AUDIO_SIZE}
+FRAME_SHUFFLE_BUFFER = 1024
+VIDEO_SHUFFLE_BUFFER = 4096
+
+
+def video_feature_spec(video_features: str = "mean") -> dict:
+    """``parse_example`` spec of a video-level shard: id, labels and the two features ``video_features`` names."""
+    keys = VIDEO_FEATURE_KEYS[video_features]
+    return {"id": tf.io.FixedLenFeature([], tf.string), "labels": tf.io.VarLenFeature(tf.int64),
+            **{keys[name]: tf.io.FixedLenFeature([size], tf.float32) for name, size in VIDEO_FEATURE_SIZES.items()}}
+
+
+VIDEO_FEATURES = video_feature_spec("mean")
 
 
 def _files(data: str | Sequence[str]) -> list[str]:
@@ -116,26 +142,43 @@ def decode_frame_batch(serialized, max_frames: int = schema.MAX_FRAMES, num_clas
     return ids, features["rgb"], features["audio"], num_frames, labels
 
 
-def sample_frames(rgb, audio, num_frames, num_samples: int, seed: int | None = None):
-    """Sample ``num_samples`` frames per video uniformly with replacement, kept in temporal order."""
-    batch = tf.shape(rgb)[0]
-    u = tf.random.uniform([batch, num_samples], seed=seed)
-    idx = tf.cast(tf.floor(u * tf.cast(num_frames[:, None], tf.float32)), tf.int32)
-    idx = tf.sort(tf.minimum(idx, tf.maximum(num_frames[:, None] - 1, 0)), axis=1)
-    return tf.gather(rgb, idx, batch_dims=1), tf.gather(audio, idx, batch_dims=1)
+def frame_means(rgb, audio, num_frames) -> dict:
+    """Video-level features of decoded frames ``[B, F, D]``: means of the first ``MAX_FRAMES`` valid frames.
+
+    The same arithmetic as ``yt8m.transform`` (``first_frames`` + ``_video_mean``): float32 dequantized
+    frames summed in float64 (exact for <= 300 frames whatever the order), divided by the frame count in
+    float64, rounded once to float32. Frames beyond ``num_frames`` are masked out. The serving graph
+    without a transform_fn (``yt8m.export``) and the trainer on frame-level data both use it.
+    """
+    rgb, audio = rgb[:, :schema.MAX_FRAMES], audio[:, :schema.MAX_FRAMES]
+    n = tf.minimum(tf.cast(num_frames, tf.int32), schema.MAX_FRAMES)
+    mask = tf.sequence_mask(n, tf.shape(rgb)[1], dtype=tf.float64)[:, :, None]
+    denom = tf.maximum(tf.cast(n, tf.float64), 1.0)[:, None]
+
+    def mean(x):
+        return tf.cast(tf.reduce_sum(tf.cast(x, tf.float64) * mask, axis=1) / denom, tf.float32)
+
+    return {"mean_rgb": mean(rgb), "mean_audio": mean(audio)}
 
 
 def _check_one(condition, reason: str, video_id, source):
     return tf.debugging.Assert(condition, [f"bad YT8M record: {reason}; file:", source, "video id:", video_id])
 
 
-def parse_frame_record(source, serialized, num_classes: int, max_frames: int = schema.MAX_FRAMES,
-                       num_samples: int | None = None, seed: int | None = None):
-    """Parse, validate and decode ONE frame-level record -> (features, label ids).
+def _multi_hot_row(labels, num_classes: int):
+    """Label ids of one video -> float32 multi-hot ``[num_classes]`` (repeats count once)."""
+    ones = tf.ones_like(labels, tf.float32)
+    return tf.minimum(tf.scatter_nd(labels[:, None], ones, [num_classes]), 1.0)
 
-    Frames are truncated to ``max_frames`` and zero-padded to it, or, with ``num_samples``,
-    that many frames are sampled with replacement (in temporal order) BEFORE decoding, so
-    only the sampled frames are decoded.
+
+def parse_frame_record(source, serialized, num_classes: int, max_frames: int = schema.MAX_FRAMES,
+                       num_samples: int = 0, seed: int | None = None, half_prob: float = 0.0,
+                       reverse_prob: float = 0.0):
+    """Parse, validate and decode ONE frame-level record -> (features with ``video_id``, multi-hot labels).
+
+    The video's first ``max_frames`` frames are kept (zero-padded to ``max_frames``), or, for training,
+    the frames ``augment.frame_indices`` picks (a half, ``num_samples`` samples with replacement, the
+    reversed order) BEFORE decoding, so only the frames used are decoded.
     """
     context, lists = tf.io.parse_single_sequence_example(serialized, CONTEXT_FEATURES, SEQUENCE_FEATURES)
     video_id, labels = context["id"], context["labels"].values
@@ -153,14 +196,13 @@ def parse_frame_record(source, serialized, num_classes: int, max_frames: int = s
     ]
     with tf.control_dependencies(checks):
         num_frames = tf.minimum(total, max_frames)
-        if num_samples:
-            u = tf.random.uniform([num_samples], seed=seed)
-            idx = tf.sort(tf.minimum(tf.cast(u * tf.cast(num_frames, tf.float32), tf.int32), num_frames - 1))
+        if num_samples or half_prob or reverse_prob:
+            idx = augment.frame_indices(num_frames, half_prob, reverse_prob, num_samples, seed)
             rgb, audio = tf.gather(rgb, idx), tf.gather(audio, idx)
-            length, num_frames = num_samples, tf.constant(num_samples, tf.int32)
+            num_frames = tf.size(idx, out_type=tf.int32)
         else:
             rgb, audio = rgb[:max_frames], audio[:max_frames]
-            length = max_frames
+        length = num_samples or max_frames
         features = {"num_frames": num_frames}
         for name, frames in (("rgb", rgb), ("audio", audio)):
             x = schema.tf_dequantize(tf.cast(tf.io.decode_raw(frames, tf.uint8), tf.float32))
@@ -168,60 +210,164 @@ def parse_frame_record(source, serialized, num_classes: int, max_frames: int = s
             x.set_shape([length, schema.FEATURE_SIZES[name]])
             features[name] = x
         features["video_id"] = video_id
-        return features, tf.identity(labels)
+        return features, _multi_hot_row(tf.identity(labels), num_classes)
+
+
+def _mean_pooled(features: dict) -> dict:
+    """One decoded video -> its video-level features (``video_features``, the serving rule)."""
+    means = frame_means(features["rgb"][None], features["audio"][None], features["num_frames"][None])
+    return {"mean_rgb": means["mean_rgb"][0], "mean_audio": means["mean_audio"][0],
+            "video_id": features["video_id"]}
 
 
 def frame_level_dataset(data: str | Sequence[str], num_classes: int, batch_size: int, *, training: bool = False,
                         max_frames: int = schema.MAX_FRAMES, num_samples: int | None = None,
-                        include_ids: bool = False, shuffle_buffer: int = 1024, repeat: bool = False,
-                        seed: int | None = None) -> tf.data.Dataset:
+                        include_ids: bool = False, shuffle_buffer: int = FRAME_SHUFFLE_BUFFER, repeat: bool = False,
+                        seed: int | None = None, mean_pool: bool = False) -> tf.data.Dataset:
     """Batches of frame-level features and multi-hot labels.
 
     ``training``: shuffle files and records; if ``num_samples`` is set, sample that many
     frames with replacement per video. Evaluation (default) keeps file order and every
-    frame up to ``max_frames``. Records are parsed one by one in parallel (measured here:
-    a batched ``parse_sequence_example`` is ~3x slower than parallel per-record parsing).
+    frame up to ``max_frames``. ``mean_pool``: the video-level features of those frames
+    (a video-level family on frame-level data, as the serving graph computes them).
     """
     ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed)
 
     def parse(source, serialized):
-        features, labels = parse_frame_record(source, serialized, num_classes, max_frames, num_samples, seed)
-        multi_hot_labels = tf.reduce_max(tf.one_hot(labels, num_classes, dtype=tf.float32), axis=0)
-        multi_hot_labels = tf.ensure_shape(tf.reshape(
-            tf.cond(tf.size(labels) > 0, lambda: multi_hot_labels, lambda: tf.zeros([num_classes])),
-            [num_classes]), [num_classes])
+        features, labels = parse_frame_record(source, serialized, num_classes, max_frames, num_samples or 0, seed)
+        if mean_pool:
+            features = _mean_pooled(features)
         if not include_ids:
             features.pop("video_id")
-        return features, multi_hot_labels
+        return features, labels
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def decode_video_batch(sources, serialized, num_classes: int, video_features: str = "mean"):
+    """Batched parse of video-level Examples -> (ids, ``{"mean_rgb", "mean_audio"}``, multi-hot labels).
+
+    ``video_features="standardized"`` reads the z-scored ``mean_rgb_z`` / ``mean_audio_z`` as the
+    member's ``mean_rgb`` / ``mean_audio`` inputs.
+    """
+    parsed = tf.io.parse_example(serialized, video_feature_spec(video_features))
+    labels = parsed["labels"]
+    in_range = tf.logical_and(labels.values >= 0, labels.values < num_classes)
+    check = tf.debugging.Assert(
+        tf.reduce_all(in_range),
+        [f"bad YT8M record: label outside [0, {num_classes}); file(s):",
+         tf.gather(sources, labels.indices[:, 0]), "video id(s):",
+         tf.boolean_mask(tf.gather(parsed["id"], labels.indices[:, 0]), tf.logical_not(in_range))],
+        summarize=5)
+    keys = VIDEO_FEATURE_KEYS[video_features]
+    with tf.control_dependencies([check]):
+        features = {name: tf.identity(parsed[key]) for name, key in keys.items()}
+    return parsed["id"], features, multi_hot(labels, num_classes)
+
+
 def video_level_dataset(data: str | Sequence[str], num_classes: int, batch_size: int, *, training: bool = False,
-                        include_ids: bool = False, shuffle_buffer: int = 4096, repeat: bool = False,
-                        seed: int | None = None) -> tf.data.Dataset:
+                        include_ids: bool = False, shuffle_buffer: int = VIDEO_SHUFFLE_BUFFER, repeat: bool = False,
+                        seed: int | None = None, video_features: str = "mean") -> tf.data.Dataset:
     """Batches of video-level features ``{"mean_rgb", "mean_audio"}`` and multi-hot labels."""
-    ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed)
-    ds = ds.batch(batch_size)
+    ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed).batch(batch_size)
 
     def decode(sources, serialized):
-        parsed = tf.io.parse_example(serialized, VIDEO_FEATURES)
-        labels = parsed["labels"]
-        in_range = tf.logical_and(labels.values >= 0, labels.values < num_classes)
-        check = tf.debugging.Assert(
-            tf.reduce_all(in_range),
-            [f"bad YT8M record: label outside [0, {num_classes}); file(s):",
-             tf.gather(sources, labels.indices[:, 0]), "video id(s):",
-             tf.boolean_mask(tf.gather(parsed["id"], labels.indices[:, 0]), tf.logical_not(in_range))],
-            summarize=5)
-        with tf.control_dependencies([check]):
-            features = {"mean_rgb": tf.identity(parsed["mean_rgb"]), "mean_audio": parsed["mean_audio"]}
+        ids, features, labels = decode_video_batch(sources, serialized, num_classes, video_features)
         if include_ids:
-            features["video_id"] = parsed["id"]
-        return features, multi_hot(labels, num_classes)
+            features["video_id"] = ids
+        return features, labels
 
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------------------- training
+
+
+def training_batches(files: list[str], data_format: str, input_level: str, num_classes: int,
+                     t: "config_lib.TrainingConfig", epoch: int = 0, skip_batches: int = 0,
+                     batches: int | None = None, teacher: "distill.TeacherTable | None" = None,
+                     records: int | None = None, include_ids: bool = False) -> tf.data.Dataset:
+    """Epoch ``epoch``'s training batches ``(features, {"labels"[, "teacher"]})``: ``batches - skip_batches``
+    full batches of ``t.batch_size``.
+
+    ``data_format`` is what the files hold (``"frame"`` SequenceExamples or ``"video"`` Examples),
+    ``input_level`` what the family eats (a video-level family on frame data gets the frames' means).
+    Per record: parse, check, pick the frames (half video, samples, reversed: ``t``) and decode only
+    those. Per batch: the teacher's scores joined by video id (``teacher``), mixup (video-level).
+    The record stream is a function of ``(t.seed, epoch)``; ``skip_batches`` batches' records (a
+    resumed run's consumed ones) are skipped before they are parsed.
+    """
+    seed = t.seed * 1_000_003 + epoch
+    buffer = FRAME_SHUFFLE_BUFFER if data_format == "frame" else VIDEO_SHUFFLE_BUFFER
+    buffer = min(buffer, records) if records else buffer  # a bigger buffer only holds repeats
+    files_ds = tf.data.Dataset.from_tensor_slices(list(files)).shuffle(len(files), seed=seed)
+    stream = files_ds.interleave(lambda f: tf.data.TFRecordDataset(f).map(lambda r: (f, r)),
+                                  cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True)
+    stream = stream.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    if skip_batches:
+        stream = stream.skip(skip_batches * t.batch_size)
+    if data_format == "frame":
+        frame_level = input_level == "frame"
+        max_frames = min(t.max_frames, schema.MAX_FRAMES) if frame_level else schema.MAX_FRAMES
+        recipe = (t.num_samples, seed, t.half_video_prob, t.reverse_prob) if frame_level else (0, seed, 0.0, 0.0)
+
+        def parse(source, serialized):
+            features, labels = parse_frame_record(source, serialized, num_classes, max_frames, *recipe)
+            return (features if frame_level else _mean_pooled(features)), labels
+
+        ds = stream.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(t.batch_size, drop_remainder=True)
+    else:
+        def decode(sources, serialized):
+            ids, features, labels = decode_video_batch(sources, serialized, num_classes, t.video_features)
+            return {**features, "video_id": ids}, labels
+
+        ds = stream.batch(t.batch_size, drop_remainder=True).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    if batches is not None:
+        ds = ds.take(max(batches - skip_batches, 0))
+    mixup = input_level == "video" and t.mixup_prob > 0
+
+    def targets_of(features, labels):
+        targets = {"labels": labels}
+        ids = features["video_id"] if include_ids else features.pop("video_id")
+        if teacher is not None:
+            targets["teacher"] = teacher.targets(ids, labels)
+        if mixup:
+            features, targets, _, _ = augment.mixup(features, targets, t.mixup_alpha, t.mixup_prob, seed=seed)
+        return features, targets
+
+    return ds.map(targets_of, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_batches(files: list[str], data_format: str, input_level: str, num_classes: int,
+                       t: "config_lib.TrainingConfig") -> tf.data.Dataset:
+    """Evaluation batches in file order with ``video_id`` among the features; frames are mean-pooled
+    for video-level families on frame-level data."""
+    if data_format == "video":
+        return video_level_dataset(files, num_classes, t.eval_batch_size, include_ids=True,
+                                   video_features=t.video_features)
+    max_frames = min(t.max_frames, schema.MAX_FRAMES) if input_level == "frame" else schema.MAX_FRAMES
+    return frame_level_dataset(files, num_classes, t.eval_batch_size, max_frames=max_frames, include_ids=True,
+                               mean_pool=input_level == "video")
+
+
+def detect_format(files: list[str]) -> str:
+    """``"frame"`` (SequenceExamples with ``rgb`` frames) or ``"video"`` (Examples with ``mean_rgb``)."""
+    for path in files:
+        for raw in tf.data.TFRecordDataset(path).take(1).as_numpy_iterator():
+            if "rgb" in tf.train.SequenceExample.FromString(raw).feature_lists.feature_list:
+                return "frame"
+            if "mean_rgb" in tf.train.Example.FromString(raw).features.feature:
+                return "video"
+            raise ValueError(f"{path}: neither a frame-level SequenceExample (rgb, audio) nor a video-level "
+                             "Example (mean_rgb, mean_audio)")
+    raise ValueError(f"no records in {len(files)} file(s) (first: {files[0] if files else '-'})")
+
+
+def count_records(files: list[str]) -> int:
+    ds = tf.data.TFRecordDataset(files, num_parallel_reads=min(len(files), 8))
+    return int(ds.reduce(np.int64(0), lambda count, _: count + 1).numpy())
 
 
 def read_id_labels(data: str | Sequence[str]) -> dict[str, list[int]]:

@@ -325,10 +325,10 @@ def cmd_train(args) -> int:
 
 def _record_level(files) -> str:
     """'frame' or 'video' from the first record that parses (frame-level when unknown)."""
-    from yt8m import training
+    from yt8m import readers
 
     try:
-        return training.detect_format(list(files))
+        return readers.detect_format(list(files))
     except Exception:  # noqa: BLE001 - a damaged first record: check it as frame-level
         return "frame"
 

@@ -101,7 +101,7 @@ def _task_output(run_dir: str, task: str, output: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- console
 
-# The trainer's log lines (yt8m/training.py), whatever prefix the task's log format adds.
+# The trainer's log lines (yt8m/train_loop.py), whatever prefix the task's log format adds.
 _EPOCH = re.compile(r"(?P<label>[\w-]+(?: fold \d+| final)?) epoch (?P<epoch>\d+)/(?P<epochs>\d+) "
                     r"\(step \d+/\d+\): loss (?P<loss>\S+), \d+ steps, ~(?P<rate>\d+) examples/s")
 _RESULT = re.compile(r"(?P<text>[\w -]+: (?:out-of-fold|holdout) GAP@20 [\d.]+.*)$")

@@ -1,0 +1,54 @@
+"""How a member is set up for training: distribution strategy, dtype policy, optimizer.
+
+- ``distribution_strategy``: ``MirroredStrategy`` over all GPUs when there are several, else the default.
+- ``use_mixed_precision``: ``mixed_float16`` when ``training.mixed_precision`` is "auto" and a GPU is
+  visible (the trainer then wraps the optimizer in a loss-scale optimizer), float32 on CPU.
+- ``adam``: Adam as the references use it (TF1 epsilon 1e-8), WILLOW's schedule (the learning rate
+  times ``lr_decay`` every ``lr_decay_examples`` examples) and per-tensor gradient clipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from yt8m import config as config_lib
+
+
+def learning_rate_schedule(t: config_lib.TrainingConfig):
+    """WILLOW: multiply the learning rate by ``lr_decay`` every ``lr_decay_examples`` examples."""
+    return keras.optimizers.schedules.ExponentialDecay(
+        t.learning_rate, decay_steps=max(1, t.lr_decay_examples // t.batch_size), decay_rate=t.lr_decay,
+        staircase=True)
+
+
+def adam(t: config_lib.TrainingConfig) -> keras.optimizers.Adam:
+    """Adam as the references use it: ``tf.train.AdamOptimizer`` (TF1 epsilon 1e-8; Keras' default is
+    1e-7), WILLOW's schedule, and per-tensor clipping at ``clip_gradient_norm`` (WILLOW train.py
+    ``slim.learning.create_train_op(..., clip_gradient_norm=1.0)`` clips each gradient by its norm, on
+    the loss summed over classes)."""
+    return keras.optimizers.Adam(learning_rate_schedule(t), epsilon=1e-8, clipnorm=t.clip_gradient_norm)
+
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """``MirroredStrategy`` over all GPUs when there are several, else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def use_mixed_precision(t: config_lib.TrainingConfig) -> bool:
+    return t.mixed_precision == "auto" and bool(tf.config.list_logical_devices("GPU"))
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Build layers under the global Keras dtype policy ``name``; the previous policy is restored after."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
