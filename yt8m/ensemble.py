@@ -239,6 +239,9 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
              plan.chosen.size_bytes / 1e6, size_budget_bytes / 1e6)
     report["tensors"] = [dict(row, member=m.name) for m, method in zip(chosen_members, methods)
                          for row in export.size_report(m, method, threshold)]
+    report["tensor_bytes"] = compression_lib.report_bytes(report["tensors"])
+    report["tensor_fp32_bytes"] = int(sum(r["fp32_bytes"] for r in report["tensors"]))
+    report["tensor_compression_ratio"] = report["tensor_fp32_bytes"] / max(report["tensor_bytes"], 1)
 
     fp32_dir = storage.join(output_dir, "unquantized_saved_model")
     report["fp32_bytes"] = export.export_serving_model(chosen_members, fp32_dir, weights, threshold,
