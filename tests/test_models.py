@@ -22,11 +22,15 @@ CASES = [(f, {}) for f in FAMILIES] + [
     ("moe", {"output_gating": True}),
     ("resnet_like", {"head": "moe"}),
     ("dbof", {"pooling": "mean", "context_gating": True}),
+    ("dbof", {"input_bn": True, "sample_frames_at_inference": 4}),  # the published preset's options
     ("soft_dbof", {"max_pool": True}),
-    ("gated_soft_dbof", {"gated_pooling": True, "max_pool": True}),
+    ("soft_dbof", {"hidden_bn": False}),  # WILLOW's relu=False hidden layer: a bias, no BN
+    ("gated_soft_dbof", {"gated_pooling": False, "context_gating": True, "max_pool": True}),
     ("netvlad", {"head": "label_embedding", "output_gating": True}),
+    ("netvlad", {"input_l2": "per_modality", "input_bn": False, "hidden_relu": False, "hidden_bn": False}),
     ("lstm", {"bidirectional": True}),
     ("gru", {"bidirectional": True, "state": "all", "head": "label_embedding"}),
+    ("gru", {"reset_after": False}),
     ("transformer", {"positional": False, "head": "logistic"}),
     ("attention_net", {"layers": 1, "head": "logistic"}),
     ("bilstm_attention", {"layers": 2, "rgb_projection": 0}),
@@ -146,14 +150,15 @@ def test_frames_beyond_num_frames_do_not_change_the_prediction(trained, case):
     assert np.abs(np.asarray(model(truncated, training=False))[0] - base[0]).max() > 0
 
 
-@pytest.mark.parametrize("family", ["dbof", "soft_dbof", "gated_soft_dbof", "netvlad", "netfv", "frame_conv_max"])
-def test_padding_does_not_enter_batch_norm_statistics_at_training_time(family):
-    """Per-frame BatchNormalization (cluster assignments) uses only the real frames' batch statistics."""
+@pytest.mark.parametrize("family,overrides", [("dbof", {}), ("dbof", {"input_bn": True}), ("soft_dbof", {}),
+                                              ("gated_soft_dbof", {}), ("netvlad", {}), ("netfv", {}),
+                                              ("frame_conv_max", {})])
+def test_padding_does_not_enter_batch_norm_statistics_at_training_time(family, overrides):
+    """Per-frame BatchNormalization (input BN, cluster assignments) uses only the real frames' batch statistics."""
     import keras
 
     keras.utils.set_random_seed(0)
-    model = registry.build_model(family, NUM_CLASSES, "small", {"gated_pooling": True} if family == "gated_soft_dbof"
-                                 else None)
+    model = registry.build_model(family, NUM_CLASSES, "small", overrides)
     x = _frames(np.random.default_rng(7), 4, num_frames=[FRAMES, 3, 1, 5])
     base = np.asarray(model(x, training=True))
     np.testing.assert_allclose(np.asarray(model(_pad(x, 9), training=True)), base, atol=1e-5, rtol=0)
@@ -268,3 +273,96 @@ def test_resnet_like_uses_pytorchs_leaky_relu_slope_as_the_2nd_place_team():
         model = registry_lib.build_model(family, 10, "small")
         slopes = {float(layer.negative_slope) for layer in model.layers if isinstance(layer, keras.layers.LeakyReLU)}
         assert slopes == {0.01}, (family, slopes)
+
+
+def test_dbof_samples_frames_at_inference_as_the_starter_and_uses_the_given_frames_at_training():
+    """google/youtube-8m DbofModel samples ``iterations`` frames inside the model, at evaluation too. Here: at
+    inference, a fixed draw of positions floor(u * num_frames) shared by every video (so a score does not
+    depend on the batch); at training, the frames the reader sampled, unchanged."""
+    import keras
+
+    samples = 4
+    keras.utils.set_random_seed(0)
+    sampling = registry.build_model("dbof", NUM_CLASSES, "small", {"sample_frames_at_inference": samples})
+    every_frame = registry.build_model("dbof", NUM_CLASSES, "small")
+    every_frame.set_weights(sampling.get_weights())
+    x = _frames(np.random.default_rng(8), 3, num_frames=[FRAMES, 3, 1])
+    positions = np.asarray(sampling.get_layer("inference_frame_sample").positions)
+    index = np.floor(positions[None, :] * x["num_frames"][:, None]).astype(int)  # [B, samples]
+    gathered = {key: np.take_along_axis(x[key], index[..., None], axis=1) for key in ("rgb", "audio")}
+    gathered["num_frames"] = np.full(3, samples, np.int32)
+    np.testing.assert_allclose(np.asarray(sampling(x, training=False)),
+                               np.asarray(every_frame(gathered, training=False)), atol=1e-6, rtol=0)
+    alone = np.asarray(sampling({k: v[1:2] for k, v in x.items()}, training=False))
+    np.testing.assert_allclose(alone[0], np.asarray(sampling(x, training=False))[1], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.asarray(sampling(x, training=True)), np.asarray(every_frame(x, training=True)),
+                               atol=1e-6, rtol=0)
+    assert registry.resolve_params("dbof", "published")["sample_frames_at_inference"] == 30  # --iterations 30
+    assert registry.resolve_params("dbof", "small")["sample_frames_at_inference"] == 0  # the local run's member
+
+
+def test_moe_gates_have_no_bias_and_the_experts_have_one():
+    """google/youtube-8m video_level_models.py MoeModel: gates ``biases_initializer=None``."""
+    moe = layers.MixtureOfExperts(NUM_CLASSES, 2)
+    moe.build((None, 10))
+    assert not moe.gates.use_bias and moe.experts.use_bias
+    assert moe.count_params() == 10 * NUM_CLASSES * 3 + 10 * NUM_CLASSES * 2 + NUM_CLASSES * 2
+
+
+def test_hidden_layer_without_batch_norm_has_a_bias_as_willow_without_relu():
+    """WILLOW ``*ModelLF``: BN on the hidden layer only with relu; else ``hidden1_biases`` and no BN."""
+    with_bn = registry.build_model("netvlad", NUM_CLASSES, "small", {"hidden": 8})
+    without = registry.build_model("netvlad", NUM_CLASSES, "small", {"hidden": 8, "hidden_relu": False,
+                                                                     "hidden_bn": False})
+    assert not with_bn.get_layer("hidden").use_bias and with_bn.get_layer("hidden_bn")
+    assert without.get_layer("hidden").use_bias
+    assert "hidden_bn" not in [layer.name for layer in without.layers]
+    assert registry.resolve_params("netvlad", "published")["hidden_bn"] is False
+
+
+@pytest.mark.parametrize("family", ["netvlad", "soft_dbof", "gated_soft_dbof", "dbof"])
+def test_willow_and_starter_models_batch_normalize_their_input_frames(family):
+    """WILLOW's ``*ModelLF`` and the starter's DbofModel: an input BatchNorm over the joint 1152-d frames."""
+    p = registry.resolve_params(family, "published")
+    assert p["input_bn"] is True and p.get("input_l2", "joint") == "joint"
+    model = registry.build_model(family, NUM_CLASSES, "small", {"input_bn": True})
+    assert model.get_layer("input_bn").norm.gamma.shape == (1152,)
+
+
+def test_gru_reset_after_false_is_the_tf1_cell():
+    """TF1 GRUCell (WILLOW's GruModel) applies the reset gate before the recurrent matmul and has one bias
+    vector: Keras ``reset_after=False``; the published preset uses it."""
+    tf1 = registry.build_model("gru", NUM_CLASSES, "small", {"units": 8, "layers": 1, "reset_after": False})
+    cudnn = registry.build_model("gru", NUM_CLASSES, "small", {"units": 8, "layers": 1})
+    assert tf1.get_layer("gru_0").cell.bias.shape == (3 * 8,)
+    assert cudnn.get_layer("gru_0").cell.bias.shape == (2, 3 * 8)
+    assert registry.resolve_params("gru", "published")["reset_after"] is False
+    assert registry.resolve_params("gru", "small")["reset_after"] is True
+
+
+def test_published_presets_carry_their_team_recipe_and_the_yaml_training_fields_override_it():
+    import dataclasses
+
+    from yt8m import config
+
+    registry._load_families()
+    fields = {f.name for f in dataclasses.fields(config.TrainingConfig)}
+    for name, family in registry.FAMILIES.items():
+        assert set(family.recipes) == set(family.recipe_sources), name
+        for preset, recipe in family.recipes.items():
+            assert set(recipe) <= fields, (name, preset, set(recipe) - fields)
+            loaded = config.model_config_from_dict({"name": "m", "family": name, "preset": preset}).training
+            assert {k: getattr(loaded, k) for k in recipe} == recipe, (name, preset)
+    willow = registry.training_recipe("netvlad", "published")
+    assert (willow["learning_rate"], willow["lr_decay"], willow["lr_decay_examples"], willow["batch_size"],
+            willow["num_samples"], willow["clip_gradient_norm"]) == (2e-4, 0.8, 4_000_000, 80, 300, 1.0)
+    assert willow["epochs"] * willow["steps_per_epoch"] == 700_000  # --max_step=700000
+    assert registry.training_recipe("gru", "published")["batch_size"] == 128
+    assert registry.training_recipe("soft_dbof", "published")["lr_decay"] == 0.9
+    # the user's training fields win; the small presets keep the library defaults (the local run)
+    mine = config.model_config_from_dict({"name": "m", "family": "netvlad", "preset": "published",
+                                          "training": {"batch_size": 16}}).training
+    assert (mine.batch_size, mine.learning_rate) == (16, 2e-4)
+    assert config.model_config_from_dict({"name": "m", "family": "netvlad"}).training == config.TrainingConfig()
+    run = config.run_config_from_dict({"models": [{"name": "v", "family": "vlad_bow", "preset": "published"}]})
+    assert run.models[0].training.batch_size == 128  # twoleggedeye configs/config91.yaml

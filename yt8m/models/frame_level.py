@@ -1,38 +1,63 @@
 """Frame-level families: inputs ``rgb`` [F, 1024], ``audio`` [F, 128], ``num_frames``.
 
 Every family pools only the first ``num_frames`` frames (the rest is zero padding), so a
-prediction does not depend on how much padding follows. Frame sampling (WILLOW: 300 frames
-with replacement; starter DBoF: 30) is the reader's job (``training.num_samples``); inside
-the model every given real frame is used, at training and at inference alike.
+prediction does not depend on how much padding follows. Frame sampling at training time (WILLOW:
+300 frames with replacement; starter DBoF: 30) is the reader's job (``training.num_samples``, set
+by each published preset's recipe); ``dbof`` also samples at inference as the starter does
+(``sample_frames_at_inference``); the other families use every given real frame at inference.
 
-Published presets follow the winners' code (WILLOW 2017: ``*ModelLF`` with rgb K clusters and
-audio K/2, hidden 1024 without ReLU, context gating, MoE with 2 mixtures and gating on the
-output probabilities; starter code: DBoF, LSTM) and reproduce YT8M_FACTS.md's sizes.
+Published presets follow the winners' code and commands (WILLOW 2017, antoine77340/Youtube-8M-WILLOW
+``frame_level_models.py`` ``*ModelLF`` and its README commands; starter code google/youtube-8m
+``DbofModel``): the joint 1152-d frame L2-normalised then an input BatchNorm before rgb/audio are
+split, rgb K clusters and audio K/2 (VLAD/FV) or K/8 (Soft-DBoF), hidden 1024 without ReLU (a bias,
+no BN: WILLOW's ``relu=False`` branch), context gating, MoE with 2 mixtures and gating on the output
+probabilities. ``sizes`` checks their sizes; each published preset's training recipe (optimizer
+settings, batch, frames sampled, steps) is registered beside it (``registry.Family.recipes``).
 
-``netvlad``, ``gru`` and ``lstm`` also have a "cpu" preset (with ``CPU_TRAINING``): tuned so that
+``netvlad``, ``gru`` and ``lstm`` also have a "cpu" preset (recipe ``CPU_TRAINING``): tuned so that
 they beat the mean-pooled logistic baseline on synthetic data with segment-local evidence within
 a few minutes on 2 CPU cores (benchmarks/bench_family_gap.py). They average windows of 4 frames
-(``frame_pool``) so that every frame can be used at training time too.
+(``frame_pool``) so that every frame can be used at training time too; netvlad's keeps the inputs
+it was tuned with (rgb and audio L2-normalised separately, no input BN).
 """
 
 from __future__ import annotations
 
 import keras
 
+from yt8m import schema
 from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import frame_inputs
-from yt8m.models.layers import (DBoF, ContextGating, FrameL2Normalize, FrameMask, GatedSoftDBoF, MaskedMaxPool,
-                                MaskedMeanPool, NetFV, NetRVLAD, NetVLAD, SinusoidalPositions, SoftDBoF,
-                                TemporalMeanPool, TransformerEncoderBlock)
+from yt8m.models.layers import (DBoF, ContextGating, FeatureSlice, FrameBatchNorm, FrameL2Normalize, FrameMask,
+                                GatedSoftDBoF, InferenceFrameSample, MaskedMaxPool, MaskedMeanPool, NetFV, NetRVLAD,
+                                NetVLAD, SinusoidalPositions, SoftDBoF, TemporalMeanPool, TransformerEncoderBlock)
 from yt8m.models.registry import register
+from yt8m.models.video_level import STARTER_RECIPE, STARTER_SOURCE
 
 # Head parameters shared by the families (see heads.classifier_head).
 HEAD_SMALL = {"head": "moe", "num_mixtures": 2, "l2": 1e-6, "label_dim": 16, "output_gating": False}
 HEAD_PUBLISHED = {"head": "moe", "num_mixtures": 2, "l2": 1e-6, "label_dim": 256, "output_gating": False}
 
+INPUT_L2 = ("joint", "per_modality")
+
+# WILLOW's training recipe (antoine77340/Youtube-8M-WILLOW train.py and README commands): Adam
+# (``--optimizer`` default AdamOptimizer), ``--base_learning_rate=0.0002``, ``exponential_decay(lr,
+# global_step * batch_size, learning_rate_decay_examples=4000000, learning_rate_decay, staircase=True)``,
+# ``clip_gradient_norm=1.0``; ``--learning_rate_decay`` 0.8 where the command passes it, else the
+# train.py default 0.9; ``--iterations=300`` frames sampled with replacement (``SampleRandomFrames``);
+# ``--max_step`` N is epochs x steps_per_epoch = N.
+_WILLOW_ADAM = {"learning_rate": 2e-4, "lr_decay_examples": 4_000_000, "clip_gradient_norm": 1.0}
+
+
+def _willow_recipe(batch_size: int, lr_decay: float, num_samples: int, max_steps: int) -> dict:
+    steps_per_epoch = 10_000
+    assert max_steps % steps_per_epoch == 0, max_steps
+    return {**_WILLOW_ADAM, "batch_size": batch_size, "lr_decay": lr_decay, "num_samples": num_samples,
+            "epochs": max_steps // steps_per_epoch, "steps_per_epoch": steps_per_epoch}
+
 
 def _late_fusion(inputs):
-    """rgb and audio frames, each L2-normalised on its own (WILLOW's "LF" models)."""
+    """rgb and audio frames, each L2-normalised on its own."""
     return FrameL2Normalize()(inputs["rgb"]), FrameL2Normalize()(inputs["audio"])
 
 
@@ -41,21 +66,56 @@ def _early_fusion(inputs):
     return FrameL2Normalize()(keras.layers.Concatenate()([inputs["rgb"], inputs["audio"]]))
 
 
-def _hidden(x, hidden: int, relu: bool, context_gating: bool, dropout: float):
-    """Pooled features -> hidden FC (+BN) [-> relu6] [-> context gating]."""
+def _check_input_params(input_l2: str) -> None:
+    if input_l2 not in INPUT_L2:
+        raise ValueError(f"input_l2 must be one of {', '.join(INPUT_L2)}; got {input_l2!r}")
+
+
+def _willow_inputs(inputs, num_frames, input_l2: str, input_bn: bool):
+    """rgb ``[B, F, 1024]`` and audio ``[B, F, 128]`` frames as WILLOW's models see them.
+
+    ``input_l2="joint"``: WILLOW's train.py L2-normalises the joint frame vector
+    (``tf.nn.l2_normalize(model_input_raw, feature_dim)``: rgb and audio together); ``"per_modality"``:
+    each modality on its own. ``input_bn``: then WILLOW's ``*ModelLF`` input BatchNorm
+    (``add_batch_norm``, scope "input_bn") on the 1152-d frames, before the split
+    ``reshaped_input[:, 0:1024]`` / ``reshaped_input[:, 1024:]``.
+    """
+    _check_input_params(input_l2)
+    if input_l2 == "joint":
+        x = _early_fusion(inputs)
+    else:
+        x = keras.layers.Concatenate()(list(_late_fusion(inputs)))
+    if input_bn:
+        x = FrameBatchNorm(name="input_bn")(x, num_frames)
+    rgb_size, total = schema.RGB_SIZE, schema.RGB_SIZE + schema.AUDIO_SIZE
+    return FeatureSlice(0, rgb_size, name="rgb_frames")(x), FeatureSlice(rgb_size, total, name="audio_frames")(x)
+
+
+def _hidden(x, hidden: int, relu: bool, batch_norm: bool, context_gating: bool, dropout: float):
+    """Pooled features -> hidden FC -> BN (``batch_norm``) or a bias [-> relu6] [-> context gating].
+
+    WILLOW's ``*ModelLF``: ``if add_batch_norm and relu: slim.batch_norm(..., scope="hidden1_bn")
+    else: activation += hidden1_biases`` (biases ~ N(0, 0.01)); the published commands pass
+    ``--netvlad_relu=False`` / ``--fv_relu=False`` / ``--dbof_relu=False``, i.e. a bias and no BN.
+    The starter's DbofModel: BN then the activation.
+    """
     if dropout:
         x = keras.layers.Dropout(dropout)(x)
-    x = keras.layers.Dense(hidden, use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
+    if batch_norm:
+        x = keras.layers.Dense(hidden, use_bias=False, name="hidden")(x)
+        x = keras.layers.BatchNormalization(name="hidden_bn")(x)
+    else:
+        x = keras.layers.Dense(hidden, bias_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                               name="hidden")(x)
     if relu:
         x = keras.layers.Activation("relu6")(x)
     if context_gating:
-        x = ContextGating()(x)
+        x = ContextGating(name="context_gating")(x)
     return x
 
 
-# Training settings the "cpu" presets were tuned with (``ModelConfig.training`` fields): every
-# frame (no sampling, so training and evaluation see the same sequences), Adam 3e-3, batch 32.
+# Training settings the "cpu" presets were tuned with (their recipes, ``ModelConfig.training`` fields):
+# every frame (no sampling, so training and evaluation see the same sequences), Adam 3e-3, batch 32.
 CPU_TRAINING = {
     "netvlad": {"epochs": 6, "batch_size": 32, "learning_rate": 0.003, "num_samples": 0, "eval_batch_size": 32},
     "gru": {"epochs": 4, "batch_size": 32, "learning_rate": 0.003, "num_samples": 0, "eval_batch_size": 32},
@@ -69,10 +129,14 @@ def _vlad_presets(small_clusters: int, small_audio: int, small_hidden: int, publ
                   small_output_gating: bool) -> dict:
     return {
         "small": {"clusters": small_clusters, "audio_clusters": small_audio, "hidden": small_hidden,
-                  "hidden_relu": True, "context_gating": True, "dropout": 0.0, "frame_pool": 1,
+                  "input_l2": "joint", "input_bn": True, "hidden_relu": True, "hidden_bn": True,
+                  "context_gating": True, "dropout": 0.0, "frame_pool": 1,
                   **HEAD_SMALL, "output_gating": small_output_gating},
+        # NetVLADModelLF / NetFVModelLF: audio cluster_size/2; --netvlad_relu=False / --fv_relu=False
+        # (hidden bias, no BN), --gating=True, --moe_prob_gating=True, --moe_l2=1e-6.
         "published": {"clusters": published_clusters, "audio_clusters": published_clusters // 2, "hidden": 1024,
-                      "hidden_relu": False, "context_gating": True, "dropout": 0.0, "frame_pool": 1,
+                      "input_l2": "joint", "input_bn": True, "hidden_relu": False, "hidden_bn": False,
+                      "context_gating": True, "dropout": 0.0, "frame_pool": 1,
                       **HEAD_PUBLISHED, "output_gating": True},
     }
 
@@ -80,22 +144,31 @@ def _vlad_presets(small_clusters: int, small_audio: int, small_hidden: int, publ
 # netvlad's small preset keeps the sizes the local pipeline was tuned with.
 NETVLAD_PRESETS = _vlad_presets(16, 8, 256, 256, small_output_gating=False)
 # "cpu": tuned to beat mean pooling on synthetic data with segment-local evidence on a 2-core CPU
-# (benchmarks/bench_family_gap.py): 4-frame window means, hidden 128, dropout 0.5, sigmoid head;
-# train with CPU_TRAINING["netvlad"] (every frame, num_samples 0).
+# (benchmarks/bench_family_gap.py): 4-frame window means, hidden 128, dropout 0.5, sigmoid head, and
+# the inputs it was tuned with (rgb / audio L2-normalised separately, no input BN); train with
+# CPU_TRAINING["netvlad"] (every frame, num_samples 0), its recipe.
 NETVLAD_PRESETS["cpu"] = {**NETVLAD_PRESETS["small"], "hidden": 128, "dropout": 0.5, "frame_pool": 4,
-                          "head": "logistic"}
+                          "head": "logistic", "input_l2": "per_modality", "input_bn": False}
 NETRVLAD_PRESETS = _vlad_presets(8, 4, 64, 256, small_output_gating=True)
 NETFV_PRESETS = _vlad_presets(8, 4, 64, 128, small_output_gating=True)
 
+# README commands: gated NetVLAD --max_step=700000 (300k was the best single model), gated NetFV and
+# gated NetRVLAD (--lightvlad=True) 600000; all --batch_size=80 --iterations=300 --learning_rate_decay=0.8.
+NETVLAD_RECIPES = {"published": _willow_recipe(80, 0.8, 300, 700_000), "cpu": CPU_TRAINING["netvlad"]}
+NETRVLAD_RECIPES = {"published": _willow_recipe(80, 0.8, 300, 600_000)}
+NETFV_RECIPES = {"published": _willow_recipe(80, 0.8, 300, 600_000)}
+WILLOW_README = "antoine77340/Youtube-8M-WILLOW README.md + train.py"
+
 
 def _vlad_model(name: str, pooling, num_classes: int, clusters: int, audio_clusters: int, hidden: int,
-                hidden_relu: bool, context_gating: bool, dropout: float, frame_pool: int, head: str,
-                num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+                input_l2: str, input_bn: bool, hidden_relu: bool, hidden_bn: bool, context_gating: bool,
+                dropout: float, frame_pool: int, head: str, num_mixtures: int, l2: float, label_dim: int,
+                output_gating: bool):
     check_head(head)
     inputs = frame_inputs()
-    rgb, audio = _late_fusion(inputs)
     num_frames = inputs["num_frames"]
-    if frame_pool > 1:  # mean of each window of frame_pool frames (after the per-frame L2 normalisation)
+    rgb, audio = _willow_inputs(inputs, num_frames, input_l2, input_bn)
+    if frame_pool > 1:  # mean of each window of frame_pool frames (after the per-frame normalisation)
         rgb, pooled_frames = TemporalMeanPool(frame_pool, name="rgb_frame_pool")(rgb, num_frames)
         audio, _ = TemporalMeanPool(frame_pool, name="audio_frame_pool")(audio, num_frames)
         num_frames = pooled_frames
@@ -103,26 +176,30 @@ def _vlad_model(name: str, pooling, num_classes: int, clusters: int, audio_clust
         pooling(clusters, name="rgb_pool")(rgb, num_frames),
         pooling(audio_clusters, name="audio_pool")(audio, num_frames),
     ])
-    x = _hidden(pooled, hidden, hidden_relu, context_gating, dropout)
+    x = _hidden(pooled, hidden, hidden_relu, hidden_bn, context_gating, dropout)
     out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
     return keras.Model(inputs, out, name=name)
 
 
 @register("netvlad", "frame", NETVLAD_PRESETS,
           "gated NetVLAD (WILLOW 2017 best single model): rgb/audio VLAD, hidden FC, context gating, MoE, "
-          "gating on output probabilities (published: K=256, H=1024, 321.5M parameters)")
+          "gating on output probabilities (published: K=256, H=1024, 321.5M parameters)",
+          recipes=NETVLAD_RECIPES, recipe_sources={"published": WILLOW_README + " (gated NetVLAD)",
+                                                   "cpu": "benchmarks/bench_family_gap.py"})
 def netvlad(num_classes: int, **params):
     return _vlad_model("netvlad", NetVLAD, num_classes, **params)
 
 
 @register("netrvlad", "frame", NETRVLAD_PRESETS,
-          "gated NetRVLAD (WILLOW): residual-less VLAD (no cluster centres), otherwise as netvlad (K=256)")
+          "gated NetRVLAD (WILLOW): residual-less VLAD (no cluster centres), otherwise as netvlad (K=256)",
+          recipes=NETRVLAD_RECIPES, recipe_sources={"published": WILLOW_README + " (gated NetRVLAD)"})
 def netrvlad(num_classes: int, **params):
     return _vlad_model("netrvlad", NetRVLAD, num_classes, **params)
 
 
 @register("netfv", "frame", NETFV_PRESETS,
-          "gated NetFV (WILLOW): first+second order Fisher-vector pooling, otherwise as netvlad (K=128)")
+          "gated NetFV (WILLOW): first+second order Fisher-vector pooling, otherwise as netvlad (K=128)",
+          recipes=NETFV_RECIPES, recipe_sources={"published": WILLOW_README + " (gated NetFV)"})
 def netfv(num_classes: int, **params):
     return _vlad_model("netfv", NetFV, num_classes, **params)
 
@@ -130,70 +207,104 @@ def netfv(num_classes: int, **params):
 # ---------------------------------------------------------------- bags of frames
 
 DBOF_PRESETS = {
-    "small": {"clusters": 64, "hidden": 32, "pooling": "max", "hidden_relu": True, "context_gating": False,
-              "dropout": 0.0, **HEAD_SMALL},
-    # Starter code DbofModel: 8192 clusters, 1024 hidden, max pool, MoE (37.6M); sample 30 frames at training.
-    "published": {"clusters": 8192, "hidden": 1024, "pooling": "max", "hidden_relu": True, "context_gating": False,
-                  "dropout": 0.0, **HEAD_PUBLISHED},
+    # small keeps what the local run's dbof member was tuned with: no input BN, every frame at inference.
+    "small": {"clusters": 64, "hidden": 32, "pooling": "max", "input_bn": False, "hidden_relu": True,
+              "hidden_bn": True, "context_gating": False, "dropout": 0.0, "sample_frames_at_inference": 0,
+              **HEAD_SMALL},
+    # Starter code DbofModel: input BN, 8192 clusters, 1024 hidden (BN then the activation), max pool, MoE
+    # (37.6M); 30 frames sampled (--iterations=30) at training AND at evaluation (inside the model).
+    "published": {"clusters": 8192, "hidden": 1024, "pooling": "max", "input_bn": True, "hidden_relu": True,
+                  "hidden_bn": True, "context_gating": False, "dropout": 0.0, "sample_frames_at_inference": 30,
+                  **HEAD_PUBLISHED},
 }
+
+# The starter's train.py defaults (video_level.STARTER_RECIPE) and frame_level_models.py --iterations 30.
+DBOF_RECIPES = {"published": {**STARTER_RECIPE, "num_samples": 30}}
 
 
 @register("dbof", "frame", DBOF_PRESETS,
-          "deep bag of frames (starter code): per-frame projection to K clusters (BN, relu6), max pool over "
-          "frames, hidden FC, MoE; train with num_samples=30")
-def dbof(num_classes: int, clusters: int, hidden: int, pooling: str, hidden_relu: bool, context_gating: bool,
-         dropout: float, head: str, num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+          "deep bag of frames (starter code): input BN, per-frame projection to K clusters (BN, relu6), max pool "
+          "over frames, hidden FC, MoE; 30 frames sampled at training (reader) and at inference (in the model)",
+          recipes=DBOF_RECIPES, recipe_sources={"published": STARTER_SOURCE + " (+ frame_level_models.py "
+                                                                               "--iterations 30)"})
+def dbof(num_classes: int, clusters: int, hidden: int, pooling: str, input_bn: bool, hidden_relu: bool,
+         hidden_bn: bool, context_gating: bool, dropout: float, sample_frames_at_inference: int, head: str,
+         num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
     check_head(head)
+    if sample_frames_at_inference < 0:
+        raise ValueError(f"sample_frames_at_inference must be >= 0 (0: every frame), got {sample_frames_at_inference}")
     inputs = frame_inputs()
-    frames = _early_fusion(inputs)
-    pooled = DBoF(clusters, pooling, name="dbof_pool")(frames, inputs["num_frames"])
-    x = _hidden(pooled, hidden, hidden_relu, context_gating, dropout)
+    frames, num_frames = _early_fusion(inputs), inputs["num_frames"]
+    if sample_frames_at_inference:
+        frames, num_frames = InferenceFrameSample(sample_frames_at_inference, name="inference_frame_sample")(
+            frames, num_frames)
+    if input_bn:
+        frames = FrameBatchNorm(name="input_bn")(frames, num_frames)
+    pooled = DBoF(clusters, pooling, name="dbof_pool")(frames, num_frames)
+    x = _hidden(pooled, hidden, hidden_relu, hidden_bn, context_gating, dropout)
     out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
     return keras.Model(inputs, out, name="dbof")
 
 
-def _soft_dbof_presets(gated: bool) -> dict:
-    gates = {"context_gating": gated, "gated_pooling": False}
-    return {
-        "small": {"clusters": 64, "audio_clusters": 32, "hidden": 32, "max_pool": False, "hidden_relu": False,
-                  "dropout": 0.0, **gates, **HEAD_SMALL, "output_gating": gated},
-        # K=8000 (audio K/2), hidden 1024, no ReLU (WILLOW --dbof_relu=False), MoE: 40.8M parameters;
-        # the gated variant adds context gating on the hidden layer (+1.05M).
-        "published": {"clusters": 8000, "audio_clusters": 4000, "hidden": 1024, "max_pool": False,
-                      "hidden_relu": False, "dropout": 0.0, **gates, **HEAD_PUBLISHED},
-    }
-
-
-SOFT_DBOF_PRESETS = _soft_dbof_presets(gated=False)
-GATED_SOFT_DBOF_PRESETS = _soft_dbof_presets(gated=True)
+_SOFT_DBOF_SMALL = {"clusters": 64, "audio_clusters": 8, "hidden": 32, "max_pool": False, "input_l2": "joint",
+                    "input_bn": True, "hidden_relu": False, "hidden_bn": True, "dropout": 0.0, **HEAD_SMALL}
+SOFT_DBOF_PRESETS = {
+    "small": {**_SOFT_DBOF_SMALL, "context_gating": False, "gated_pooling": False},
+    # SoftDbofModelLF, README command: --dbof_cluster_size=8000 --dbof_hidden_size=1024 --dbof_relu=False and
+    # no --moe_l2 (train.py default 1e-8); audio SoftDBoF cluster_size/8 = 1000 (the code; YT8M_FACTS' 40.8M
+    # is the audio-K/2 figure, see sizes.CODE_PARAMETERS).
+    "published": {"clusters": 8000, "audio_clusters": 1000, "hidden": 1024, "max_pool": False, "input_l2": "joint",
+                  "input_bn": True, "hidden_relu": False, "hidden_bn": False, "dropout": 0.0, "context_gating": False,
+                  "gated_pooling": False, **HEAD_PUBLISHED, "l2": 1e-8},
+}
+GATED_SOFT_DBOF_PRESETS = {
+    "small": {**_SOFT_DBOF_SMALL, "context_gating": False, "gated_pooling": True, "output_gating": True},
+    # GatedDbofModelLF: GatedDBoF pooling of the rgb frames, SoftDBoF audio cluster_size/8, no hidden gating;
+    # README: --dbof_cluster_size=4096 --dbof_hidden_size=1024 --moe_l2=1e-6 --dbof_relu=False. Gating on the
+    # output probabilities as the README's inference command (--moe_prob_gating=True, train_dir
+    # "gateddboflf-4096-1024-80-0002-300iter-gatedmoe": the member of the published ensemble); the README's
+    # training command omits it (see sizes.CODE_PARAMETERS).
+    "published": {"clusters": 4096, "audio_clusters": 512, "hidden": 1024, "max_pool": False, "input_l2": "joint",
+                  "input_bn": True, "hidden_relu": False, "hidden_bn": False, "dropout": 0.0, "context_gating": False,
+                  "gated_pooling": True, **HEAD_PUBLISHED, "output_gating": True},
+}
+# README: Soft-DBoF --max_step=800000, gated Soft-DBoF 1000000; both --batch_size=80 --iterations=300 and
+# the default --learning_rate_decay 0.9.
+SOFT_DBOF_RECIPES = {"published": _willow_recipe(80, 0.9, 300, 800_000)}
+GATED_SOFT_DBOF_RECIPES = {"published": _willow_recipe(80, 0.9, 300, 1_000_000)}
 
 
 def _soft_dbof_model(name: str, num_classes: int, clusters: int, audio_clusters: int, hidden: int, max_pool: bool,
-                     hidden_relu: bool, dropout: float, context_gating: bool, gated_pooling: bool, head: str,
-                     num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+                     input_l2: str, input_bn: bool, hidden_relu: bool, hidden_bn: bool, dropout: float,
+                     context_gating: bool, gated_pooling: bool, head: str, num_mixtures: int, l2: float,
+                     label_dim: int, output_gating: bool):
     check_head(head)
     inputs = frame_inputs()
-    rgb, audio = _late_fusion(inputs)
-    if gated_pooling:  # WILLOW's GatedDBoF on the rgb frames
-        rgb_pool = GatedSoftDBoF(clusters, name="rgb_pool")(rgb, inputs["num_frames"])
+    num_frames = inputs["num_frames"]
+    rgb, audio = _willow_inputs(inputs, num_frames, input_l2, input_bn)
+    if gated_pooling:  # WILLOW's GatedDBoF on the rgb frames (GatedDbofModelLF)
+        rgb_pool = GatedSoftDBoF(clusters, name="rgb_pool")(rgb, num_frames)
     else:
-        rgb_pool = SoftDBoF(clusters, max_pool, name="rgb_pool")(rgb, inputs["num_frames"])
-    audio_pool = SoftDBoF(audio_clusters, max_pool, name="audio_pool")(audio, inputs["num_frames"])
-    x = _hidden(keras.layers.Concatenate()([rgb_pool, audio_pool]), hidden, hidden_relu, context_gating, dropout)
+        rgb_pool = SoftDBoF(clusters, max_pool, name="rgb_pool")(rgb, num_frames)
+    audio_pool = SoftDBoF(audio_clusters, max_pool, name="audio_pool")(audio, num_frames)
+    x = _hidden(keras.layers.Concatenate()([rgb_pool, audio_pool]), hidden, hidden_relu, hidden_bn, context_gating,
+                dropout)
     out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
     return keras.Model(inputs, out, name=name)
 
 
 @register("soft_dbof", "frame", SOFT_DBOF_PRESETS,
-          "soft deep bag of frames (WILLOW): softmax cluster assignment, sum pool over real frames, L2 norm, "
-          "hidden FC, MoE (published K=8000: 40.8M)")
+          "soft deep bag of frames (WILLOW SoftDbofModelLF): softmax cluster assignment, sum pool over real "
+          "frames, L2 norm, hidden FC, MoE (published K=8000, audio K/8)",
+          recipes=SOFT_DBOF_RECIPES, recipe_sources={"published": WILLOW_README + " (Soft-DBoW 8000)"})
 def soft_dbof(num_classes: int, **params):
     return _soft_dbof_model("soft_dbof", num_classes, **params)
 
 
 @register("gated_soft_dbof", "frame", GATED_SOFT_DBOF_PRESETS,
-          "gated soft-DBoF: soft_dbof + context gating on the hidden layer; options: WILLOW's gated pooling "
-          "(gated_pooling) and gating on output probabilities (output_gating)")
+          "gated soft-DBoF (WILLOW GatedDbofModelLF): rgb soft assignments sum-pooled and gated by their "
+          "max pool, audio Soft-DBoF (K/8), hidden FC, MoE, gating on the output probabilities (published K=4096)",
+          recipes=GATED_SOFT_DBOF_RECIPES, recipe_sources={"published": WILLOW_README + " (gated Soft-DBoW 4096)"})
 def gated_soft_dbof(num_classes: int, **params):
     return _soft_dbof_model("gated_soft_dbof", num_classes, **params)
 
@@ -207,27 +318,39 @@ def gated_soft_dbof(num_classes: int, **params):
 _RNN_INPUT_OFF = {"frame_pool": 1, "input_projection": 0}
 
 
-def _rnn_presets(published_units: int) -> dict:
+def _rnn_presets(published_units: int, published_l2: float, gru: bool) -> dict:
+    # GRU: ``reset_after=False`` is TF1's GRUCell (the reset gate applied before the recurrent matmul, one
+    # bias vector), as WILLOW's GruModel (tf.contrib.rnn.GRUCell); Keras' default True is the cuDNN form.
+    def cell(published: bool) -> dict:
+        return {"reset_after": not published} if gru else {}
+
     return {
         "small": {"units": 32, "layers": 2, "bidirectional": False, "state": "last", "dropout": 0.0,
-                  **_RNN_INPUT_OFF, **HEAD_SMALL},
+                  **_RNN_INPUT_OFF, **cell(False), **HEAD_SMALL},
         # WILLOW's LstmModel / GruModel: 2 layers, the final state of every layer (TF1 MultiRNNCell with
         # state_is_tuple=False) into MoE: LSTM 2x1024 96.4M, GRU 2x1200 63.5M; state="last" (top layer's
-        # final output only, as the starter code) gives 37.1M / 40.3M.
+        # final output only, as the starter code) gives 37.1M / 40.3M. MoE L2 as the README commands: GRU
+        # --moe_l2=1e-6; LSTM none, so WILLOW's default 1e-8 (video_level_models.py).
         "published": {"units": published_units, "layers": 2, "bidirectional": False, "state": "all",
-                      "dropout": 0.0, **_RNN_INPUT_OFF, **HEAD_PUBLISHED},
+                      "dropout": 0.0, **_RNN_INPUT_OFF, **cell(True), **HEAD_PUBLISHED, "l2": published_l2},
         # "cpu": tuned to beat mean pooling on synthetic data with segment-local evidence on a 2-core CPU
         # (benchmarks/bench_family_gap.py): 4-frame window means (75 steps for 300 frames), a 64-d
         # projection + LayerNorm, one 64-unit layer, max over its outputs, MoE; train with
-        # CPU_TRAINING (every frame, num_samples 0).
+        # CPU_TRAINING (every frame, num_samples 0), its recipe.
         "cpu": {"units": 64, "layers": 1, "bidirectional": False, "state": "max", "dropout": 0.0,
-                "frame_pool": 4, "input_projection": 64, **HEAD_SMALL},
+                "frame_pool": 4, "input_projection": 64, **cell(False), **HEAD_SMALL},
     }
+
+
+# README commands: GRU --batch_size=128 --learning_rate_decay=0.9 --max_step=300000, every frame;
+# LSTM --batch_size=128 --iterations=150 --lstm_random_sequence=True --max_step=400000 (default decay 0.9).
+GRU_RECIPES = {"published": _willow_recipe(128, 0.9, 0, 300_000), "cpu": CPU_TRAINING["gru"]}
+LSTM_RECIPES = {"published": _willow_recipe(128, 0.9, 150, 400_000), "cpu": CPU_TRAINING["lstm"]}
 
 
 def _rnn_model(name: str, cell, num_classes: int, units: int, layers: int, bidirectional: bool, state: str,
                dropout: float, frame_pool: int, input_projection: int, head: str, num_mixtures: int, l2: float,
-               label_dim: int, output_gating: bool):
+               label_dim: int, output_gating: bool, **cell_params):
     check_head(head)
     if state not in ("last", "all", "max"):
         raise ValueError(f"state must be 'last' (top layer's final output), 'all' (every layer's final "
@@ -247,7 +370,7 @@ def _rnn_model(name: str, cell, num_classes: int, units: int, layers: int, bidir
     mask = FrameMask()(x, num_frames)
     finals, states = [], []
     for i in range(layers):
-        rnn = cell(units, return_sequences=True, return_state=True, name=f"{name}_{i}")
+        rnn = cell(units, return_sequences=True, return_state=True, name=f"{name}_{i}", **cell_params)
         if bidirectional:
             rnn = keras.layers.Bidirectional(rnn, name=f"bi{name}_{i}")
         outputs = rnn(x, mask=mask)
@@ -266,16 +389,20 @@ def _rnn_model(name: str, cell, num_classes: int, units: int, layers: int, bidir
     return keras.Model(inputs, out, name=name)
 
 
-@register("lstm", "frame", _rnn_presets(1024),
+@register("lstm", "frame", _rnn_presets(1024, 1e-8, gru=False),
           "stacked LSTM over the real frames (masked), uni- or bidirectional, final state into MoE "
-          "(published 2x1024)")
+          "(published 2x1024)",
+          recipes=LSTM_RECIPES, recipe_sources={"published": WILLOW_README + " (LSTM 2 layers)",
+                                                "cpu": "benchmarks/bench_family_gap.py"})
 def lstm(num_classes: int, **params):
     return _rnn_model("lstm", keras.layers.LSTM, num_classes, **params)
 
 
-@register("gru", "frame", _rnn_presets(1200),
+@register("gru", "frame", _rnn_presets(1200, 1e-6, gru=True),
           "stacked GRU over the real frames (masked), uni- or bidirectional, final state into MoE "
-          "(published 2x1200)")
+          "(published 2x1200; reset_after=False is TF1's GRUCell)",
+          recipes=GRU_RECIPES, recipe_sources={"published": WILLOW_README + " (GRU 2 layers)",
+                                               "cpu": "benchmarks/bench_family_gap.py"})
 def gru(num_classes: int, **params):
     return _rnn_model("gru", keras.layers.GRU, num_classes, **params)
 

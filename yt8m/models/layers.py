@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 _EPS = 1e-6
@@ -61,6 +62,73 @@ class FeatureSlice(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "start": self.start, "stop": self.stop}
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class FrameBatchNorm(keras.layers.Layer):
+    """BatchNormalization of every frame of ``[B, F, D]`` (per feature dimension), the statistics of a
+    training batch taken over the real frames only (``num_frames``), so padding never skews them.
+
+    WILLOW's input BN (Youtube-8M-WILLOW frame_level_models.py ``*ModelLF``: ``slim.batch_norm(
+    reshaped_input, center=True, scale=True, scope="input_bn")`` on the ``[B * F, 1152]`` frames) and
+    the starter's DbofModel input BN (google/youtube-8m frame_level_models.py). Keras' epsilon 1e-3
+    equals slim's default.
+    """
+
+    def build(self, input_shape):
+        self.dim = int(input_shape[-1])
+        self.norm = keras.layers.BatchNormalization()
+        self.norm.build((None, self.dim))
+
+    def call(self, x, num_frames, training=None):
+        frames = ops.shape(x)[1]
+        mask = ops.reshape(frame_mask(num_frames, frames, "bool"), (-1,))
+        # on the [B * F, D] frames, as WILLOW's reshaped_input (the reshape back also drops the Keras mask
+        # BatchNormalization attaches to its output, which the next layers do not take)
+        flat = self.norm(ops.reshape(x, (-1, self.dim)), training=training, mask=mask)
+        return ops.reshape(flat, (-1, frames, self.dim))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable("yt8m")
+class InferenceFrameSample(keras.layers.Layer):
+    """At inference, ``num_samples`` frames of each video's real frames, sampled with replacement (the
+    starter's DbofModel calls ``utils.SampleRandomFrames(model_input, num_frames, iterations)`` inside
+    the model, so it samples at evaluation too: google/youtube-8m frame_level_models.py, model_utils.py).
+    At training the frames pass through unchanged: the reader has sampled them already
+    (``training.num_samples``, the same uniform sampling with replacement).
+
+    Choice for serving: the starter draws fresh random positions on every call; here the draw is FIXED
+    (``seed``) and shared by every video, position ``floor(u_i * num_frames)`` for ``num_samples`` fixed
+    ``u_i`` in [0, 1), so a served video's score is reproducible and independent of its batch. An
+    empty video (``num_frames == 0``) stays empty. Returns the sampled frames and their count.
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.num_samples, self.seed = num_samples, seed
+        self.positions = sorted(np.random.default_rng(seed).random(num_samples).tolist())
+
+    def call(self, x, num_frames, training=None):
+        if training:
+            return x, ops.cast(num_frames, "int32")
+        num_frames = ops.cast(num_frames, "int32")
+        u = ops.expand_dims(ops.convert_to_tensor(self.positions, "float32"), 0)  # [1, S]
+        index = ops.cast(ops.floor(u * ops.expand_dims(ops.cast(num_frames, "float32"), 1)), "int32")
+        index = ops.minimum(index, ops.expand_dims(ops.maximum(num_frames - 1, 0), 1))  # [B, S]
+        sampled = ops.take_along_axis(x, ops.expand_dims(index, -1), axis=1)
+        return sampled, ops.where(num_frames > 0, self.num_samples, 0)
+
+    def compute_output_spec(self, x, num_frames, training=None):
+        return (keras.KerasTensor((x.shape[0], None, x.shape[-1]), dtype=x.dtype),
+                keras.KerasTensor(num_frames.shape, dtype="int32"))
+
+    def get_config(self):
+        return {**super().get_config(), "num_samples": self.num_samples, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable("yt8m")
@@ -175,7 +243,10 @@ class MixtureOfExperts(keras.layers.Layer):
 
     def build(self, input_shape):
         reg = slim_l2(self.l2)  # slim's l2 * sum(w^2) / 2 (see slim_l2)
-        self.gates = keras.layers.Dense(self.num_classes * (self.num_mixtures + 1), kernel_regularizer=reg)
+        # Gates without a bias: google/youtube-8m video_level_models.py MoeModel (and WILLOW's) build the
+        # gates with ``slim.fully_connected(..., biases_initializer=None)``; only the experts have biases.
+        self.gates = keras.layers.Dense(self.num_classes * (self.num_mixtures + 1), use_bias=False,
+                                        kernel_regularizer=reg)
         self.experts = keras.layers.Dense(self.num_classes * self.num_mixtures, kernel_regularizer=reg)
         self.gates.build(input_shape)
         self.experts.build(input_shape)

@@ -1,4 +1,10 @@
-"""Model families by name: a builder, its input level and named presets (configs as data)."""
+"""Model families by name: a builder, its input level, named presets and, per preset, the training
+recipe its authors trained it with (configs as data).
+
+A recipe is ``{TrainingConfig field: value}`` (``yt8m.config.TrainingConfig``): the config loader uses
+it as the defaults of ``ModelConfig.training`` for that preset, under the user's own ``training:``
+fields. Presets without a recipe (``small``) train with the library's defaults.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +21,28 @@ class Family:
     builder: Callable[..., keras.Model]
     presets: dict[str, dict]
     description: str = ""
+    recipes: dict[str, dict] = dataclasses.field(default_factory=dict)  # preset -> {TrainingConfig field: value}
+    recipe_sources: dict[str, str] = dataclasses.field(default_factory=dict)  # preset -> where the recipe is from
 
 
 FAMILIES: dict[str, Family] = {}
 
 
-def register(name: str, input_level: str, presets: dict[str, dict], description: str = ""):
-    """Decorator: register ``builder(num_classes, **params) -> keras.Model`` under ``name``."""
+def register(name: str, input_level: str, presets: dict[str, dict], description: str = "",
+             recipes: dict[str, dict] | None = None, recipe_sources: dict[str, str] | None = None):
+    """Decorator: register ``builder(num_classes, **params) -> keras.Model`` under ``name``, with the
+    training ``recipes`` of some presets (and where each comes from, ``recipe_sources``)."""
     if input_level not in ("video", "frame"):
         raise ValueError(f"input_level must be 'video' or 'frame', got {input_level!r}")
+    recipes, recipe_sources = dict(recipes or {}), dict(recipe_sources or {})
+    for preset in set(recipes) | set(recipe_sources):
+        if preset not in presets:
+            raise ValueError(f"{name}: recipe for unknown preset {preset!r}")
+    if set(recipes) != set(recipe_sources):
+        raise ValueError(f"{name}: every recipe needs its source and every source a recipe")
 
     def wrap(builder):
-        FAMILIES[name] = Family(name, input_level, builder, presets, description)
+        FAMILIES[name] = Family(name, input_level, builder, presets, description, recipes, recipe_sources)
         return builder
 
     return wrap
@@ -50,6 +66,14 @@ def resolve_params(family: str, preset: str, overrides: dict | None = None) -> d
             raise KeyError(f"override {key!r} is not a parameter of {family!r} (parameters: {', '.join(params)})")
         params[key] = value
     return params
+
+
+def training_recipe(family: str, preset: str) -> dict:
+    """The preset's training recipe ``{TrainingConfig field: value}`` ({} without one)."""
+    fam = get_family(family)
+    if preset not in fam.presets:
+        raise KeyError(f"model family {family!r} has no preset {preset!r}; presets: {', '.join(fam.presets)}")
+    return dict(fam.recipes.get(preset, {}))
 
 
 def build_model(family: str, num_classes: int, preset: str = "small", overrides: dict | None = None) -> keras.Model:

@@ -194,6 +194,33 @@ def _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating):
 
 # ---------------------------------------------------------------- attention_net
 
+# The team's training recipes (twoleggedeye/youtube8m, commit c640c50: configs/configNN.yaml
+# ``batch_size`` / ``optimizer_kwargs.lr`` / ``epochs`` x ``max_batches_per_epoch``, youtube8m/utils/training.py
+# ``clip_grad_norm_(..., grad_clip=10)``; their frame reader feeds every frame, no sampling). Not expressible
+# as TrainingConfig fields, so left out (see each RECIPE_SOURCES entry): their ReduceLROnPlateau (halve the
+# lr when the validation loss stops improving) -> here a constant lr (lr_decay 1.0); config27's RMSprop ->
+# here the trainer's Adam at their lr.
+
+
+def _team_recipe(learning_rate: float, batch_size: int, epochs: int, batches_per_epoch: int) -> dict:
+    return {"learning_rate": learning_rate, "batch_size": batch_size, "epochs": epochs,
+            "steps_per_epoch": batches_per_epoch, "lr_decay": 1.0, "clip_gradient_norm": 10.0, "num_samples": 0}
+
+
+_TEAM = "twoleggedeye/youtube8m configs/"
+ATTENTION_NET_RECIPES = {"published": _team_recipe(1e-3, 400, 50, 1000)}
+BILSTM_ATTENTION_RECIPES = {"published": _team_recipe(1e-4, 256, 50, 1000)}
+FRAME_CONV_MAX_RECIPES = {"published": _team_recipe(5e-3, 512, 30, 2000)}
+VLAD_BOW_RECIPES = {"published": _team_recipe(1e-3, 128, 60, 2000)}
+RECIPE_SOURCES = {
+    "attention_net": _TEAM + "config21.yaml (Adam 1e-3; ReduceLROnPlateau factor 0.5 patience 0 not reproduced)",
+    "bilstm_attention": _TEAM + "config27.yaml (RMSprop 1e-4 -> Adam 1e-4; ReduceLROnPlateau factor 0.5 "
+                                "patience 0 not reproduced)",
+    "frame_conv_max": _TEAM + "config19.yaml (Adam 5e-3; ReduceLROnPlateau factor 0.5 patience 1 not reproduced)",
+    "vlad_bow": _TEAM + "config91.yaml (Adam 1e-3; ReduceLROnPlateau factor 0.5 patience 1 not reproduced)",
+}
+
+
 ATTENTION_NET_PRESETS = {
     "small": {"layers": 2, "hidden": 64, "fc_sizes": [256], "fc_dropout": 0.0, **HEAD_SMALL},
     # AttentionModel defaults (config21: model_kwargs {}): 3 layers of 1024, FCN (4096, 4096), no dropout.
@@ -204,7 +231,8 @@ ATTENTION_NET_PRESETS = {
 @register("attention_net", "frame", ATTENTION_NET_PRESETS,
           "2018 2nd place AttentionModel: per layer a frame-wise FC+ReLU over [frames, earlier pooled "
           "vectors], masked attention pooling, pooled vector appended to every frame; masked mean, BN, "
-          "FC 4096x2 (published 3x1024)")
+          "FC 4096x2 (published 3x1024)",
+          recipes=ATTENTION_NET_RECIPES, recipe_sources={"published": RECIPE_SOURCES["attention_net"]})
 def attention_net(num_classes: int, layers: int, hidden: int, fc_sizes, fc_dropout: float, head: str,
                   num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
     check_head(head)
@@ -252,7 +280,8 @@ def _bilstm_branch(x, num_frames, projection: int, units: int, layers: int, name
 
 @register("bilstm_attention", "frame", BILSTM_ATTENTION_PRESETS,
           "2018 2nd place EarlyConcatLSTM4: per modality FC+ReLU, densely connected bi-LSTM over the real "
-          "frames, masked attention pooling; BN, FC 4096x2 (published rgb 1024 / audio 128 units)")
+          "frames, masked attention pooling; BN, FC 4096x2 (published rgb 1024 / audio 128 units)",
+          recipes=BILSTM_ATTENTION_RECIPES, recipe_sources={"published": RECIPE_SOURCES["bilstm_attention"]})
 def bilstm_attention(num_classes: int, rgb_projection: int, audio_projection: int, rgb_units: int,
                      audio_units: int, layers: int, fc_sizes, fc_dropout: float, head: str, num_mixtures: int,
                      l2: float, label_dim: int, output_gating: bool):
@@ -285,7 +314,8 @@ FRAME_CONV_MAX_PRESETS = {
 @register("frame_conv_max", "frame", FRAME_CONV_MAX_PRESETS,
           "2018 2nd place EarlyConcatAlternate: time-distributed FC (kernel_size 1) or temporal conv per "
           "modality, BN, ReLU, masked max over frames, ResNet-like trunk (published: 1024/128, inner 1024, 2+2 "
-          "blocks)")
+          "blocks)",
+          recipes=FRAME_CONV_MAX_RECIPES, recipe_sources={"published": RECIPE_SOURCES["frame_conv_max"]})
 def frame_conv_max(num_classes: int, rgb_units: int, audio_units: int, kernel_size: int, inner: int,
                    branch_blocks: int, fused_blocks: int, dropout: float, head: str, num_mixtures: int, l2: float,
                    label_dim: int, output_gating: bool):
@@ -314,7 +344,8 @@ VLAD_BOW_PRESETS = {
 
 @register("vlad_bow", "frame", VLAD_BOW_PRESETS,
           "2018 2nd place BoWResnetLike: soft bag of words per modality (softmax of assignment logits raised "
-          "to a learnable power), summed over the real frames, ResNet-like trunk (published K=4096)")
+          "to a learnable power), summed over the real frames, ResNet-like trunk (published K=4096)",
+          recipes=VLAD_BOW_RECIPES, recipe_sources={"published": RECIPE_SOURCES["vlad_bow"]})
 def vlad_bow(num_classes: int, clusters: int, audio_clusters: int, power: float, learnable_power: bool,
              bow_dropout: float, inner: int, branch_blocks: int, fused_blocks: int, dropout: float, head: str,
              num_mixtures: int, l2: float, label_dim: int, output_gating: bool):

@@ -6,7 +6,9 @@ tensors stay float32. (``yt8m.export`` stores a per-channel scale and offset ins
 codebook; ``uint8_export_mib`` is that scheme's size.)
 
 ``PUBLISHED_PARAMETERS`` holds YT8M_FACTS.md's "Model families and sizes" figures; a range
-``(low, high)`` where the facts give one ("LSTM 2x1024 / GRU 2x1200: 37-96M").
+``(low, high)`` where the facts give one ("LSTM 2x1024 / GRU 2x1200: 37-96M"). Where a preset follows
+the reference code rather than the facts' figure (or the facts have none), ``CODE_PARAMETERS`` /
+``SECOND_PLACE_CODE_PARAMETERS`` hold the code's own parameter count and say why.
 """
 
 from __future__ import annotations
@@ -31,10 +33,31 @@ PUBLISHED_PARAMETERS: dict[str, float | tuple[float, float]] = {
     "netvlad": 321.5e6,
     "netrvlad": 321e6,
     "netfv": 321e6,
+    # The facts' Soft-DBoF K=8000 figure; the published preset follows WILLOW's code instead (audio K/8,
+    # 37.3M): see CODE_PARAMETERS. (With the audio branch at K/2 the same layers count 41.1M.)
     "soft_dbof": 40.8e6,
-    # No separate figure in the facts: the gated variant is held to the Soft-DBoF K=8000 figure.
-    "gated_soft_dbof": 40.8e6,
     "resnet_like": 153e6,
+}
+
+# Where the facts' figure (from the papers) and the reference code disagree, or the facts give none, the
+# published preset follows the code that produced the published result, held here to the trainable
+# parameters of that code at 3,862 classes, counted layer by layer (TF1 slim: BN gamma + beta trainable,
+# the moving statistics not; MoE gates without biases):
+# * soft_dbof: antoine77340/Youtube-8M-WILLOW frame_level_models.py SoftDbofModelLF with the README command
+#   (--dbof_cluster_size=8000 --dbof_hidden_size=1024 --dbof_relu=False): input_bn 2,304; rgb SoftDBoF
+#   1024x8000 + BN 16,000; audio SoftDBoF cluster_size/8 = 1000: 128x1000 + BN 2,000; hidden1 9000x1024 +
+#   bias 1,024; MoE 1024x3862x3 gates + 1024x7724 experts + 7,724 biases = 37,338,492. YT8M_FACTS.md says
+#   40.8M (the preset's -8.5%), which is the audio-K/2 variant's size.
+# * gated_soft_dbof: GatedDbofModelLF (README: --dbof_cluster_size=4096 --dbof_hidden_size=1024
+#   --dbof_relu=False; --moe_prob_gating=True as the inference command of the ensembled member): input_bn
+#   2,304; rgb GatedDBoF cluster_weights 1024x4096, dim_red 4096x1024, cluster_weights_2 1024x4096, two BN
+#   of 4096; audio SoftDBoF 512 clusters 128x512 + BN 1,024; hidden1 4608x1024 + bias; MoE as above;
+#   gating_prob_weights 3862x3862 + BN 7,724 = 52,091,708. The facts give no figure (without the output
+#   gating, as the README's training command: 37,168,940).
+CODE_PARAMETERS: dict[str, tuple[int, str]] = {
+    "soft_dbof": (37_338_492, "Youtube-8M-WILLOW frame_level_models.py SoftDbofModelLF, README K=8000"),
+    "gated_soft_dbof": (52_091_708, "Youtube-8M-WILLOW frame_level_models.py GatedDbofModelLF, README K=4096 "
+                        "(+ --moe_prob_gating of its inference command)"),
 }
 
 # The 2018 2nd place's families (second_place.py): neither the team's paper nor YT8M_FACTS.md gives
@@ -59,7 +82,7 @@ SECOND_PLACE_CODE_PARAMETERS: dict[str, tuple[int, str]] = {
 PUBLISHED_MIB: dict[str, tuple] = {
     "logistic": (17, 4), "moe": (85, 21), "dbof": (144, 36), "lstm": ((140, 370), None), "gru": ((140, 370), None),
     "netvlad": (1226, 307), "netrvlad": (1226, 306), "netfv": (1226, 306), "soft_dbof": (156, 39),
-    "gated_soft_dbof": (156, 39), "resnet_like": (584, None),
+    "resnet_like": (584, None),
 }
 
 

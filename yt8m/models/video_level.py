@@ -16,8 +16,18 @@ def _normalized_video_vector(inputs):
     return keras.layers.UnitNormalization()(x)
 
 
+# The starter code's training recipe (google/youtube-8m train.py defaults; its README trains the
+# video-level baselines and DbofModel with them): Adam, --base_learning_rate 0.01, --learning_rate_decay
+# 0.95 every --learning_rate_decay_examples 4000000, --batch_size 1024, --clip_gradient_norm 1.0,
+# --num_epochs 5.
+STARTER_RECIPE = {"learning_rate": 0.01, "lr_decay": 0.95, "lr_decay_examples": 4_000_000, "batch_size": 1024,
+                  "clip_gradient_norm": 1.0, "epochs": 5}
+STARTER_SOURCE = "google/youtube-8m train.py defaults"
+
+
 @register("logistic", "video", {"small": {"l2": 1e-8}, "published": {"l2": 1e-8}},
-          "sigmoid FC on the L2-normalised mean features (the class-prior-beating baseline)")
+          "sigmoid FC on the L2-normalised mean features (the class-prior-beating baseline)",
+          recipes={"published": STARTER_RECIPE}, recipe_sources={"published": STARTER_SOURCE})
 def logistic(num_classes: int, l2: float):
     inputs = video_inputs()
     reg = slim_l2(l2)  # google/youtube-8m LogisticModel: slim.l2_regularizer(1e-8), l2 * sum(w^2) / 2
@@ -35,7 +45,8 @@ MOE_PRESETS = {
 
 @register("moe", "video", MOE_PRESETS,
           "Mixture-of-Experts: softmax gates over sigmoid experts + dummy expert (starter-code baseline); "
-          "optional context gating on the output probabilities")
+          "optional context gating on the output probabilities",
+          recipes={"published": STARTER_RECIPE}, recipe_sources={"published": STARTER_SOURCE})
 def moe(num_classes: int, num_mixtures: int, l2: float, output_gating: bool = False):
     inputs = video_inputs()
     out = MixtureOfExperts(num_classes, num_mixtures, l2)(_normalized_video_vector(inputs))
@@ -91,9 +102,20 @@ def resnet_trunk(branches: list, inner: int, branch_blocks: int, fused_blocks: i
     return fc_block(x, inner, dropout)
 
 
+# The team's recipe for it (twoleggedeye/youtube8m configs/config0.yaml): Adam lr 5e-3, batch 4096,
+# 40 epochs x 1000 batches, mixup of every batch with the previous one, l ~ Beta(0.3, 0.3)
+# (video_level_nn_models/mixup_dataloader.py DataLoaderWithMixUp), grad clip 10 (utils/training.py).
+# Their ReduceLROnPlateau (factor 0.5, patience 1) has no TrainingConfig field: a constant lr here.
+RESNET_RECIPES = {"published": {"learning_rate": 5e-3, "batch_size": 4096, "epochs": 40, "steps_per_epoch": 1000,
+                                "lr_decay": 1.0, "clip_gradient_norm": 10.0, "mixup_prob": 1.0, "mixup_alpha": 0.3}}
+
+
 @register("resnet_like", "video", RESNET_PRESETS,
           "ResNet-like video-level MLP (Samsung 2018): per-modality FC + identity blocks, fusion, "
-          "identity blocks, FC, sigmoid output (train with mixup)")
+          "identity blocks, FC, sigmoid output (train with mixup)",
+          recipes=RESNET_RECIPES,
+          recipe_sources={"published": "twoleggedeye/youtube8m configs/config0.yaml (ReduceLROnPlateau factor 0.5 "
+                                       "patience 1 not reproduced)"})
 def resnet_like(num_classes: int, inner: int, branch_blocks: int, fused_blocks: int, dropout: float, head: str,
                 num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
     check_head(head)
