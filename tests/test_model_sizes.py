@@ -40,6 +40,14 @@ def test_small_size_table_rows():
         assert row["fp32_mib"] == round(row["parameters"] * 4 / 2**20, 1)
         assert row["uint8_mib"] < row["fp32_mib"]
         assert row["published_parameters"] is None and row["relative_error"] is None
+        assert row["recipe"] == {} and row["recipe_source"] == ""  # small presets: the library's defaults
+
+
+def test_size_rows_carry_the_preset_training_recipe():
+    from yt8m.models.frame_level import CPU_TRAINING
+
+    (row,) = sizes.model_size_table(num_classes=10, presets=("cpu",), families=["gru"])
+    assert row["recipe"] == CPU_TRAINING["gru"] and row["recipe_source"]
 
 
 def test_uint8_rule_quantizes_only_tensors_over_17000_elements():

@@ -136,7 +136,8 @@ def size_of_shapes(shapes: list[tuple[int, ...]], quantize_min_elements: int = Q
 
 def model_size(family: str, preset: str = "published", num_classes: int = schema.NUM_CLASSES,
                overrides: dict | None = None) -> dict:
-    """Build the model (no training) and measure it; the model is released before returning."""
+    """Build the model (no training) and measure it; the model is released before returning. The row also
+    carries the preset's training recipe (``yt8m models --json`` shows it)."""
     import keras
 
     from yt8m.models import registry
@@ -147,12 +148,13 @@ def model_size(family: str, preset: str = "published", num_classes: int = schema
     keras.backend.clear_session()
     gc.collect()
     size = size_of_shapes(shapes)
+    fam = registry.get_family(family)
     figure = PUBLISHED_PARAMETERS.get(family) if preset == "published" and not overrides else None
     mib = PUBLISHED_MIB.get(family, (None, None)) if figure is not None else (None, None)
     return {
         "family": family,
         "preset": preset,
-        "input_level": registry.get_family(family).input_level,
+        "input_level": fam.input_level,
         "parameters": size["parameters"],
         "fp32_mib": round(size["fp32_bytes"] / MIB, 1),
         "uint8_mib": round(size["uint8_bytes"] / MIB, 1),
@@ -161,6 +163,9 @@ def model_size(family: str, preset: str = "published", num_classes: int = schema
         "relative_error": (None if figure is None else round(published_relative_error(family, size["parameters"]), 5)),
         "published_fp32_mib": list(mib[0]) if isinstance(mib[0], tuple) else mib[0],
         "published_uint8_mib": mib[1],
+        # the preset's training recipe (ModelConfig.training defaults) and where it comes from; {} / "" if none
+        "recipe": dict(fam.recipes.get(preset, {})),
+        "recipe_source": fam.recipe_sources.get(preset, ""),
     }
 
 
