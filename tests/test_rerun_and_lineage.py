@@ -33,7 +33,7 @@ def tiny_run(tmp_path_factory):
         "synth": {"videos": 400, "classes": 12, "seed": 3},
         "data": {"num_classes": 12, "folds": 2, "holdout_fraction": 0.2},
         "models": [{"name": "moe", "family": "moe", "training": {"epochs": 2, "batch_size": 32}}],
-        "gate": {"min_gap": 0.0},
+        "gate": {"min_gap": 0.0, "compare_with_previous": False},  # 2 epochs: not a release candidate
     }))
     workdir = root / "w"
     result = _yt8m("run", "--local", "--config", str(config), "--workdir", str(workdir))
