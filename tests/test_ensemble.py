@@ -156,3 +156,21 @@ def test_pipeline_passes_the_run_configs_ensemble_section_to_the_ensemble_task(t
                                            data_fingerprint=fingerprint.Fingerprint("p", "sha256:0", 1, 1))
     assert (args["combiner"], args["compression"], args["size_budget_bytes"]) == ("weighted", "codebook",
                                                                                   500_000_000)
+
+
+def test_build_ensemble_replans_with_the_measured_graph_size_to_stay_under_the_budget(tmp_path):
+    rng = np.random.default_rng(1)
+    videos = [random_video(rng, f"h{i}", 6, NUM_CLASSES) for i in range(8)]
+    records = write_videos(str(tmp_path / "holdout.tfrecord"), videos)
+    oof_ids = [f"o{i}" for i in range(100)]
+    oof_labels = [sorted(rng.choice(NUM_CLASSES, 2, replace=False).tolist()) for _ in oof_ids]
+    dirs = [_member_dir(tmp_path, "moe", "moe", 2, records, oof_ids, oof_labels),
+            _member_dir(tmp_path, "logistic", "logistic", 0, records, oof_ids, oof_labels)]
+    # uint8 tensors: moe (the better member on OOF) ~232 KB, logistic ~47 KB; the graph itself is > 100 KB.
+    # moe fits the default reserve (a tenth of the budget), not the measured graph: the second plan drops it.
+    report = ensemble.build_ensemble(dirs, str(tmp_path / "out"), NUM_CLASSES, {v[0]: v[1] for v in videos},
+                                     dict(zip(oof_ids, oof_labels)), combiner="average", compression="uint8",
+                                     size_budget_bytes=350_000)
+    assert report["plan"]["reserve_bytes"] > 35_000 and report["plan"]["measured_graph_bytes"] > 35_000
+    assert report["plan"]["members"] == ["logistic"]
+    assert report["within_size_budget"] and report["saved_model_bytes"] <= 350_000

@@ -58,6 +58,10 @@ def test_plan_respects_the_budget_and_the_graph_reserve(tmp_path):
     assert p.chosen.size_bytes <= 160 * MB
     assert sum(SIZES[m][q] for m, q in zip(p.chosen.members, p.chosen.precisions)) == p.chosen.size_bytes
     assert all(c.size_bytes <= 160 * MB for c in p.candidates if c.fits)
+    # by default 32 MiB of the budget is kept for the graph, a tenth of a smaller budget
+    assert planner.plan(table, names, SIZES).reserve_bytes == 32 << 20
+    small = planner.plan(table, names, SIZES, budget_bytes=200 * MB)
+    assert small.reserve_bytes == 20 * MB and small.chosen.size_bytes <= 180 * MB
     with pytest.raises(ValueError, match="no member fits the size budget"):
         planner.plan(table, names, SIZES, budget_bytes=20 * MB, reserve_bytes=0)
 

@@ -18,7 +18,9 @@ GAP is computed on the members' top-k prediction files (``predictions.save_topk`
 plan (``yt8m.planner``: which members at which precision, its GAP-vs-size frontier as ``frontier.png``
 and ``plan.json``), the merged graph of the plan, the per-tensor size report, and the holdout GAP of the
 SERVED graph before (float32) and after compression, with the served scores checked against the
-combiner computed outside the graph. Everything lands in ``ensemble.json``.
+combiner computed outside the graph. The plan reserves bytes for the graph itself (signatures,
+transform_fn); when the merged export is over the budget, the planner runs once more with the graph's
+measured size as the reserve. Everything lands in ``ensemble.json``.
 """
 
 from __future__ import annotations
@@ -223,14 +225,28 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
                  len(members), oof_gap, report["combiners"][name]["holdout_gap"],
                  ", ".join(f"{m['name']} {m['oof_gap']:.4f}" for m in report["members"]))
 
-    plan = planner.plan(tables["oof"], names, sizes, size_budget_bytes, combiner, compression)
+    merged_dir = storage.join(output_dir, "saved_model")
+    reserve = None
+    for attempt in range(2):
+        plan = planner.plan(tables["oof"], names, sizes, size_budget_bytes, combiner, compression, reserve)
+        chosen = [names.index(n) for n in plan.chosen.members]
+        chosen_members = [members[i] for i in chosen]
+        weights, methods = list(plan.chosen.weights), list(plan.chosen.precisions)
+        saved_bytes = export.export_serving_model(chosen_members, merged_dir, weights, threshold,
+                                                  transform_dir=transform_dir, compression=methods)
+        # The graph's own bytes (signatures, transform_fn, codebooks), measured on the export: when the plan
+        # reserved too few, plan once more with the measured reserve (+10%).
+        graph_bytes = saved_bytes - plan.chosen.size_bytes
+        if attempt or saved_bytes <= size_budget_bytes:
+            break
+        reserve = int(graph_bytes * 1.1)
+        log.info("the graph is %.2f MB, more than the planner's reserve (%.2f MB): planning again with %.2f MB",
+                 graph_bytes / 1e6, plan.reserve_bytes / 1e6, reserve / 1e6)
+        storage.gfile.rmtree(merged_dir)
     planner.write_plan(plan, output_dir)
-    chosen = [names.index(n) for n in plan.chosen.members]
-    chosen_members = [members[i] for i in chosen]
-    weights = list(plan.chosen.weights)
-    methods = list(plan.chosen.precisions)
     report["plan"] = {"members": plan.chosen.members, "precisions": methods, "weights": weights,
-                      "planned_tensor_bytes": plan.chosen.size_bytes, "method": plan.search}
+                      "planned_tensor_bytes": plan.chosen.size_bytes, "reserve_bytes": plan.reserve_bytes,
+                      "measured_graph_bytes": graph_bytes, "method": plan.search}
     report["weights"] = weights
     report["oof_gap"] = plan.chosen.oof_gap
     report["holdout_gap"] = tables["holdout"].subset(chosen).gap(weights)
@@ -242,7 +258,6 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
     report["tensor_bytes"] = compression_lib.report_bytes(report["tensors"])
     report["tensor_fp32_bytes"] = int(sum(r["fp32_bytes"] for r in report["tensors"]))
     report["tensor_compression_ratio"] = report["tensor_fp32_bytes"] / max(report["tensor_bytes"], 1)
-
     fp32_dir = storage.join(output_dir, "unquantized_saved_model")
     report["fp32_bytes"] = export.export_serving_model(chosen_members, fp32_dir, weights, threshold,
                                                        transform_dir=transform_dir, compression="none")
@@ -251,10 +266,12 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
         report["served_fp32_holdout"] = result
         report["served_vs_combiner"] = _served_vs_combiner(ids, served, tables["holdout"].subset(chosen), weights)
     storage.gfile.rmtree(fp32_dir)  # measured for the report only
-    merged_dir = storage.join(output_dir, "saved_model")
-    report["saved_model_bytes"] = export.export_serving_model(chosen_members, merged_dir, weights, threshold,
-                                                              transform_dir=transform_dir, compression=methods)
+    report["saved_model_bytes"] = saved_bytes
     report["compression_ratio"] = report["fp32_bytes"] / report["saved_model_bytes"]
+    report["within_size_budget"] = report["saved_model_bytes"] <= size_budget_bytes
+    if not report["within_size_budget"]:
+        log.warning("the merged graph is %s bytes, over the size budget %s (the planner reserved %s bytes for the "
+                    "graph)", f"{report['saved_model_bytes']:,}", f"{size_budget_bytes:,}", f"{plan.reserve_bytes:,}")
     if holdout_data:
         _, _, result = _served_holdout(merged_dir, holdout_data, num_classes)
         report["served_compressed_holdout"] = result

@@ -5,8 +5,8 @@ compression method (``compression.tensor_report`` of its weights: no export per 
 budget (1 GB by default, the 2018 rule). Search: GREEDY FORWARD SELECTION, not exhaustive: start empty,
 add the member whose addition gives the best OOF GAP of the combiner (``ensemble.combiner_weights``:
 average or fitted weights) among the subsets that fit, stop when no addition improves it. A subset
-fits when its tensor bytes plus ``GRAPH_RESERVE_BYTES`` (the graph, signatures, transform_fn) are within
-the budget, each member at the configured precision, or stepped down the precision ladder
+fits when its tensor bytes plus a reserve for the graph, signatures and transform_fn (``reserve_for``:
+32 MiB, or a tenth of a smaller budget; measured ~0.6 MB for three small members) are within the budget, each member at the configured precision, or stepped down the precision ladder
 (``none -> float16 -> uint8``), the largest member first, until it fits.
 
 The OOF predictions are the fp32 fold models', so GAP does not depend on the precision: the planner
@@ -25,6 +25,11 @@ import numpy as np
 from yt8m import compression, storage
 
 GRAPH_RESERVE_BYTES = 32 << 20
+
+
+def reserve_for(budget_bytes: int) -> int:
+    """Bytes of the budget kept for the graph itself: 32 MiB, or a tenth of a budget under 320 MiB."""
+    return min(GRAPH_RESERVE_BYTES, int(budget_bytes) // 10)
 SEARCH = "greedy forward selection"
 
 
@@ -72,13 +77,14 @@ def fit_precisions(members: list[str], sizes: dict, preferred: str, limit: int) 
 
 
 def plan(table, names: list[str], sizes: dict, budget_bytes: int = 1 << 30, combiner: str = "average",
-         preferred: str = "uint8", reserve_bytes: int = GRAPH_RESERVE_BYTES) -> Plan:
+         preferred: str = "uint8", reserve_bytes: int | None = None) -> Plan:
     """The best subset under the budget (see the module doc). ``sizes``: name -> method -> tensor bytes."""
     from yt8m import ensemble  # the combiners live there; ensemble imports this module
 
     if len(names) != table.num_members:
         raise ValueError(f"{len(names)} names for {table.num_members} members")
-    limit = int(budget_bytes) - int(reserve_bytes)
+    reserve_bytes = reserve_for(budget_bytes) if reserve_bytes is None else int(reserve_bytes)
+    limit = int(budget_bytes) - reserve_bytes
     candidates: list[Candidate] = []
     chosen: Candidate | None = None
     remaining = list(range(len(names)))
