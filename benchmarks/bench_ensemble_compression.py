@@ -64,7 +64,8 @@ def main(argv=None) -> int:
         print(f"{combiner:8s} {method:8s} OOF {row['oof_gap']:.4f} holdout(served) fp32 {row['holdout_gap_fp32']:.5f}"
               f" -> {row['holdout_gap_compressed']:.5f} (loss {row['compression_gap_loss']:+.5f}); "
               f"{row['fp32_bytes'] / 1e6:.2f} MB -> {row['saved_model_bytes'] / 1e6:.2f} MB "
-              f"({row['compression_ratio']:.2f}x; tensors {row['tensor_compression_ratio']:.2f}x); served vs combiner {row['served_vs_combiner']['max_abs_diff']}",
+              f"({row['compression_ratio']:.2f}x; tensors {row['tensor_compression_ratio']:.2f}x); "
+              f"served vs combiner {row['served_vs_combiner']['max_abs_diff']}",
               flush=True)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

@@ -6,8 +6,10 @@ budget (1 GB by default, the 2018 rule). Search: GREEDY FORWARD SELECTION, not e
 add the member whose addition gives the best OOF GAP of the combiner (``ensemble.combiner_weights``:
 average or fitted weights) among the subsets that fit, stop when no addition improves it. A subset
 fits when its tensor bytes plus a reserve for the graph, signatures and transform_fn (``reserve_for``:
-32 MiB, or a tenth of a smaller budget; measured ~0.6 MB for three small members) are within the budget, each member at the configured precision, or stepped down the precision ladder
-(``none -> float16 -> uint8``), the largest member first, until it fits.
+32 MiB, or a tenth of a smaller budget; measured ~0.6 MB for three small members; ``yt8m.ensemble``
+plans again with the measured size when the export is over) are within the budget, each member at
+the configured precision, or stepped down the precision ladder (``none -> float16 -> uint8``), the
+largest member first, until it fits.
 
 The OOF predictions are the fp32 fold models', so GAP does not depend on the precision: the planner
 keeps the configured precision unless the budget forces a smaller one, and the ensemble measures the
