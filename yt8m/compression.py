@@ -28,8 +28,6 @@ import numpy as np
 import tensorflow as tf
 
 METHODS = ("none", "float16", "uint8", "codebook")
-# From largest to smallest stored size: the order the planner walks down to fit a budget.
-BY_SIZE = ("none", "float16", "uint8", "codebook")
 DEFAULT_MIN_ELEMENTS = 17_000
 CODEBOOK_LEVELS = 256
 CODEBOOK_SAMPLE = 1 << 20
