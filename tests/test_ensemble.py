@@ -48,6 +48,10 @@ def test_fitted_weights_are_on_the_simplex_beat_the_average_and_are_deterministi
     w2, gap2 = ensemble.fit_weights(ensemble.topk_table(paths, labels))
     np.testing.assert_array_equal(w, w2)
     assert gap2 == gap
+    # fitted on a strided sample of the videos, reported on all of them
+    w3, gap3 = ensemble.fit_weights(table, max_videos=100)
+    assert (w3 >= 0).all() and w3.sum() == pytest.approx(1.0) and gap3 == table.gap(w3)
+    assert table.sample(100).gap(w3) >= table.sample(100).gap(np.full(3, 1 / 3))
 
 
 def test_topk_table_refuses_files_that_disagree_on_videos(tmp_path):

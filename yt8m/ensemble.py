@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 COMBINERS = ("average", "weighted")
 _FIT_STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
 _FIT_MAX_ROUNDS = 50
+FIT_MAX_VIDEOS = 200_000  # weights are fitted on an evenly strided sample of at most this many OOF videos
 
 
 @dataclasses.dataclass
@@ -46,14 +47,14 @@ class TopKTable:
     """Members' top-k predictions of the same videos, on the union of their classes per video.
 
     ``classes`` int64 [N, U] (ascending per row, -1 pads), ``scores`` float32 [M, N, U] (0 where a class is
-    outside that member's top k), ``relevant`` bool [N, U], ``num_positives`` every label of the N videos.
+    outside that member's top k), ``relevant`` bool [N, U], ``positives`` int [N] every label of each video.
     """
 
     video_ids: list[str]
     classes: np.ndarray
     scores: np.ndarray
     relevant: np.ndarray
-    num_positives: int
+    positives: np.ndarray
     k: int = 20
 
     @property
@@ -76,10 +77,19 @@ class TopKTable:
         scores = np.take_along_axis(comb, order, axis=1)
         relevant = np.take_along_axis(self.relevant, order, axis=1) & np.isfinite(scores)
         return metrics._pooled_average_precision(np.where(np.isfinite(scores), scores, -1.0).ravel(),
-                                                 relevant.ravel(), self.num_positives)
+                                                 relevant.ravel(), int(self.positives.sum()))
 
     def subset(self, members: list[int]) -> "TopKTable":
         return dataclasses.replace(self, scores=self.scores[list(members)])
+
+    def sample(self, max_videos: int) -> "TopKTable":
+        """At most ``max_videos`` evenly strided videos (deterministic); the table itself when it is smaller."""
+        n = len(self.video_ids)
+        if n <= max_videos:
+            return self
+        rows = np.linspace(0, n - 1, max_videos).astype(np.int64)
+        return TopKTable([self.video_ids[i] for i in rows], self.classes[rows], self.scores[:, rows],
+                         self.relevant[rows], self.positives[rows], self.k)
 
 
 def topk_table(paths: list[str], labels: dict[str, list[int]], k: int = 20) -> TopKTable:
@@ -120,11 +130,13 @@ def topk_table(paths: list[str], labels: dict[str, list[int]], k: int = 20) -> T
     label_keys = np.concatenate([i * num_classes + t for i, t in enumerate(truth)] + [np.zeros(0, np.int64)])
     relevant = np.zeros((n, width), bool)
     relevant[key_rows, col] = np.isin(keys, label_keys)
-    return TopKTable(ids, classes, scores, relevant, int(sum(t.size for t in truth)), k)
+    return TopKTable(ids, classes, scores, relevant, np.asarray([t.size for t in truth], np.int64), k)
 
 
-def fit_weights(table: TopKTable) -> tuple[np.ndarray, float]:
-    """Non-negative weights summing to 1 maximizing ``table.gap`` (see the module doc); (weights, GAP)."""
+def fit_weights(table: TopKTable, max_videos: int = FIT_MAX_VIDEOS) -> tuple[np.ndarray, float]:
+    """Non-negative weights summing to 1 maximizing ``table.gap`` (see the module doc); (weights, GAP on the
+    whole table). Fitted on ``table.sample(max_videos)``: each step evaluates GAP O(members^2) times."""
+    full, table = table, table.sample(max_videos)
     m = table.num_members
     w = np.full(m, 1.0 / m)
     best = table.gap(w)
@@ -144,7 +156,8 @@ def fit_weights(table: TopKTable) -> tuple[np.ndarray, float]:
                         w, best, improved = cand, gap, True
             if not improved:
                 break
-    return w / w.sum(), best
+    w = w / w.sum()
+    return w, (best if full is table else full.gap(w))
 
 
 def combiner_weights(table: TopKTable, combiner: str) -> tuple[np.ndarray, float]:
