@@ -12,7 +12,9 @@ the export's weighted-average combiner (``export.ServingModule``) with the weigh
 GAP is computed on the members' top-k prediction files (``predictions.save_topk``) without densifying:
 ``TopKTable`` holds, per video, the union of the members' top-k classes and every member's score there
 (0 outside its top k, exactly what the dense average would see); ``TopKTable.gap`` equals
-``metrics.gap_at_k`` of the dense weighted average.
+``metrics.gap_at_k`` of the dense weighted average. Memory: M x N x U float32 scores (U = the widest
+union, at most M x k): ~20 GB for 7 members x 5.5M OOF videos at k = 20 (the dense [N, 3,862] it
+replaces was ~85 GB per member); the ensemble task has 64 GB at full scale.
 
 ``build_ensemble``: every member's OOF / holdout GAP, each combiner's OOF / holdout GAP, the size-budget
 plan (``yt8m.planner``: which members at which precision, its GAP-vs-size frontier as ``frontier.png``
@@ -46,7 +48,7 @@ FIT_MAX_VIDEOS = 200_000  # weights are fitted on an evenly strided sample of at
 class TopKTable:
     """Members' top-k predictions of the same videos, on the union of their classes per video.
 
-    ``classes`` int64 [N, U] (ascending per row, -1 pads), ``scores`` float32 [M, N, U] (0 where a class is
+    ``classes`` int32 [N, U] (ascending per row, -1 pads), ``scores`` float32 [M, N, U] (0 where a class is
     outside that member's top k), ``relevant`` bool [N, U], ``positives`` int [N] every label of each video.
     """
 
@@ -116,7 +118,7 @@ def topk_table(paths: list[str], labels: dict[str, list[int]], k: int = 20) -> T
     row_start = np.searchsorted(key_rows, np.arange(n))
     col = np.arange(keys.size) - row_start[key_rows]
     width = int(col.max()) + 1 if keys.size else 1
-    classes = np.full((n, width), -1, np.int64)
+    classes = np.full((n, width), -1, np.int32)
     classes[key_rows, col] = keys % num_classes
     scores = np.zeros((len(paths), n, width), np.float32)
     for m, (c, s) in enumerate(member_rows):
