@@ -116,7 +116,8 @@ def main() -> None:
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)
-    print("| reader | videos per CPU s | MB per CPU s | x baseline (per thread) | wall videos/s |\n|---|---|---|---|---|")
+    print("| reader | videos per CPU s | MB per CPU s | x baseline (per thread) | wall videos/s |")
+    print("|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['videos_per_cpu_s']} | {r['mb_per_cpu_s']} | {r['speed_vs_baseline']} | "
               f"{r['wall_videos_per_s']} |")

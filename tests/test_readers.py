@@ -102,3 +102,32 @@ def test_video_level_reader_and_id_labels(tmp_path):
 def test_missing_files_give_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no input files match"):
         readers.frame_level_dataset(str(tmp_path / "nothing*.tfrecord"), NUM_CLASSES, 2)
+
+
+def _video_ids(ds):
+    return [v.decode() for features, _ in ds for v in features["video_id"].numpy()]
+
+
+def test_training_batches_are_a_function_of_seed_and_epoch_and_resume_skips_whole_batches(tmp_path):
+    from yt8m import config as config_lib
+
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"t{i}.tfrecord"))
+        write_videos(paths[-1], [random_video(rng, f"t{i}v{j}", int(rng.integers(1, 6)), NUM_CLASSES)
+                                 for j in range(10)])
+    t = config_lib.model_config_from_dict({"name": "r", "family": "dbof", "training": {
+        "batch_size": 4, "num_samples": 5, "seed": 9}}).training
+
+    def batches(epoch, skip=0):
+        return readers.training_batches(paths, "frame", "frame", NUM_CLASSES, t, epoch=epoch, skip_batches=skip,
+                                        batches=7, records=30, include_ids=True)
+
+    first = _video_ids(batches(0))
+    assert len(first) == 28 and len(set(first)) == 28  # 7 full batches, no video twice within the epoch
+    assert _video_ids(batches(0)) == first  # the same (seed, epoch): the same stream
+    assert _video_ids(batches(1)) != first  # another epoch: another order
+    assert _video_ids(batches(0, skip=3)) == first[12:]  # a resumed run continues where it stopped
+    features, targets = next(iter(batches(0)))
+    assert features["rgb"].shape == (4, 5, 1024) and targets["labels"].shape == (4, NUM_CLASSES)

@@ -185,15 +185,8 @@ def _multi_hot_row(labels, num_classes: int):
     return tf.minimum(tf.scatter_nd(labels[:, None], ones, [num_classes]), 1.0)
 
 
-def parse_frame_record(source, serialized, num_classes: int, max_frames: int = schema.MAX_FRAMES,
-                       num_samples: int = 0, seed: int | None = None, half_prob: float = 0.0,
-                       reverse_prob: float = 0.0):
-    """Parse, validate and decode ONE frame-level record -> (features with ``video_id``, multi-hot labels).
-
-    The video's first ``max_frames`` frames are kept (zero-padded to ``max_frames``), or, for training,
-    the frames ``augment.frame_indices`` picks (a half, ``num_samples`` samples with replacement, the
-    reversed order) as uint8 rows BEFORE dequantization, so only the frames used become floats.
-    """
+def _parse_and_check(source, serialized, num_classes: int):
+    """Parse ONE frame-level record -> (video id, label ids, rgb and audio frame bytes, the record checks)."""
     context, lists = tf.io.parse_single_sequence_example(serialized, CONTEXT_FEATURES, SEQUENCE_FEATURES)
     video_id, labels = context["id"], context["labels"].values
     rgb, audio = lists["rgb"], lists["audio"]
@@ -208,8 +201,21 @@ def parse_frame_record(source, serialized, num_classes: int, max_frames: int = s
         _check_one(tf.reduce_all((labels >= 0) & (labels < num_classes)), f"label outside [0, {num_classes})",
                    video_id, source),
     ]
+    return video_id, labels, rgb, audio, checks
+
+
+def parse_frame_record(source, serialized, num_classes: int, max_frames: int = schema.MAX_FRAMES,
+                       num_samples: int = 0, seed: int | None = None, half_prob: float = 0.0,
+                       reverse_prob: float = 0.0):
+    """Parse, validate and decode ONE frame-level record -> (features with ``video_id``, multi-hot labels).
+
+    The video's first ``max_frames`` frames are kept (zero-padded to ``max_frames``), or, for training,
+    the frames ``augment.frame_indices`` picks (a half, ``num_samples`` samples with replacement, the
+    reversed order) as uint8 rows BEFORE dequantization, so only the frames used become floats.
+    """
+    video_id, labels, rgb, audio, checks = _parse_and_check(source, serialized, num_classes)
     with tf.control_dependencies(checks):
-        num_frames = tf.minimum(total, max_frames)
+        num_frames = tf.minimum(tf.shape(rgb)[0], max_frames)
         idx = None
         if num_samples or half_prob or reverse_prob:
             idx = augment.frame_indices(num_frames, half_prob, reverse_prob, num_samples, seed)
@@ -228,11 +234,19 @@ def parse_frame_record(source, serialized, num_classes: int, max_frames: int = s
         return features, _multi_hot_row(tf.identity(labels), num_classes)
 
 
-def _mean_pooled(features: dict) -> dict:
-    """One decoded video -> its video-level features (``frame_means``, the serving rule)."""
-    means = frame_means(features["rgb"][None], features["audio"][None], features["num_frames"][None])
-    return {"mean_rgb": means["mean_rgb"][0], "mean_audio": means["mean_audio"][0],
-            "video_id": features["video_id"]}
+def parse_frame_means(source, serialized, num_classes: int):
+    """Parse and validate ONE frame-level record -> (its video-level features with ``video_id``, multi-hot
+    labels): the means of its first ``MAX_FRAMES`` frames, ``frame_means``' arithmetic on the unpadded
+    frames (the float64 sum of <= 300 dequantized float32 values is exact in any order: the same bits)."""
+    video_id, labels, rgb, audio, checks = _parse_and_check(source, serialized, num_classes)
+    with tf.control_dependencies(checks):
+        count = tf.cast(tf.minimum(tf.shape(rgb)[0], schema.MAX_FRAMES), tf.float64)
+        features = {"video_id": video_id}
+        for name, frames in (("mean_rgb", rgb), ("mean_audio", audio)):
+            x = schema.tf_dequantize(tf.cast(tf.io.decode_raw(frames[:schema.MAX_FRAMES], tf.uint8), tf.float32))
+            features[name] = tf.cast(tf.reduce_sum(tf.cast(x, tf.float64), axis=0) / count, tf.float32)
+            features[name].set_shape([VIDEO_FEATURE_SIZES[name]])
+        return features, _multi_hot_row(tf.identity(labels), num_classes)
 
 
 def frame_level_dataset(data: str | Sequence[str], num_classes: int, batch_size: int, *, training: bool = False,
@@ -249,9 +263,10 @@ def frame_level_dataset(data: str | Sequence[str], num_classes: int, batch_size:
     ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed)
 
     def parse(source, serialized):
-        features, labels = parse_frame_record(source, serialized, num_classes, max_frames, num_samples or 0, seed)
         if mean_pool:
-            features = _mean_pooled(features)
+            features, labels = parse_frame_means(source, serialized, num_classes)
+        else:
+            features, labels = parse_frame_record(source, serialized, num_classes, max_frames, num_samples or 0, seed)
         if not include_ids:
             features.pop("video_id")
         return features, labels
@@ -308,8 +323,8 @@ def training_batches(files: list[str], data_format: str, input_level: str, num_c
 
     ``data_format`` is what the files hold (``"frame"`` SequenceExamples or ``"video"`` Examples),
     ``input_level`` what the family eats (a video-level family on frame data gets the frames' means).
-    Per record: parse, check, pick the frames (half video, samples, reversed: ``t``) and decode only
-    those. Per batch: the teacher's scores joined by video id (``teacher``), mixup (video-level).
+    Per record: parse, check, pick the frames (half video, samples, reversed: ``t``) and dequantize only
+    those (a video-level family on frame data: the frames' means, ``parse_frame_means``). Per batch: the teacher's scores joined by video id (``teacher``), mixup (video-level).
     The record stream is a function of ``(t.seed, epoch)``; ``skip_batches`` batches' records (a
     resumed run's consumed ones) are skipped before they are parsed.
     """
@@ -322,12 +337,13 @@ def training_batches(files: list[str], data_format: str, input_level: str, num_c
         stream = stream.skip(skip_batches * t.batch_size)
     if data_format == "frame":
         frame_level = input_level == "frame"
-        max_frames = min(t.max_frames, schema.MAX_FRAMES) if frame_level else schema.MAX_FRAMES
-        recipe = (t.num_samples, seed, t.half_video_prob, t.reverse_prob) if frame_level else (0, seed, 0.0, 0.0)
+        max_frames = min(t.max_frames, schema.MAX_FRAMES)
+        recipe = (t.num_samples, seed, t.half_video_prob, t.reverse_prob)
 
         def parse(source, serialized):
-            features, labels = parse_frame_record(source, serialized, num_classes, max_frames, *recipe)
-            return (features if frame_level else _mean_pooled(features)), labels
+            if frame_level:
+                return parse_frame_record(source, serialized, num_classes, max_frames, *recipe)
+            return parse_frame_means(source, serialized, num_classes)
 
         ds = stream.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(t.batch_size, drop_remainder=True)
     else:
