@@ -39,9 +39,6 @@ from tensorflow.python.trackable import data_structures
 from yt8m import augment, compression, readers, schema, storage
 from yt8m.models import registry
 
-DEFAULT_QUANTIZE_MIN_ELEMENTS = compression.DEFAULT_MIN_ELEMENTS
-
-
 @dataclasses.dataclass
 class Member:
     """A trained model and how to call it: its family's input level and its config."""
@@ -50,9 +47,6 @@ class Member:
     model: keras.Model
     input_level: str
     config: dict
-
-
-QuantizedTensor = compression.QuantizedTensor  # the former home of the uint8 storage (yt8m.compression)
 
 
 def member_compressions(members: list, compression_: str | list[str] | None, quantize_min_elements: int | None):
