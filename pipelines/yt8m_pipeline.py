@@ -17,7 +17,7 @@ with the final member after the inner loop (checked on kfp 2.17):
   treats it as a parameter: TypeError in build_component_spec_for_group).
 So the fold loop runs over a flat list of (config, fold) items built by ``pipeline_arguments``,
 ``collect_folds_op`` turns the Collected fold outputs into ONE artifact, and each final-member
-task reads its config's folds from it (``training.member_fold_dirs``). The price: the final
+task reads its config's folds from it (``kfold.member_fold_dirs``). The price: the final
 members start when every fold is done; with more training tasks than the GPU cap the loops
 are quota-bound anyway.
 
