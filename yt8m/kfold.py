@@ -28,8 +28,6 @@ from yt8m.models import registry
 
 log = logging.getLogger(__name__)
 
-
-
 # The pipeline trains each (config, fold) and each final member as a task of its own:
 #   train_fold   (one per config and fold)  -> FOLD_DIR/{oof_predictions.npz, fold_metrics.json}
 #   collect_folds (one)                     -> ROOT/<config name>/fold-<k>/ (the same two files)
