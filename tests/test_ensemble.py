@@ -106,7 +106,7 @@ def test_build_ensemble_serves_the_planned_combiner_and_reports_gap_before_and_a
     # the served fp32 graph equals the combiner computed outside it
     assert report["served_vs_combiner"]["compared"] > 24
     assert report["served_vs_combiner"]["max_abs_diff"] < 1e-5
-    assert report["combiner"] == combiner and set(report["combiners"]) == {"average", "weighted"}
+    assert report["combiner"] == combiner and set(report["combiners"]) == {"average", "weighted", "stacking"}
     assert report["combiners"]["weighted"]["oof_gap"] >= report["combiners"]["average"]["oof_gap"]
     assert report["plan"]["members"] and set(report["plan"]["members"]) <= {"moe", "logistic"}
     assert set(report["plan"]["precisions"]) == {method}
@@ -125,7 +125,7 @@ def test_build_ensemble_serves_the_planned_combiner_and_reports_gap_before_and_a
 
 @pytest.mark.parametrize("section,message", [
     ({"compression": "int4"}, "run.ensemble.compression: expected one of uint8, codebook, float16, none, got 'int4'"),
-    ({"combiner": "stacking"}, "run.ensemble.combiner: expected one of average, weighted, got 'stacking'"),
+    ({"combiner": "boosting"}, "run.ensemble.combiner: expected one of average, weighted, stacking, got 'boosting'"),
     ({"size_budget_bytes": 0}, "run.ensemble.size_budget_bytes: must be >= 1"),
 ])
 def test_ensemble_config_errors_name_the_field(section, message):
@@ -178,3 +178,53 @@ def test_build_ensemble_replans_with_the_measured_graph_size_to_stay_under_the_b
     assert report["plan"]["reserve_bytes"] > 35_000 and report["plan"]["measured_graph_bytes"] > 35_000
     assert report["plan"]["members"] == ["logistic"]
     assert report["within_size_budget"] and report["saved_model_bytes"] <= 350_000
+
+
+def test_build_ensemble_serves_the_stacker_and_writes_its_soft_labels(tmp_path):
+    from yt8m import stacking
+
+    rng = np.random.default_rng(3)
+    videos = [random_video(rng, f"h{i}", int(rng.integers(5, 40)), NUM_CLASSES) for i in range(32)]
+    holdout_file = str(tmp_path / "holdout.tfrecord")
+    records = write_videos(holdout_file, videos)
+    oof_ids = [f"o{i}" for i in range(400)]
+    oof_labels = [sorted(rng.choice(NUM_CLASSES, 2, replace=False).tolist()) for _ in oof_ids]
+    dirs = [_member_dir(tmp_path, "moe", "moe", 0, records, oof_ids, oof_labels),
+            _member_dir(tmp_path, "logistic", "logistic", 1, records, oof_ids, oof_labels)]
+    out = tmp_path / "merged"
+    report = ensemble.build_ensemble(dirs, str(out), NUM_CLASSES, {v[0]: v[1] for v in videos},
+                                     dict(zip(oof_ids, oof_labels)), combiner="stacking", compression="none",
+                                     holdout_data=[holdout_file], soft_labels="topk", soft_label_top_k=20)
+    stacked = report["combiners"]["stacking"]
+    assert stacked["k"] == 20 and stacked["rounds"] >= 1 and 0 < stacked["oof_gap"] <= 1
+    assert report["oof_gap"] == report["stacker"]["cross_fitted_oof_gap"]
+    # the served graph runs the stacker's trees: equal to LightGBM outside the graph where candidates agree
+    check = report["served_vs_combiner"]
+    assert check["compared"] > 20 * 32 // 2 and check["max_abs_diff"] < 1e-5, check
+    assert check["videos"] == 32 and check["videos_with_other_candidates"] < 32
+    stacker = stacking.Stacker.load(str(out))
+    assert stacker.num_members == len(report["plan"]["members"]) and stacker.k == 20
+    # the stacker's cross-fitted OOF scores and its holdout scores, top 20 per video, as teacher files
+    oof_teacher = predictions.load_topk(str(out / "teacher" / "oof_teacher.npz"))
+    assert oof_teacher["classes"].shape == (400, 20) and sorted(oof_teacher["video_ids"]) == sorted(oof_ids)
+    table = ensemble.topk_table([str(out / "teacher" / "oof_teacher.npz")], dict(zip(oof_ids, oof_labels)))
+    assert table.gap([1.0]) == pytest.approx(report["oof_gap"], abs=1e-6)  # the cross-fitted scores' GAP@20
+    hold = predictions.load_topk(str(out / "teacher" / "holdout_teacher.npz"))
+    assert hold["classes"].shape == (32, 20) and (np.diff(hold["scores"], axis=1) <= 0).all()
+    soft = report["soft_labels"]
+    assert 0 < soft["oof_mass_outside_top_k"] < 1 and soft["oof_top_k_excess_bce_per_video"] > 0
+
+
+def test_full_soft_labels_hold_every_class_of_the_combined_scores(tmp_path):
+    paths, dense, labels, truth = _random_predictions(tmp_path, n=50, members=2, seed=4)
+    table = ensemble.topk_table(paths, labels)
+    combined = {"oof": np.where(table.classes >= 0, table.scores.mean(axis=0), 0.0)}
+    report = ensemble.write_soft_labels({"oof": table}, combined, str(tmp_path / "out"), NUM_CLASSES, "full", 20)
+    full = predictions.load_topk(report["files"]["oof"])
+    assert full["classes"].shape == (50, NUM_CLASSES)
+    got = predictions.densify_topk(full["classes"], full["scores"], NUM_CLASSES)
+    order = [table.video_ids.index(f"v{i}") for i in range(50)]
+    np.testing.assert_allclose(got[[full["video_ids"].index(f"v{i}") for i in range(50)]],
+                               ((dense[0] + dense[1]) / 2)[:50], atol=1e-6)
+    assert order  # every video is in the table
+    assert report["oof_mass_outside_top_k"] > 0  # the union of two top-20s is wider than 20

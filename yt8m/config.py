@@ -62,6 +62,9 @@ class TrainingConfig:
     # mean_rgb_z / mean_audio_z, written by `yt8m preprocess --standardized`; served through the same
     # transform_fn).
     video_features: str = "mean"
+    # Frame-level families: 6-way test-time augmentation (full, halves, each reversed; their mean) in
+    # this member's OOF / holdout predictions and in the served graph alike.
+    tta: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,14 +84,14 @@ class DataConfig:
 
 
 ENSEMBLE_COMPRESSIONS = ("uint8", "codebook", "float16", "none")  # yt8m.compression.METHODS
-ENSEMBLE_COMBINERS = ("average", "weighted")  # yt8m.ensemble.COMBINERS
+ENSEMBLE_COMBINERS = ("average", "weighted", "stacking")  # yt8m.ensemble.COMBINERS
 
 
 @dataclasses.dataclass(frozen=True)
 class EnsembleConfig:
     quantize_min_elements: int = 17_000  # float32 tensors with more elements are compressed ...
     compression: str = "uint8"  # ... as: uint8 (min-max per channel) | codebook (256 centroids) | float16 | none
-    combiner: str = "average"  # probability average | weighted (non-negative weights fitted on OOF GAP)
+    combiner: str = "average"  # probability average | weighted (non-negative weights fitted on OOF GAP) | stacking
     size_budget_bytes: int = 1 << 30  # the planner picks members and precisions under this (the 2018 1 GB rule)
     top_k_predictions: int = 20
 
@@ -207,11 +210,27 @@ class VertexConfig:
     dataflow: DataflowConfig = DataflowConfig()
 
 
+SOFT_LABELS = ("topk", "full")  # yt8m.ensemble.SOFT_LABELS
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillationConfig:
+    """Rounds of distillation (issue 15; off with rounds 0): round n's students train on the soft labels of
+    round n-1's ensemble (round 1: the members' ensemble) with the mixed loss, and are ensembled in turn."""
+
+    rounds: int = 0
+    students: tuple[ModelConfig, ...] = ()
+    soft_labels: str = "topk"  # topk: each video's top_k classes | full: every class
+    top_k: int = 20
+    distill_weight: float = 0.5  # the students' training.distill_weight unless they set their own
+
+
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     models: tuple[ModelConfig, ...]
     data: DataConfig = DataConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
+    distillation: DistillationConfig = DistillationConfig()
     gate: GateConfig = GateConfig()
     synth: SynthConfig = SynthConfig()
     vertex: VertexConfig = VertexConfig()
@@ -336,7 +355,7 @@ def _check_recipes(t: TrainingConfig, input_level: str, family: str, where: str)
     if t.video_features not in ("mean", "standardized"):
         raise ConfigError(f"{where}.video_features: must be 'mean' or 'standardized', got {t.video_features!r}")
     if input_level == "video":
-        for name in ("half_video_prob", "reverse_prob", "num_samples"):
+        for name in ("half_video_prob", "reverse_prob", "num_samples", "tta"):
             if getattr(t, name):
                 raise ConfigError(f"{where}.{name}: a frame-level recipe, but family {family!r} is video-level")
     elif t.video_features != "mean":
@@ -370,15 +389,54 @@ def model_config_from_dict(raw: dict, where: str = "model") -> ModelConfig:
     return _check_model(_build(ModelConfig, with_recipe_defaults(raw), where), where)
 
 
+def _student_defaults(raw):
+    """The ``distillation`` mapping with each student's ``training.distill_weight`` defaulting to the section's
+    (``students: []``, as ``to_dict`` writes the default, is no students)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("students"), list):
+        return raw
+    if not raw["students"]:
+        return {k: v for k, v in raw.items() if k != "students"}
+    weight = raw.get("distill_weight", DistillationConfig.distill_weight)
+    students = []
+    for s in raw["students"]:
+        s = with_recipe_defaults(s)
+        if isinstance(s, dict) and isinstance(s.get("training", {}) or {}, dict):
+            s = {**s, "training": {"distill_weight": weight, **(s.get("training") or {})}}
+        students.append(s)
+    return {**raw, "students": students}
+
+
+def _check_distillation(d: DistillationConfig, where: str) -> DistillationConfig:
+    _check_range(f"{where}.rounds", d.rounds, 0)
+    _check_range(f"{where}.top_k", d.top_k, 1)
+    _check_range(f"{where}.distill_weight", d.distill_weight, 0, 1)
+    if d.soft_labels not in SOFT_LABELS:
+        raise ConfigError(f"{where}.soft_labels: expected one of {', '.join(SOFT_LABELS)}, got {d.soft_labels!r}")
+    if d.rounds and not d.students:
+        raise ConfigError(f"{where}.students: rounds is {d.rounds}, but no student model configs are given")
+    students = tuple(_check_model(m, f"{where}.students[{i}]") for i, m in enumerate(d.students))
+    names = [m.name for m in students]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.students: student names must be unique, got {names}")
+    for i, m in enumerate(students):
+        if m.training.teacher_predictions:
+            raise ConfigError(f"{where}.students[{i}].training.teacher_predictions: a student's teacher is the "
+                              "previous round's ensemble; leave it empty")
+    return dataclasses.replace(d, students=students)
+
+
 def run_config_from_dict(raw: dict, where: str = "config") -> RunConfig:
     if isinstance(raw, dict) and isinstance(raw.get("models"), list):
         raw = {**raw, "models": [with_recipe_defaults(m) for m in raw["models"]]}
+    if isinstance(raw, dict) and "distillation" in raw:
+        raw = {**raw, "distillation": _student_defaults(raw["distillation"])}
     cfg = _build(RunConfig, raw, where)
     cfg = dataclasses.replace(cfg, models=tuple(_check_model(m, f"{where}.models[{i}]")
                                                 for i, m in enumerate(cfg.models)))
     names = [m.name for m in cfg.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.models: model names must be unique, got {names}")
+    cfg = dataclasses.replace(cfg, distillation=_check_distillation(cfg.distillation, f"{where}.distillation"))
     _check_run_ranges(cfg, where)
     _check_vertex(cfg.vertex, f"{where}.vertex")
     return cfg

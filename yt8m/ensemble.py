@@ -1,13 +1,25 @@
 """Ensemble trained members on their out-of-fold predictions and merge the plan into ONE SavedModel.
 
-Combiners (``COMBINERS``), both a weighted average of the members' probabilities, so the served graph is
-the export's weighted-average combiner (``export.ServingModule``) with the weights below:
+Combiners (``COMBINERS``): two weighted averages of the members' probabilities (the served graph is the
+export's weighted-average combiner, ``export.ServingModule``, with the weights below) and a stacker:
 
 - ``average``: uniform weights (the plain probability average the 2018 winners used).
 - ``weighted``: non-negative weights summing to 1 fitted to maximize the out-of-fold GAP@20
   (``fit_weights``: deterministic coordinate ascent on the simplex, moving mass between pairs of
   members in steps 0.2, 0.1, 0.05, 0.02, 0.01 from the uniform start, so it never ends below the plain
   average on OOF; it can over-fit OOF a little, which the holdout GAP beside it shows).
+- ``stacking``: a LightGBM model over candidate classes (``yt8m.stacking``: the union of the members'
+  top-k, k = the prediction files' width; features class id, prior, each member's score and rank),
+  fitted on the OOF table with early stopping; its reported OOF GAP is cross-fitted (two halves of the
+  videos), so it sits beside the members' OOF GAP. The planner chooses members with the ``weighted``
+  combiner as the proxy (a LightGBM fit per candidate subset would dominate the step); the stacker is
+  then fitted on the planned members, saved as ``stacker.json`` beside ``saved_model/`` and served as
+  TensorFlow ops (``stacking.StackerModule``); the served scores are checked against the stacker
+  computed outside the graph on the holdout videos whose candidate sets agree.
+
+Soft labels (``write_soft_labels``, issue 15's distillation): the chosen combiner's OOF and holdout scores
+as ``predictions.save_topk`` files (``teacher/oof_teacher.npz``, ``teacher/holdout_teacher.npz``), top-k or
+every class; students train on the OOF file (``training.teacher_predictions``).
 
 GAP is computed on the members' top-k prediction files (``predictions.save_topk``) without densifying:
 ``TopKTable`` holds, per video, the union of the members' top-k classes and every member's score there
@@ -34,11 +46,14 @@ import numpy as np
 
 from yt8m import compression as compression_lib
 from yt8m import config as config_lib
-from yt8m import export, metrics, planner, predictions, storage
+from yt8m import export, kfold, metrics, planner, predictions, stacking, storage
 
 log = logging.getLogger(__name__)
 
-COMBINERS = ("average", "weighted")
+COMBINERS = ("average", "weighted", "stacking")
+WEIGHTED_COMBINERS = ("average", "weighted")  # served as a weighted sum; the planner's combiners
+TEACHER_DIR = "teacher"
+SOFT_LABELS = ("topk", "full")
 _FIT_STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
 _FIT_MAX_ROUNDS = 50
 FIT_MAX_VIDEOS = 200_000  # weights are fitted on an evenly strided sample of at most this many OOF videos
@@ -58,10 +73,19 @@ class TopKTable:
     relevant: np.ndarray
     positives: np.ndarray
     k: int = 20
+    width: int = 20  # the prediction files' top-k (the narrowest file's)
 
     @property
     def num_members(self) -> int:
         return self.scores.shape[0]
+
+    @property
+    def num_positives(self) -> int:
+        return int(self.positives.sum())
+
+    def present(self) -> np.ndarray:
+        """bool [M, N, U]: the class is in that member's top k (its score there is not 0)."""
+        return (self.scores != 0) & (self.classes >= 0)[None]
 
     def combined(self, weights) -> np.ndarray:
         """[N, U] weighted sum of the members' scores (pads at -inf)."""
@@ -91,7 +115,7 @@ class TopKTable:
             return self
         rows = np.linspace(0, n - 1, max_videos).astype(np.int64)
         return TopKTable([self.video_ids[i] for i in rows], self.classes[rows], self.scores[:, rows],
-                         self.relevant[rows], self.positives[rows], self.k)
+                         self.relevant[rows], self.positives[rows], self.k, self.width)
 
 
 def topk_table(paths: list[str], labels: dict[str, list[int]], k: int = 20) -> TopKTable:
@@ -132,7 +156,8 @@ def topk_table(paths: list[str], labels: dict[str, list[int]], k: int = 20) -> T
     label_keys = np.concatenate([i * num_classes + t for i, t in enumerate(truth)] + [np.zeros(0, np.int64)])
     relevant = np.zeros((n, width), bool)
     relevant[key_rows, col] = np.isin(keys, label_keys)
-    return TopKTable(ids, classes, scores, relevant, np.asarray([t.size for t in truth], np.int64), k)
+    width_k = min(int(p["classes"].shape[1]) for p in loaded)
+    return TopKTable(ids, classes, scores, relevant, np.asarray([t.size for t in truth], np.int64), k, width_k)
 
 
 def fit_weights(table: TopKTable, max_videos: int = FIT_MAX_VIDEOS) -> tuple[np.ndarray, float]:
@@ -163,13 +188,79 @@ def fit_weights(table: TopKTable, max_videos: int = FIT_MAX_VIDEOS) -> tuple[np.
 
 
 def combiner_weights(table: TopKTable, combiner: str) -> tuple[np.ndarray, float]:
-    """(weights, OOF GAP) of ``combiner`` on ``table``."""
+    """(weights, OOF GAP) of a weighted-average ``combiner`` on ``table`` (``stacking``: ``fit_stacking``)."""
     if combiner == "average":
         w = np.full(table.num_members, 1.0 / table.num_members)
         return w, table.gap(w)
     if combiner == "weighted":
         return fit_weights(table)
-    raise ValueError(f"combiner: expected one of {', '.join(COMBINERS)}, got {combiner!r}")
+    raise ValueError(f"combiner: expected one of {', '.join(WEIGHTED_COMBINERS)}, got {combiner!r}")
+
+
+def fit_stacking(table: TopKTable, labels: dict[str, list[int]], num_classes: int, seed: int = 0) -> stacking.Stacker:
+    """A LightGBM stacker fitted on an OOF ``table`` (k: the files' top-k width; prior: the labels')."""
+    return stacking.fit_stacker(table.video_ids, table.classes, table.scores, table.present(), table.relevant,
+                                table.num_positives, stacking.class_prior(labels, num_classes), k=table.width,
+                                seed=seed)
+
+
+def stacked_scores(stacker: stacking.Stacker, table: TopKTable) -> np.ndarray:
+    """[N, U] stacked scores of ``table``'s candidates (0 at pads)."""
+    return stacker.predict(table.classes, table.scores, table.present())
+
+
+def union_gap(table: TopKTable, scores: np.ndarray) -> float:
+    """GAP@k of [N, U] scores on ``table``'s candidates (as ``TopKTable.gap`` of a weighted sum)."""
+    return stacking.table_gap(table.classes, table.relevant, scores, table.num_positives, table.k)
+
+
+def soft_label_arrays(table: TopKTable, scores: np.ndarray, num_classes: int, k: int | None,
+                      chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """(classes [N, k'], scores [N, k']) of combined [N, U] candidate scores: each video's top ``k``, or
+    every class (``k`` None: k' = num_classes, 0 outside the candidates)."""
+    width = num_classes if k is None else min(int(k), num_classes)
+    out_c, out_s = [], []
+    for start in range(0, len(table.video_ids), chunk):
+        cls, sc = table.classes[start:start + chunk], scores[start:start + chunk]
+        dense = np.zeros((cls.shape[0], num_classes), np.float32)
+        rows, cols = np.nonzero(cls >= 0)
+        dense[rows, cls[rows, cols]] = sc[rows, cols]
+        c, s = metrics.top_k(dense, width)
+        out_c.append(c.astype(np.int32))
+        out_s.append(s.astype(np.float32))
+    if not out_c:
+        return np.zeros((0, width), np.int32), np.zeros((0, width), np.float32)
+    return np.concatenate(out_c), np.concatenate(out_s)
+
+
+def write_soft_labels(tables: dict, scores: dict, output_dir: str, num_classes: int, soft_labels: str,
+                      top_k: int) -> dict:
+    """The combiner's OOF and holdout scores as teacher files in ``output_dir/teacher/``; what the top-k cut
+    loses: the share of the teacher's probability mass outside each video's top k, and the mean per-video
+    BCE between the full and the cut soft labels (the distillation term's target error)."""
+    if soft_labels not in SOFT_LABELS:
+        raise ValueError(f"soft_labels: expected one of {', '.join(SOFT_LABELS)}, got {soft_labels!r}")
+    teacher_dir = storage.join(output_dir, TEACHER_DIR)
+    storage.gfile.makedirs(teacher_dir)
+    report = {"soft_labels": soft_labels, "top_k": int(top_k), "files": {}}
+    for split, table in tables.items():
+        full_c, full_s = soft_label_arrays(table, scores[split], num_classes, None)
+        cut = np.zeros_like(full_s)
+        cut[:, :min(top_k, num_classes)] = full_s[:, :min(top_k, num_classes)]  # rows sorted descending
+        mass = float(full_s.sum())
+        eps = 1e-6
+        p, q = np.clip(full_s, eps, 1 - eps), np.clip(cut, eps, 1 - eps)
+        bce = -(p * np.log(q) + (1 - p) * np.log(1 - q)) + (p * np.log(p) + (1 - p) * np.log(1 - p))
+        report[f"{split}_mass_outside_top_k"] = float(full_s[:, top_k:].sum() / mass) if mass else 0.0
+        report[f"{split}_top_k_excess_bce_per_video"] = float(bce.sum(axis=1).mean()) if len(full_s) else 0.0
+        classes, values = (full_c, full_s) if soft_labels == "full" else (full_c[:, :top_k], full_s[:, :top_k])
+        path = storage.join(teacher_dir, f"{split}_teacher.npz")
+        kfold.save_topk_arrays(path, table.video_ids, classes, values, num_classes)
+        report["files"][split] = path
+    log.info("soft labels (%s, top %d): %.2f%% of the OOF teacher's mass is outside its top %d (excess BCE %.4f "
+             "per video when cut)", soft_labels, top_k, 100 * report["oof_mass_outside_top_k"], top_k,
+             report["oof_top_k_excess_bce_per_video"])
+    return report
 
 
 def _served_holdout(export_dir: str, holdout_data, num_classes: int) -> tuple[list[str], np.ndarray, dict]:
@@ -196,17 +287,41 @@ def _served_vs_combiner(ids: list[str], served: np.ndarray, table: TopKTable, we
     return {"compared": int(diff.size), "max_abs_diff": float(diff.max()) if diff.size else None}
 
 
+def _served_vs_stacker(ids: list[str], served: np.ndarray, table: TopKTable, stacker: stacking.Stacker) -> dict:
+    """Max |served - stacker| on the holdout videos whose served candidates (non-zero classes) are exactly
+    the table's (the members' top-k sets agree between the graph and the prediction files)."""
+    order = {v: i for i, v in enumerate(ids)}
+    common = [i for i, v in enumerate(table.video_ids) if v in order]
+    if not common:
+        return {"compared": 0, "max_abs_diff": None, "videos": 0, "videos_with_other_candidates": 0}
+    rows = np.asarray(common)
+    part = TopKTable([table.video_ids[i] for i in rows], table.classes[rows], table.scores[:, rows],
+                     table.relevant[rows], table.positives[rows], table.k, table.width)
+    outside = stacked_scores(stacker, part)
+    served_rows = served[[order[v] for v in part.video_ids]]
+    valid = part.classes >= 0
+    inside = np.take_along_axis(served_rows, np.maximum(part.classes, 0), axis=1)
+    agree = ((served_rows != 0).sum(axis=1) == valid.sum(axis=1)) & ((inside != 0) | ~valid).all(axis=1)
+    diff = np.abs(inside - outside)[valid & agree[:, None]]
+    return {"compared": int(diff.size), "max_abs_diff": float(diff.max()) if diff.size else None,
+            "videos": int(agree.size), "videos_with_other_candidates": int((~agree).sum())}
+
+
 def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, holdout_labels: dict[str, list[int]],
                    oof_labels: dict[str, list[int]], quantize_min_elements: int | None = 17_000,
                    transform_dir: str | None = None, *, combiner: str = "average", compression: str = "uint8",
-                   size_budget_bytes: int = 1 << 30, holdout_data=None) -> dict:
+                   size_budget_bytes: int = 1 << 30, holdout_data=None, soft_labels: str = "",
+                   soft_label_top_k: int = 20, teacher_report: dict | None = None) -> dict:
     """Plan, merge and report: see the module doc. Writes ``output_dir/{saved_model/, ensemble.json,
     plan.json, frontier.png}``.
 
     ``transform_dir``: the dataset's transform_fn (``Dataset.transform_path``), applied in the merged graph
     to compute the video-level members' features from raw records (``yt8m.export``). ``holdout_data``: the
     holdout's frame-level files; when given, the served graph is scored on them before and after
-    compression (else only the members' prediction files are used)."""
+    compression (else only the members' prediction files are used). ``soft_labels`` (``topk`` | ``full``;
+    empty: none): write the chosen combiner's scores as teacher files (``write_soft_labels``).
+    ``teacher_report``: the ``ensemble.json`` of the ensemble these members were distilled from; its GAPs
+    are reported beside the members' and the combiners' (``report["teacher"]``)."""
     if combiner not in COMBINERS:
         raise ValueError(f"combiner: expected one of {', '.join(COMBINERS)}, got {combiner!r}")
     compression_lib.check_method(compression)
@@ -232,23 +347,37 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
                                   "saved_model_bytes": r["saved_model_bytes"], "tensor_bytes": sizes[r["name"]],
                                   "dir": d})
     report["combiners"] = {}
+    stackers = {}
     for name in COMBINERS:
-        w, oof_gap = combiner_weights(tables["oof"], name)
-        report["combiners"][name] = {"weights": dict(zip(names, w.tolist())), "oof_gap": oof_gap,
-                                     "holdout_gap": tables["holdout"].gap(w)}
+        if name == "stacking":
+            stackers[tuple(range(len(names)))] = stacker = fit_stacking(tables["oof"], oof_labels, num_classes)
+            oof_gap = stacker.report["cross_fitted_oof_gap"]
+            report["combiners"][name] = {"oof_gap": oof_gap, "oof_gap_kind": "cross-fitted (two halves)",
+                                         "holdout_gap": union_gap(tables["holdout"],
+                                                                  stacked_scores(stacker, tables["holdout"])),
+                                         "rounds": stacker.report["rounds"], "k": stacker.k,
+                                         "candidates": stacker.report["candidates"]}
+        else:
+            w, oof_gap = combiner_weights(tables["oof"], name)
+            report["combiners"][name] = {"weights": dict(zip(names, w.tolist())), "oof_gap": oof_gap,
+                                         "holdout_gap": tables["holdout"].gap(w)}
         log.info("combiner %s over all %d members: OOF GAP@20 %.4f, holdout %.4f (members OOF: %s)", name,
                  len(members), oof_gap, report["combiners"][name]["holdout_gap"],
                  ", ".join(f"{m['name']} {m['oof_gap']:.4f}" for m in report["members"]))
 
     merged_dir = storage.join(output_dir, "saved_model")
     reserve = None
+    plan_combiner = "weighted" if combiner == "stacking" else combiner  # see the module doc
     for attempt in range(2):
-        plan = planner.plan(tables["oof"], names, sizes, size_budget_bytes, combiner, compression, reserve)
+        plan = planner.plan(tables["oof"], names, sizes, size_budget_bytes, plan_combiner, compression, reserve)
         chosen = [names.index(n) for n in plan.chosen.members]
         chosen_members = [members[i] for i in chosen]
         weights, methods = list(plan.chosen.weights), list(plan.chosen.precisions)
+        if combiner == "stacking" and tuple(chosen) not in stackers:
+            stackers[tuple(chosen)] = fit_stacking(tables["oof"].subset(chosen), oof_labels, num_classes)
+        stacker = stackers.get(tuple(chosen)) if combiner == "stacking" else None
         saved_bytes = export.export_serving_model(chosen_members, merged_dir, weights, threshold,
-                                                  transform_dir=transform_dir, compression=methods)
+                                                  transform_dir=transform_dir, compression=methods, stacker=stacker)
         # The graph's own bytes (signatures, transform_fn, codebooks), measured on the export: when the plan
         # reserved too few, plan once more with the measured reserve (+10%).
         graph_bytes = saved_bytes - plan.chosen.size_bytes
@@ -263,8 +392,27 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
                       "planned_tensor_bytes": plan.chosen.size_bytes, "reserve_bytes": plan.reserve_bytes,
                       "measured_graph_bytes": graph_bytes, "method": plan.search}
     report["weights"] = weights
-    report["oof_gap"] = plan.chosen.oof_gap
-    report["holdout_gap"] = tables["holdout"].subset(chosen).gap(weights)
+    chosen_tables = {split: t.subset(chosen) for split, t in tables.items()}
+    if stacker is not None:
+        stacker.save(output_dir)
+        combined = {"oof": stacker.oof_scores, "holdout": stacked_scores(stacker, chosen_tables["holdout"])}
+        report["oof_gap"] = stacker.report["cross_fitted_oof_gap"]
+        report["stacker"] = {k: v for k, v in stacker.report.items() if k != "params"}
+    else:
+        combined = {split: np.where(t.classes >= 0, np.tensordot(np.asarray(weights, np.float32), t.scores, axes=1),
+                                    0.0) for split, t in chosen_tables.items()}
+        report["oof_gap"] = plan.chosen.oof_gap
+    report["holdout_gap"] = union_gap(chosen_tables["holdout"], combined["holdout"])
+    if soft_labels:
+        report["soft_labels"] = write_soft_labels(chosen_tables, combined, output_dir, num_classes, soft_labels,
+                                                  soft_label_top_k)
+    if teacher_report:
+        report["teacher"] = {"members": [m["name"] for m in teacher_report.get("members", [])],
+                             "combiner": teacher_report.get("combiner"), "oof_gap": teacher_report.get("oof_gap"),
+                             "holdout_gap": teacher_report.get("holdout_gap")}
+        log.info("students vs their teacher (%s ensemble, holdout GAP@20 %.4f): %s; student ensemble %.4f",
+                 report["teacher"]["combiner"], report["teacher"]["holdout_gap"] or 0.0,
+                 ", ".join(f"{m['name']} {m['holdout_gap']:.4f}" for m in report["members"]), report["holdout_gap"])
     log.info("plan: %s at %s, weights %s: OOF GAP@20 %.4f, holdout %.4f, %.1f MB of tensors (budget %.1f MB)",
              plan.chosen.members, methods, [round(w, 3) for w in weights], report["oof_gap"], report["holdout_gap"],
              plan.chosen.size_bytes / 1e6, size_budget_bytes / 1e6)
@@ -275,11 +423,14 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
     report["tensor_compression_ratio"] = report["tensor_fp32_bytes"] / max(report["tensor_bytes"], 1)
     fp32_dir = storage.join(output_dir, "unquantized_saved_model")
     report["fp32_bytes"] = export.export_serving_model(chosen_members, fp32_dir, weights, threshold,
-                                                       transform_dir=transform_dir, compression="none")
+                                                       transform_dir=transform_dir, compression="none",
+                                                       stacker=stacker)
     if holdout_data:
         ids, served, result = _served_holdout(fp32_dir, holdout_data, num_classes)
         report["served_fp32_holdout"] = result
-        report["served_vs_combiner"] = _served_vs_combiner(ids, served, tables["holdout"].subset(chosen), weights)
+        report["served_vs_combiner"] = (_served_vs_stacker(ids, served, chosen_tables["holdout"], stacker)
+                                        if stacker is not None else
+                                        _served_vs_combiner(ids, served, chosen_tables["holdout"], weights))
     storage.gfile.rmtree(fp32_dir)  # measured for the report only
     report["saved_model_bytes"] = saved_bytes
     report["compression_ratio"] = report["fp32_bytes"] / report["saved_model_bytes"]

@@ -20,10 +20,14 @@ on the standardized means (``training.video_features: standardized``) is fed the
 same transform_fn, so it needs ``transform_dir`` and has no ``predict_features`` signature. A
 frame-level member sees its first ``member_max_frames`` frames, as the trainer's reader does.
 
-Scores are the weighted average of the members' probabilities. With ``tta=True`` each
-frame-level member's probability is itself the mean over the 6 test-time variants of the
-video (full, first half, second half, each forward and reversed; ``yt8m.augment``);
-video-level members are unaffected.
+Scores are the weighted average of the members' probabilities, or, given a ``stacker``
+(``yt8m.stacking.Stacker``, the ``stacking`` combiner), the stacker's scores over the members'
+top-k candidates computed by its trees as TensorFlow ops (``stacking.StackerModule``; 0 outside
+every member's top k). Test-time augmentation is a per-member switch (``training.tta`` in the
+member's config; ``tta=True`` turns it on for every frame-level member): such a member's
+probability is the mean over the 6 test-time variants of the video (full, first half, second
+half, each forward and reversed; ``yt8m.augment``), as the trainer's predictions
+(``training.predict``) compute it; video-level members have no TTA.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.trackable import data_structures
 
-from yt8m import augment, compression, readers, schema, storage
+from yt8m import augment, compression, readers, schema, stacking, storage
 from yt8m.models import registry
 
 @dataclasses.dataclass
@@ -97,11 +101,14 @@ class ServingModule(tf.Module):
     def __init__(self, members: list[Member], member_weights: list[float] | None = None,
                  quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES,
                  tta: bool = False, transform_dir: str | None = None,
-                 compression_: str | list[str] | None = None):
+                 compression_: str | list[str] | None = None, stacker: stacking.Stacker | None = None):
         super().__init__(name="yt8m_serving")
-        self.tta = bool(tta)
         if not members:
             raise ValueError("an export needs at least one member")
+        # TTA per member: its config's training.tta, or every frame-level member with tta=True.
+        self.member_tta = [m.input_level == "frame" and (bool(tta) or member_tta(m)) for m in members]
+        self.tta = any(self.member_tta)
+        self.stacker = stacking.StackerModule(stacker) if stacker is not None else None
         weights = np.asarray(member_weights or [1.0] * len(members), np.float64)
         if len(weights) != len(members) or (weights < 0).any() or weights.sum() <= 0:
             raise ValueError(f"member weights must be {len(members)} non-negative numbers with a positive sum")
@@ -145,15 +152,17 @@ class ServingModule(tf.Module):
                                                                    else "in-graph video_features"),
                                                 "quantize_min_elements": threshold,
                                                 "compression": methods,
-                                                "tta": self.tta}))
+                                                "tta": self.member_tta,
+                                                "combiner": "stacking" if stacker is not None
+                                                else "weighted average"}))
 
-    def _frame_inputs(self, rgb, audio, num_frames, frames: int, cache: dict) -> dict:
-        if frames not in cache:
+    def _frame_inputs(self, rgb, audio, num_frames, frames: int, tta: bool, cache: dict) -> dict:
+        if (frames, tta) not in cache:
             r, a, n = _first_frames(rgb, audio, num_frames, frames)
-            if self.tta:
+            if tta:
                 r, a, n = augment.tta_variants(r, a, n)
-            cache[frames] = {"rgb": r, "audio": a, "num_frames": n}
-        return cache[frames]
+            cache[frames, tta] = {"rgb": r, "audio": a, "num_frames": n}
+        return cache[frames, tta]
 
     def _transformed_video_features(self, serialized) -> dict:
         """The dataset's transform_fn applied to the raw records: the video-level shards' features, by
@@ -166,20 +175,23 @@ class ServingModule(tf.Module):
 
     def score(self, rgb, audio, num_frames, video_inputs: dict | None = None):
         frame_inputs: dict = {}
-        total = 0.0
+        member_probs = []
         for i, member in enumerate(self._members):
             if member.input_level == "video":
                 video_inputs = video_inputs or {"mean": readers.frame_means(rgb, audio, num_frames)}
                 inputs = video_inputs[member_video_features(member)]
             else:
-                inputs = self._frame_inputs(rgb, audio, num_frames, self.member_frames[i], frame_inputs)
+                inputs = self._frame_inputs(rgb, audio, num_frames, self.member_frames[i], self.member_tta[i],
+                                            frame_inputs)
             trainable = [compression.read(w) for w in self.trainable_weights_by_member[i]]
             non_trainable = [compression.read(w) for w in self.non_trainable_weights_by_member[i]]
             probs, _ = member.model.stateless_call(trainable, non_trainable, inputs, training=False)
-            if self.tta and member.input_level == "frame":
-                probs = tf.reduce_mean(tf.reshape(probs, [augment.NUM_TTA_VARIANTS, -1, self.num_classes]), axis=0)
-            total = total + self.combiner_weights[i] * probs
-        return total
+            if self.member_tta[i]:
+                probs = tta_mean(probs, self.num_classes)
+            member_probs.append(tf.cast(probs, tf.float32))
+        if self.stacker is not None:
+            return self.stacker(member_probs)
+        return tf.add_n([self.combiner_weights[i] * p for i, p in enumerate(member_probs)])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized")])
     def serve(self, serialized):
@@ -195,6 +207,16 @@ class ServingModule(tf.Module):
                                   tf.TensorSpec([None], tf.int32, name="num_frames")])
     def predict_features(self, rgb, audio, num_frames):
         return {"scores": self.score(rgb, audio, num_frames)}
+
+
+def tta_mean(probs, num_classes: int):
+    """[6B, C] scores of ``augment.tta_variants`` rows (variant-major) -> their mean per video [B, C]."""
+    return tf.reduce_mean(tf.reshape(probs, [augment.NUM_TTA_VARIANTS, -1, num_classes]), axis=0)
+
+
+def member_tta(member: Member) -> bool:
+    """The member's config's ``training.tta`` (6-way test-time augmentation; frame-level families only)."""
+    return bool(((member.config or {}).get("training") or {}).get("tta", False))
 
 
 def transform_raw_features(serialized) -> dict:
@@ -227,13 +249,14 @@ def _config_max_frames(member: Member) -> int:
 def export_serving_model(members: list[Member], export_dir: str, member_weights: list[float] | None = None,
                          quantize_min_elements: int | None = None, max_frames: int = schema.MAX_FRAMES,
                          tta: bool = False, transform_dir: str | None = None,
-                         compression: str | list[str] | None = None) -> int:
+                         compression: str | list[str] | None = None, stacker: stacking.Stacker | None = None) -> int:
     """Write the SavedModel to ``export_dir``; return its size in bytes (``tta``, ``transform_dir``: see the
     module doc). ``compression``: one ``yt8m.compression`` method for every member or one per member,
     applied to float32 tensors above ``quantize_min_elements`` (17,000 when None); None keeps the former
-    contract (uint8 when ``quantize_min_elements`` is given, else float32)."""
+    contract (uint8 when ``quantize_min_elements`` is given, else float32). ``stacker``: serve the stacker
+    over the members (in their order) instead of the weighted average."""
     module = ServingModule(members, member_weights, quantize_min_elements, max_frames, tta, transform_dir,
-                           compression)
+                           compression, stacker)
     signatures = {"serving_default": module.serve}
     if module.serves_decoded_frames:
         signatures["predict_features"] = module.predict_features

@@ -113,7 +113,7 @@ def collect_folds(fold_dirs: list[str], collected_dir: str) -> dict[str, list[in
     return {name: sorted(ks) for name, ks in found.items()}
 
 
-def _save_topk_arrays(path: str, video_ids: list[str], classes: np.ndarray, scores: np.ndarray,
+def save_topk_arrays(path: str, video_ids: list[str], classes: np.ndarray, scores: np.ndarray,
                       num_classes: int) -> None:
     """Already-sparse top-k rows in ``predictions.save_topk``'s format (``predictions.load_topk`` reads it)."""
     buffer = io.BytesIO()  # zip needs a seekable file: build it in memory, write it in one call (local or gs://)
@@ -196,7 +196,7 @@ def train_final(model_config: config_lib.ModelConfig, dataset_dir: str, output_d
     log.info("%s: holdout GAP@20 %.4f", model_config.name, holdout_metrics["gap"])
 
     storage.gfile.makedirs(output_dir)
-    _save_topk_arrays(storage.join(output_dir, OOF_FILE), oof["video_ids"], oof["classes"][:, :top_k],
+    save_topk_arrays(storage.join(output_dir, OOF_FILE), oof["video_ids"], oof["classes"][:, :top_k],
                       oof["scores"][:, :top_k], num_classes)
     predictions.save_topk(storage.join(output_dir, "holdout_predictions.npz"), hold_ids, hold_scores, top_k)
     size = training.write_member(model_config, model, level, output_dir, t.max_frames, ds.transform_path)

@@ -108,6 +108,9 @@ class Stacker:
     k: int
     prior: np.ndarray  # [C]
     report: dict = dataclasses.field(default_factory=dict)
+    # The cross-fitted [N, U] scores of the table it was fitted on (not saved): its honest OOF predictions,
+    # e.g. the soft labels of the next distillation round.
+    oof_scores: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
     def booster(self):
         import lightgbm
@@ -177,7 +180,7 @@ def fit_stacker(video_ids: list[str], classes: np.ndarray, scores: np.ndarray, p
               "features": feature_names(scores.shape[0]), "params": params}
     log.info("stacker: cross-fitted OOF GAP@20 %.4f (%d rounds, %d candidates, %d members)",
              report["cross_fitted_oof_gap"], rounds, x_all.shape[0], scores.shape[0])
-    return Stacker(final.model_to_string(), scores.shape[0], k, prior.astype(np.float64), report)
+    return Stacker(final.model_to_string(), scores.shape[0], k, prior.astype(np.float64), report, cross_fitted)
 
 
 # ------------------------------------------------------------------------------------------ in the graph

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from yt8m import distill, export, metrics, readers, storage, train_loop
+from yt8m import augment, distill, export, metrics, readers, storage, train_loop
 from yt8m import config as config_lib
 from yt8m import dataset as dataset_lib
 from yt8m.models import registry
@@ -90,8 +90,19 @@ def check_video_features(ds: dataset_lib.Dataset, model_config: config_lib.Model
 
 def predict(model: keras.Model, input_level: str, files: list[str], num_classes: int,
             t: config_lib.TrainingConfig, data_format: str | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(video ids, scores [N, C], multi-hot labels [N, C]) over ``files`` in file order."""
-    predict_step = tf.function(lambda features: model(features, training=False), reduce_retracing=True)
+    """(video ids, scores [N, C], multi-hot labels [N, C]) over ``files`` in file order.
+
+    A frame-level member with ``t.tta`` scores the mean over the 6 test-time variants of each video
+    (``augment.tta_variants``), exactly as its serving graph does (``export.ServingModule``)."""
+    if t.tta and input_level == "frame":
+        def step(features):
+            rgb, audio, n = augment.tta_variants(features["rgb"], features["audio"], features["num_frames"])
+            probs = model({**features, "rgb": rgb, "audio": audio, "num_frames": n}, training=False)
+            return export.tta_mean(probs, num_classes)
+    else:
+        def step(features):
+            return model(features, training=False)
+    predict_step = tf.function(step, reduce_retracing=True)
     ids, scores, labels = [], [], []
     for features, y in readers.evaluation_batches(files, data_format or input_level, input_level, num_classes, t):
         video_ids = features.pop("video_id")
