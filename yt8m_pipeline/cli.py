@@ -80,6 +80,7 @@ def cmd_run(args) -> int:
 
     if not args.local:
         raise UsageError("only --local runs here; submit to Vertex AI Pipelines with `yt8m submit`")
+    _recipe_config(args, local=True)
     cfg = config_lib.load_run_config(args.config or local_run.default_config_path())
     # Every path is checked before anything runs: a bad one is a one-line error, not a failure after the pipeline.
     if args.workdir and storage.is_url(args.workdir):
@@ -250,6 +251,7 @@ def cmd_lineage(args) -> int:
 def cmd_submit(args) -> int:
     from yt8m_pipeline import vertex
 
+    _recipe_config(args, local=False)
     print(vertex.submit_from_args(args.config, args.project, args.region, args.pipeline_root, args.data,
                                   args.num_classes, args.test_data, args.publish_root, args.service_account,
                                   args.labels, args.no_cache, args.dry_run))
@@ -281,6 +283,7 @@ def cmd_compile(args) -> int:
     from yt8m_pipeline import images
     from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
 
+    _recipe_config(args, local=False)
     cfg = config_lib.load_run_config(args.config) if args.config else None
     for name in images.placeholder_images():
         print(f"yt8m compile: warning: the {name} image is a placeholder ({images.images()[name]['image']}); set "
@@ -380,6 +383,66 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", help="a winners' recipe at full size (see `yt8m recipes`) instead of --config")
+    p.add_argument("--size-limit", type=_positive_int, metavar="BYTES",
+                   help="with --recipe: plan the ensemble under this model size (the 2018 rule: 1073741824)")
+
+
+def _recipe_config(args, local: bool) -> None:
+    """``--recipe NAME``: validate it, print its estimate (full size) and point ``args.config`` at its run config
+    (the local profile for ``run --local``), written to a file the other verbs read like any ``--config``."""
+    if not getattr(args, "recipe", None):
+        if getattr(args, "size_limit", None):
+            raise UsageError("--size-limit needs --recipe")
+        return
+    if args.config:
+        raise UsageError("--recipe and --config are exclusive (a recipe is a run config)")
+    import tempfile
+
+    from yt8m import recipe as recipe_lib
+
+    chosen = recipe_lib.load(args.recipe)
+    if local:
+        cfg = recipe_lib.local_profile(chosen)
+        print(f"recipe {chosen.name} at local scale: {len(cfg.models)} members ({', '.join(m.name for m in cfg.models)}),"
+              f" small presets, {recipe_lib.LOCAL_EXAMPLES:,} examples each, {cfg.data.folds} folds")
+    else:
+        limit = getattr(args, "size_limit", None)
+        cfg = recipe_lib.with_size_limit(chosen, limit) if limit else chosen.config
+        estimated = recipe_lib.check_budget(chosen, together=not limit, size_limit=limit)
+        print(f"recipe {chosen.name}: {len(estimated['members'])} members, estimated {estimated['fp32_bytes'] / 1e9:.2f} GB "
+              f"fp32, {estimated['compressed_bytes'] / 1e9:.2f} GB {estimated['compression']}; "
+              f"~{estimated['gpu_hours']:,.0f} GPU-hours on {estimated['accelerator']} "
+              f"(~${estimated['estimated_cost_usd']:,}; {estimated['assumptions']})", file=sys.stderr)
+    handle, path = tempfile.mkstemp(prefix=f"yt8m-recipe-{chosen.name}-", suffix=".yaml")
+    os.close(handle)
+    recipe_lib.write_yaml(cfg, path)
+    args.config = path
+
+
+def cmd_recipes(args) -> int:
+    from yt8m import recipe as recipe_lib
+
+    estimates = [recipe_lib.estimate(recipe_lib.load(n)) for n in (args.recipe or recipe_lib.names())]
+    if args.json:
+        print(json.dumps(estimates, sort_keys=True))
+        return 0
+    for e in estimates:
+        limit = "no size limit" if e["size_limit_bytes"] is None else f"limit {e['size_limit_bytes'] / 1e9:.2f} GB"
+        print(f"{e['name']}: {e['title']}")
+        print(f"  published GAP@20 {e['published_gap']} ({e['published_gap_note']})")
+        print(f"  final graph ~{e['fp32_bytes'] / 1e9:.2f} GB fp32, ~{e['compressed_bytes'] / 1e9:.2f} GB "
+              f"{e['compression']} ({limit}); ~{e['gpu_hours']:,.0f} GPU-hours on {e['accelerator']} "
+              f"(~${e['estimated_cost_usd']:,})")
+        for m in e["members"]:
+            print(f"    {m['name']:<22} {m['family']:<16} {m['parameters']:>13,} params "
+                  f"{m['compressed_bytes'] / 1e6:>8.0f} MB  {m['training_runs']} x {m['examples_per_run']:,} examples "
+                  f"~{m['gpu_hours']:,.0f} GPU-h")
+    print(f"(GPU-hours: {estimates[0]['assumptions'] if estimates else ''})")
+    return 0
+
+
 def build_parser(with_preprocess_flags: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yt8m", description="YouTube-8M pipeline: data, training, ensembling, "
                                                                "gated publishing (locally or on Vertex AI)")
@@ -399,6 +462,7 @@ def build_parser(with_preprocess_flags: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--test-data", help="frame-level TFRecords to write Kaggle predictions for")
     p.add_argument("--num-classes", type=_positive_int, help="number of classes of --data")
     p.add_argument("--config", help="run config YAML (default: the packaged local.yaml)")
+    p.add_argument("--recipe", help="a winners' recipe (see `yt8m recipes`), run at its local scale")
     p.add_argument("--workdir", help="where data, pipeline outputs and published models go (default runs/local-*)")
     p.add_argument("--publish-root", help="publish location, local or gs:// (default WORKDIR/published)")
     p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -408,6 +472,7 @@ def build_parser(with_preprocess_flags: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="submit the pipeline to Vertex AI Pipelines (same pipeline and run config "
                                        "as run --local); --dry-run writes the job spec and touches no network")
     p.add_argument("--config", help="run config YAML (default: the packaged local.yaml)")
+    _add_recipe_arguments(p)
     p.add_argument("--project", help="GCP project id")
     p.add_argument("--region", help="Vertex AI region, e.g. us-central1")
     p.add_argument("--pipeline-root", help="gs:// pipeline root (task outputs, caching)")
@@ -501,7 +566,14 @@ def build_parser(with_preprocess_flags: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", default="yt8m_pipeline.yaml")
     p.add_argument("--config", help="run config YAML whose vertex section (resources, retries, parallelism) is "
                                     "compiled in (default: the defaults)")
+    _add_recipe_arguments(p)
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("recipes", help="the winners' solutions as recipes: members, published GAP, estimated size "
+                                       "and GPU-hours (builds each full-size member, untrained, to count it)")
+    p.add_argument("--json", action="store_true", help="print the estimates as JSON")
+    p.add_argument("--recipe", action="append", help="only this recipe (repeatable)")
+    p.set_defaults(func=cmd_recipes)
     return parser
 
 

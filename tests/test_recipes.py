@@ -1,0 +1,101 @@
+"""The winners' solutions as recipes (issue 16): validated YAML run configs, a local profile, estimates."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from yt8m import config, recipe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("name", recipe.names())
+def test_every_recipe_validates_and_its_local_profile_keeps_members_and_stages(name):
+    full = recipe.load(name)
+    assert full.name == name and full.config.models
+    local = recipe.local_profile(full)
+    assert [(m.name, m.family) for m in local.models] == [(m.name, m.family) for m in full.config.models]
+    assert all(m.preset == "small" and m.training.examples_to_see == recipe.LOCAL_EXAMPLES for m in local.models)
+    assert local.ensemble == full.config.ensemble and local.data.folds == recipe.LOCAL_FOLDS
+    assert local.synth.videos == recipe.LOCAL_VIDEOS and local.data.num_classes == local.synth.classes
+    for m_full, m_local in zip(full.config.models, local.models):  # switches survive, sizes do not
+        for switch in recipe.SWITCHES:
+            if hasattr(m_full.training, switch) and switch in (full.raw["models"][0].get("training") or {}):
+                assert getattr(m_local.training, switch) == getattr(m_full.training, switch)
+
+
+def test_willow_follows_the_published_commands():
+    willow = recipe.load("willow-2017")
+    assert [m.family for m in willow.config.models] == ["netvlad", "netfv", "gated_soft_dbof", "soft_dbof",
+                                                         "netrvlad", "gru", "lstm"]
+    steps = {m.family: m.training.epochs * m.training.steps_per_epoch for m in willow.config.models}
+    assert steps == {"netvlad": 700_000, "netfv": 600_000, "gated_soft_dbof": 1_000_000, "soft_dbof": 800_000,
+                     "netrvlad": 600_000, "gru": 300_000, "lstm": 400_000}  # YT8M_FACTS.md, WILLOW README
+    assert {m.training.batch_size for m in willow.config.models if m.family in ("gru", "lstm")} == {128}
+    assert {m.training.learning_rate for m in willow.config.models} == {2e-4}
+    assert willow.config.ensemble.combiner == "weighted" and willow.header["size_limit_bytes"] is None
+    limited = recipe.with_size_limit(willow, 1 << 30)
+    assert limited.ensemble.size_budget_bytes == limited.gate.max_size_bytes == 1 << 30
+    assert limited.ensemble.compression == "uint8"
+
+
+def _write(tmp_path, header=None, **run):
+    base = {"recipe": {"name": "bad", "title": "t", "source": "s", "published_gap": 0.8, "published_gap_note": "n",
+                       "size_limit_bytes": None, "accelerator": "NVIDIA_L4"},
+            "models": [{"name": "moe", "family": "moe", "preset": "published"}]}
+    if header is not None:
+        base["recipe"] = header
+    base.update(run)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return str(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"models": [{"name": "x", "family": "no_such_family"}]}, "bad.yaml.models[0]: unknown model family"),
+    ({"header": {"name": "bad"}}, "bad.yaml.recipe.title: missing"),
+    ({"stacking_rounds": 2}, "stacking_rounds"),  # a stage that does not exist is an error, never skipped
+    ({"ensemble": {"combiner": "median"}}, "bad.yaml.ensemble.combiner"),
+    ({"header": {"name": "bad", "title": "t", "source": "s", "published_gap": 1.5, "published_gap_note": "n",
+                 "size_limit_bytes": None, "accelerator": "NVIDIA_L4"}}, "bad.yaml.recipe.published_gap"),
+])
+def test_a_wrong_recipe_fails_naming_the_field(tmp_path, change, message):
+    header = change.pop("header", None)
+    with pytest.raises(config.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        recipe.load(_write(tmp_path, header, **change))
+
+
+def test_a_member_over_the_size_limit_fails_before_anything_runs(tmp_path):
+    header = {"name": "bad", "title": "t", "source": "s", "published_gap": 0.8, "published_gap_note": "n",
+              "size_limit_bytes": 10_000_000, "accelerator": "NVIDIA_L4"}
+    bad = recipe.load(_write(tmp_path, header, gate={"max_size_bytes": 10_000_000}))
+    with pytest.raises(recipe.RecipeError, match=r"bad.yaml.models\[0\] \(moe\): estimated .* over the recipe's "
+                                                 r"size limit 10,000,000"):
+        recipe.check_budget(bad)  # the published MoE is ~22 MB in uint8
+
+
+def test_unknown_recipe_names_the_known_ones():
+    with pytest.raises(recipe.RecipeError, match="unknown recipe 'nope'; recipes: .*willow-2017"):
+        recipe.load("nope")
+
+
+@pytest.mark.slow
+def test_submit_dry_run_of_a_recipe_has_its_members_fan_out_and_gpus(tmp_path):
+    out = tmp_path / "job.json"
+    result = subprocess.run([sys.executable, "-m", "yt8m_pipeline.cli", "submit", "--recipe", "willow-2017",
+                             "--project", "my-project", "--region", "us-central1", "--pipeline-root",
+                             "gs://bucket/root", "--data", "gs://bucket/train*.tfrecord", "--dry-run", str(out)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "GPU-hours on NVIDIA_L4" in result.stderr and "recipe willow-2017: 7 members" in result.stderr
+    spec = json.loads(out.read_text())["pipelineJob"]
+    params = spec["runtimeConfig"]["parameterValues"]
+    assert [m["name"] for m in params["model_configs"]] == [m.name for m in recipe.load("willow-2017").config.models]
+    assert len(params["fold_tasks"]) == 7 * 2
+    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
+    trainers = [e for name, e in executors.items() if "train" in name]
+    assert trainers and all(e["container"]["resources"]["accelerator"]["type"] == "NVIDIA_L4" for e in trainers)
