@@ -99,3 +99,26 @@ def test_submit_dry_run_of_a_recipe_has_its_members_fan_out_and_gpus(tmp_path):
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
     trainers = [e for name, e in executors.items() if "train" in name]
     assert trainers and all(e["container"]["resources"]["accelerator"]["type"] == "NVIDIA_L4" for e in trainers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in recipe.names() if recipe.load(n).header["size_limit_bytes"]])
+def test_a_recipe_with_a_size_limit_is_estimated_under_it(name):
+    estimated = recipe.check_budget(recipe.load(name))  # builds each published member (untrained) to count it
+    assert estimated["compressed_bytes"] < estimated["size_limit_bytes"]
+    assert estimated["gpu_hours"] > 0 and all(m["parameters"] > 1e6 for m in estimated["members"])
+
+
+@pytest.mark.slow
+def test_the_lessons_recipe_runs_end_to_end_at_local_scale_and_publishes(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "yt8m_pipeline.cli", "run", "--local", "--recipe", "lessons-2018",
+                             "--workdir", str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT,
+                            timeout=2400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    published = result.stdout.strip().splitlines()[-1]
+    manifest = json.load(open(os.path.join(published, "manifest.json")))
+    members = [m["name"] for m in manifest["ensemble"]["members"]]
+    assert members == ["lstm-augmented", "netvlad-augmented", "label-embedding"]
+    configs = {m["name"]: m for m in manifest["run_config"]["models"]}
+    assert configs["lstm-augmented"]["training"]["tta"] and configs["label-embedding"]["overrides"] == {
+        "head": "label_embedding"}

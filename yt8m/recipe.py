@@ -57,15 +57,17 @@ ACCELERATOR_SPEED = {"NVIDIA_L4": 1.0, "NVIDIA_TESLA_T4": 0.5, "NVIDIA_TESLA_V10
 ASSUMED_PRICE_PER_GPU_HOUR = {"NVIDIA_L4": 0.90, "NVIDIA_TESLA_T4": 0.60, "NVIDIA_TESLA_V100": 2.90,
                               "NVIDIA_TESLA_A100": 3.70, "NVIDIA_A100_80GB": 4.50, "NVIDIA_H100_80GB": 10.0}
 
-LOCAL_VIDEOS = 1200
+LOCAL_VIDEOS = 1000
 LOCAL_CLASSES = 20
 LOCAL_FOLDS = 2
-LOCAL_EXAMPLES = 3000
+LOCAL_EXAMPLES = 2000
 LOCAL_BATCH = 32
 # Training fields that are a recipe's SWITCHES (kept by the local profile); the rest (steps, batch,
 # learning-rate schedule, frames sampled) are sized for the full data and replaced.
 SWITCHES = ("half_video_prob", "reverse_prob", "mixup_prob", "mixup_alpha", "ema_halflife", "distill_weight",
-            "tta", "video_features")
+            "tta", "video_features", "seed")
+# Model overrides that choose an architecture variant (kept by the local profile); sizes are the preset's.
+ARCHITECTURE_SWITCHES = ("head", "output_gating", "bidirectional", "reset_after", "state")
 
 
 class RecipeError(config_lib.ConfigError):
@@ -103,8 +105,9 @@ def _check_header(header, where: str) -> dict:
     unknown = sorted(set(header) - set(HEADER_FIELDS))
     if unknown:
         raise RecipeError(f"{where}.{unknown[0]}: unknown field (allowed: {', '.join(HEADER_FIELDS)})")
-    if not isinstance(header["published_gap"], (int, float)) or not 0 < header["published_gap"] <= 1:
-        raise RecipeError(f"{where}.published_gap: expected a GAP in (0, 1], got {header['published_gap']!r}")
+    gap = header["published_gap"]
+    if gap is not None and (not isinstance(gap, (int, float)) or not 0 < gap <= 1):
+        raise RecipeError(f"{where}.published_gap: expected a GAP in (0, 1] or null (none published), got {gap!r}")
     limit = header["size_limit_bytes"]
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise RecipeError(f"{where}.size_limit_bytes: expected a positive number of bytes or null, got {limit!r}")
@@ -152,9 +155,11 @@ def _local_model(model: dict) -> dict:
     training = {k: v for k, v in (model.get("training") or {}).items() if k in SWITCHES}
     training.update(examples_to_see=LOCAL_EXAMPLES, batch_size=LOCAL_BATCH, eval_batch_size=LOCAL_BATCH,
                     learning_rate=1e-3 if family.input_level == "frame" else 1e-2)
-    local = {"name": model["name"], "family": model["family"],
-             "preset": "small" if "small" in family.presets else model.get("preset", "small"), "training": training}
-    return local
+    preset = "small" if "small" in family.presets else model.get("preset", "small")
+    overrides = {k: v for k, v in (model.get("overrides") or {}).items()
+                 if k in ARCHITECTURE_SWITCHES and k in family.presets[preset]}
+    return {"name": model["name"], "family": model["family"], "preset": preset, "overrides": overrides,
+            "training": training}
 
 
 def local_profile(recipe: Recipe, videos: int = LOCAL_VIDEOS, classes: int = LOCAL_CLASSES) -> config_lib.RunConfig:
@@ -203,20 +208,24 @@ def estimate(recipe: Recipe, size_limit: int | None = None, train_videos: int = 
     speed = ACCELERATOR_SPEED[accelerator]
     members, total_fp32, total_compressed, gpu_hours = [], 0, 0, 0.0
     method = cfg.ensemble.compression
-    models = list(cfg.models) + list(getattr(cfg.distillation, "students", ()) or ())
-    for m in models:
+    rounds = cfg.distillation.rounds
+    # (model, training rounds, in the final graph): with distillation, the last round's students are published
+    models = [(m, 1, not rounds) for m in cfg.models] + [(m, rounds, True) for m in cfg.distillation.students
+                                                          if rounds]
+    for m, trained_rounds, in_graph in models:
         size = _model_size(m.family, m.preset, cfg.data.num_classes, tuple(sorted(m.overrides.items())))
         fp32 = int(size["fp32_mib"] * sizes.MIB)
         stored = {"none": fp32, "float16": fp32 // 2, "uint8": int(size["uint8_export_mib"] * sizes.MIB),
                   "codebook": int(size["uint8_mib"] * sizes.MIB)}[method if method in compression.METHODS else "none"]
         examples = _training_examples(m.training, train_videos)
-        runs = cfg.data.folds + 1
+        runs = (cfg.data.folds + 1) * trained_rounds
         hours = runs * examples / (ASSUMED_EXAMPLES_PER_SECOND.get(m.family, 500) * speed) / 3600
         members.append({"name": m.name, "family": m.family, "preset": m.preset, "parameters": size["parameters"],
                         "fp32_bytes": fp32, "compressed_bytes": stored, "examples_per_run": examples,
-                        "training_runs": runs, "gpu_hours": round(hours, 1)})
-        total_fp32 += fp32
-        total_compressed += stored
+                        "training_runs": runs, "gpu_hours": round(hours, 1), "in_final_graph": in_graph})
+        if in_graph:
+            total_fp32 += fp32
+            total_compressed += stored
         gpu_hours += hours
     limit = size_limit or recipe.header["size_limit_bytes"]
     price = ASSUMED_PRICE_PER_GPU_HOUR[accelerator]
@@ -239,13 +248,16 @@ def check_budget(recipe: Recipe, together: bool = True, size_limit: int | None =
     if limit is None:
         return estimated
     where = os.path.basename(recipe.path)
-    for i, m in enumerate(estimated["members"]):
+    published = [m for m in estimated["members"] if m["in_final_graph"]]
+    section = "distillation.students" if recipe.config.distillation.rounds else "models"
+    for i, m in enumerate(published):
         if m["compressed_bytes"] >= limit:
-            raise RecipeError(f"{where}.models[{i}] ({m['name']}): estimated {m['compressed_bytes']:,} bytes "
+            raise RecipeError(f"{where}.{section}[{i}] ({m['name']}): estimated {m['compressed_bytes']:,} bytes "
                               f"({estimated['compression']}) is over the recipe's size limit {limit:,}")
     if together and estimated["compressed_bytes"] >= limit:
-        raise RecipeError(f"{where}.models: the members together are estimated at {estimated['compressed_bytes']:,} "
-                          f"bytes ({estimated['compression']}), over the recipe's size limit {limit:,}")
+        raise RecipeError(f"{where}.{section}: the final graph's members together are estimated at "
+                          f"{estimated['compressed_bytes']:,} bytes ({estimated['compression']}), over the recipe's "
+                          f"size limit {limit:,}")
     return estimated
 
 

@@ -431,12 +431,14 @@ def cmd_recipes(args) -> int:
     for e in estimates:
         limit = "no size limit" if e["size_limit_bytes"] is None else f"limit {e['size_limit_bytes'] / 1e9:.2f} GB"
         print(f"{e['name']}: {e['title']}")
-        print(f"  published GAP@20 {e['published_gap']} ({e['published_gap_note']})")
+        gap = "none published" if e["published_gap"] is None else e["published_gap"]
+        print(f"  published GAP@20 {gap} ({e['published_gap_note']})")
         print(f"  final graph ~{e['fp32_bytes'] / 1e9:.2f} GB fp32, ~{e['compressed_bytes'] / 1e9:.2f} GB "
               f"{e['compression']} ({limit}); ~{e['gpu_hours']:,.0f} GPU-hours on {e['accelerator']} "
               f"(~${e['estimated_cost_usd']:,})")
         for m in e["members"]:
-            print(f"    {m['name']:<22} {m['family']:<16} {m['parameters']:>13,} params "
+            where = "final graph" if m["in_final_graph"] else "teacher"
+            print(f"    {m['name']:<22} {m['family']:<16} {where:<11} {m['parameters']:>13,} params "
                   f"{m['compressed_bytes'] / 1e6:>8.0f} MB  {m['training_runs']} x {m['examples_per_run']:,} examples "
                   f"~{m['gpu_hours']:,.0f} GPU-h")
     print(f"(GPU-hours: {estimates[0]['assumptions'] if estimates else ''})")
