@@ -1,5 +1,7 @@
 """Ensemble component: combine the members (OOF-fitted), plan members x precision under the size budget,
-compress large tensors, merge into ONE SavedModel; report every member's and combiner's GAP."""
+compress large tensors, merge into ONE SavedModel; report every member's and combiner's GAP. With
+``soft_label_kind`` (a distillation run) the combiner's OOF/holdout scores become the next round's teacher
+(``soft_labels``); with ``teacher_model`` (the previous round's ensemble) the students are reported next to it."""
 
 from typing import List
 
@@ -11,11 +13,14 @@ from yt8m_pipeline.images import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_min_elements: int, combiner: str,
-                compression: str, size_budget_bytes: int, merged_model: Output[Model], metrics: Output[Metrics]):
-    """``yt8m.ensemble.build_ensemble``: ensemble.json, plan.json, frontier.png and saved_model/ in merged_model."""
+                compression: str, size_budget_bytes: int, merged_model: Output[Model], metrics: Output[Metrics],
+                soft_labels: Output[Dataset], soft_label_kind: str = "", soft_label_top_k: int = 20,
+                teacher_model: Input[Model] = None):
+    """``yt8m.ensemble.build_ensemble``: ensemble.json, plan.json, frontier.png and saved_model/ in merged_model;
+    ``{oof,holdout}_teacher.npz`` in soft_labels when ``soft_label_kind`` is topk | full."""
     import logging
 
-    from yt8m import config, ensemble, readers, training
+    from yt8m import config, ensemble, readers, storage, training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = config.ensemble_config_from_dict({"quantize_min_elements": quantize_min_elements, "combiner": combiner,
@@ -28,12 +33,24 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
                                      quantize_min_elements=cfg.quantize_min_elements, transform_dir=ds.transform_path,
                                      combiner=cfg.combiner, compression=cfg.compression,
                                      size_budget_bytes=cfg.size_budget_bytes,
-                                     holdout_data=training.dataset_files(ds, "frame", [ds.holdout]))
+                                     holdout_data=training.dataset_files(ds, "frame", [ds.holdout]),
+                                     soft_labels=soft_label_kind, soft_label_top_k=soft_label_top_k,
+                                     soft_label_dir=soft_labels.path,
+                                     teacher_report=storage.read_json(storage.join(teacher_model.path, "ensemble.json"))
+                                     if teacher_model is not None else None)
     merged_model.metadata.update({"members": report["plan"]["members"], "precisions": report["plan"]["precisions"],
                                   "weights": report["weights"], "combiner": cfg.combiner,
                                   "size_bytes": report["saved_model_bytes"], "oof_gap": report["oof_gap"],
                                   "holdout_gap": report["holdout_gap"], "dataset": dataset.uri,
                                   "member_uris": [m.uri for m in members]})
+    if soft_label_kind:
+        soft_labels.metadata.update({"kind": soft_label_kind, "top_k": soft_label_top_k, "combiner": cfg.combiner,
+                                     "oof_gap": report["oof_gap"], "merged_model": merged_model.uri})
+    if teacher_model is not None:
+        metrics.log_metric("teacher_oof_gap", report["teacher"]["oof_gap"])
+        metrics.log_metric("teacher_holdout_gap", report["teacher"]["holdout_gap"])
+        for m in report["members"]:
+            metrics.log_metric(f"student_{m['name']}_holdout_gap", m["holdout_gap"])
     for key in ("oof_gap", "holdout_gap", "saved_model_bytes", "fp32_bytes", "compression_ratio", "holdout_gap_fp32",
                 "holdout_gap_compressed", "compression_gap_loss"):
         metrics.log_metric(key, report[key])

@@ -2,7 +2,10 @@
 
     importer(raw data + fingerprint) -> preprocess
       -> ParallelFor((config, fold) pairs): train fold        -> collect folds (Collected)
-      -> ParallelFor(configs): train final member (+ its OOF) -> ensemble (Collected) -> gate -> If(publish): publish
+      -> ParallelFor(configs): train final member (+ its OOF) -> ensemble (Collected)
+      [-> per distillation round: the students' fold loop -> collect -> final loop -> ensemble of the students,
+          every student task taking the previous ensemble's soft labels as its teacher]
+      -> gate -> If(publish): publish  (the last ensemble)
 
 Every training task (K folds and the final member of each config) is a task of its own, one
 GPU each on Vertex, with retries; both loops are capped at ``vertex.parallelism`` (the GPU
@@ -29,6 +32,14 @@ Resources, retries and the parallelism cap are properties of the compiled IR, so
 is built from a run config's ``vertex`` section (``build_pipeline``); ``pipeline_arguments``
 maps the rest of the run config to the pipeline's parameters. Both serve ``yt8m run --local``
 and ``yt8m submit``.
+
+Distillation rounds (``distillation.rounds``, issue 15) are unrolled at compile time, so the IR is the
+picture: round n repeats the fold loop / collect / final loop over ``student_fold_tasks`` and
+``student_configs`` (the ``distillation.students``), each train task with the optional ``teacher`` input
+= the ``soft_labels`` output of round n-1's ensemble (round 1: the members' ensemble), and ends with an
+ensemble of the students that reports them next to that teacher (``teacher_model``) and writes the soft
+labels of round n+1. The gate and publish take the last round's ensemble. With ``rounds: 0`` (the
+default) the DAG is the members' alone.
 
 Where the preprocessing Beam job runs is chosen the same way, at compile time, by
 ``vertex.dataflow.runner``: ``local`` (the default, and always under kfp.local) is the one
@@ -108,8 +119,28 @@ def _preprocess_on_dataflow(v: config_lib.VertexConfig, raw, train_pattern, data
     return register.set_display_name("register dataset").outputs["dataset"]
 
 
-def build_pipeline(vertex: config_lib.VertexConfig | None = None):
-    """The pipeline function with ``vertex``'s resources, retries and parallelism cap compiled in."""
+def _train_loops(v: config_lib.VertexConfig, dataset, fold_tasks, model_configs, oof_top_k, teacher, label: str):
+    """fold loop -> collect -> final loop of one set of configs (the members, or a round's students with their
+    ``teacher``); the final tasks (their ``model`` outputs are Collected by the ensemble)."""
+    suffix = f" ({label})" if label else ""
+    extra = {"teacher": teacher} if teacher is not None else {}
+    with dsl.ParallelFor(items=fold_tasks, parallelism=v.parallelism,
+                         name=f"folds-{label.replace(' ', '-')}" if label else "folds") as item:
+        fold = _training(train_op(model_config=item.model_config, fold=item.fold, dataset=dataset,
+                                  top_k=oof_top_k, **extra), v).set_display_name("train fold" + suffix)
+    collected = _limits(collect_folds_op(fold_outputs=dsl.Collected(fold.outputs["oof_predictions"])),
+                        v.resources.collect).set_display_name("collect folds" + suffix)
+    with dsl.ParallelFor(items=model_configs, parallelism=v.parallelism,
+                         name=f"members-{label.replace(' ', '-')}" if label else "members") as model_config:
+        member = _training(train_final_op(model_config=model_config, dataset=dataset,
+                                          collected_folds=collected.outputs["collected_folds"],
+                                          top_k=oof_top_k, **extra), v).set_display_name("train final member" + suffix)
+    return member
+
+
+def build_pipeline(vertex: config_lib.VertexConfig | None = None, distillation_rounds: int = 0):
+    """The pipeline function with ``vertex``'s resources, retries and parallelism cap and the distillation
+    rounds (see the module doc) compiled in."""
     v = vertex or config_lib.VertexConfig()
     r = v.resources
 
@@ -121,7 +152,8 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None):
                       quantize_min_elements: int = 17000, combiner: str = "average", compression: str = "uint8",
                       size_budget_bytes: int = 1 << 30, oof_top_k: int = 20, beam_runner: str = "local", register_model: bool = False,
                       gcp_project: str = "", gcp_region: str = "", dataflow_root: str = "",
-                      dataflow_job_name: str = ""):
+                      dataflow_job_name: str = "", student_configs: list = [], student_fold_tasks: list = [],
+                      soft_labels: str = "", soft_label_top_k: int = 20):
         raw = dsl.importer(artifact_uri=train_pattern, artifact_class=dsl.Dataset, reimport=False,
                            metadata={"pattern": train_pattern, "fingerprint": data_fingerprint,
                                      "summary": data_summary}).set_display_name("raw data")
@@ -134,19 +166,21 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None):
                                          num_classes=num_classes, folds=folds, holdout_fraction=holdout_fraction,
                                          runner=beam_runner), r.preprocess).set_display_name("preprocess")
             dataset = data.outputs["dataset"]
-        with dsl.ParallelFor(items=fold_tasks, parallelism=v.parallelism, name="folds") as item:
-            fold = _training(train_op(model_config=item.model_config, fold=item.fold, dataset=dataset,
-                                      top_k=oof_top_k), v).set_display_name("train fold")
-        collected = _limits(collect_folds_op(fold_outputs=dsl.Collected(fold.outputs["oof_predictions"])),
-                            r.collect).set_display_name("collect folds")
-        with dsl.ParallelFor(items=model_configs, parallelism=v.parallelism, name="members") as model_config:
-            member = _training(train_final_op(model_config=model_config, dataset=dataset,
-                                              collected_folds=collected.outputs["collected_folds"],
-                                              top_k=oof_top_k), v).set_display_name("train final member")
+        member = _train_loops(v, dataset, fold_tasks, model_configs, oof_top_k, None, "")
         merged = _limits(ensemble_op(members=dsl.Collected(member.outputs["model"]), dataset=dataset,
                                      quantize_min_elements=quantize_min_elements, combiner=combiner,
-                                     compression=compression, size_budget_bytes=size_budget_bytes), r.ensemble)
+                                     compression=compression, size_budget_bytes=size_budget_bytes,
+                                     soft_label_kind=soft_labels, soft_label_top_k=soft_label_top_k), r.ensemble)
         merged.set_display_name("ensemble")
+        for n in range(1, distillation_rounds + 1):  # unrolled at compile time: see the module doc
+            student = _train_loops(v, dataset, student_fold_tasks, student_configs, oof_top_k,
+                                   merged.outputs["soft_labels"], f"student round {n}")
+            merged = _limits(ensemble_op(members=dsl.Collected(student.outputs["model"]), dataset=dataset,
+                                         quantize_min_elements=quantize_min_elements, combiner=combiner,
+                                         compression=compression, size_budget_bytes=size_budget_bytes,
+                                         soft_label_kind=soft_labels, soft_label_top_k=soft_label_top_k,
+                                         teacher_model=merged.outputs["merged_model"]), r.ensemble)
+            merged.set_display_name(f"ensemble of students (round {n})")
         gate = _limits(gate_op(merged_model=merged.outputs["merged_model"], dataset=dataset, gate_config=gate_config,
                                publish_root=publish_root), r.gate).set_display_name("gate")
         with dsl.If(gate.outputs["Output"] == "publish", name="gate-passed"):
@@ -170,7 +204,8 @@ def yt8m_pipeline(**arguments):
         log.info("vertex.dataflow.runner=%s applies to Vertex runs; this local run uses Beam's local runner",
                  vertex.dataflow.runner)
         vertex = dataclasses.replace(vertex, dataflow=dataclasses.replace(vertex.dataflow, runner="local"))
-    return build_pipeline(vertex)(**arguments)
+    rounds = int((arguments["run_config"].get("distillation") or {}).get("rounds", 0))
+    return build_pipeline(vertex, rounds)(**arguments)
 
 
 def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_pattern: str, publish_root: str,
@@ -188,6 +223,8 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
     """
     data_fingerprint = data_fingerprint or fingerprint.fingerprint_files(train_pattern, "training data")
     model_configs = [config_lib.to_dict(m) for m in cfg.models]
+    d = cfg.distillation
+    student_configs = [config_lib.to_dict(m) for m in d.students] if d.rounds else []
     dataflow_root = dataflow_job_name = ""
     if cfg.vertex.dataflow.runner == "dataflow" and pipeline_root:
         run_id = f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -217,6 +254,10 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
         "gcp_region": gcp_region,
         "dataflow_root": dataflow_root,
         "dataflow_job_name": dataflow_job_name,
+        "student_configs": student_configs,
+        "student_fold_tasks": [{"model_config": m, "fold": k} for m in student_configs for k in range(cfg.data.folds)],
+        "soft_labels": d.soft_labels if d.rounds else "",
+        "soft_label_top_k": d.top_k,
     }
 
 
@@ -224,5 +265,6 @@ def compile_pipeline(package_path: str, cfg: config_lib.RunConfig | None = None)
     """kfp IR YAML of the pipeline built from ``cfg``'s ``vertex`` section (the defaults without a config)."""
     from kfp import compiler
 
-    compiler.Compiler().compile(build_pipeline(cfg.vertex if cfg else None), package_path=package_path)
+    compiler.Compiler().compile(build_pipeline(cfg.vertex if cfg else None, cfg.distillation.rounds if cfg else 0),
+                                package_path=package_path)
     return package_path

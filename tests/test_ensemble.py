@@ -219,7 +219,7 @@ def test_full_soft_labels_hold_every_class_of_the_combined_scores(tmp_path):
     paths, dense, labels, truth = _random_predictions(tmp_path, n=50, members=2, seed=4)
     table = ensemble.topk_table(paths, labels)
     combined = {"oof": np.where(table.classes >= 0, table.scores.mean(axis=0), 0.0)}
-    report = ensemble.write_soft_labels({"oof": table}, combined, str(tmp_path / "out"), NUM_CLASSES, "full", 20)
+    report = ensemble.write_soft_labels({"oof": table}, combined, str(tmp_path / "teacher"), NUM_CLASSES, "full", 20)
     full = predictions.load_topk(report["files"]["oof"])
     assert full["classes"].shape == (50, NUM_CLASSES)
     got = predictions.densify_topk(full["classes"], full["scores"], NUM_CLASSES)

@@ -290,7 +290,7 @@ def test_local_runner_keeps_the_one_preprocess_task(tmp_path):
 
 def test_kfp_local_runs_build_the_local_graph_even_with_a_dataflow_config(monkeypatch):
     built = []
-    monkeypatch.setattr(pipeline_def, "build_pipeline", lambda vertex: built.append(vertex) or (lambda **kw: None))
+    monkeypatch.setattr(pipeline_def, "build_pipeline", lambda vertex, rounds=0: built.append(vertex) or (lambda **kw: None))
     run_config = config.to_dict(_dataflow_config())
     pipeline_def.yt8m_pipeline(run_config=run_config)
     assert built[0].dataflow.runner == "local" and built[0].dataflow.flex_template == _FLEX
@@ -312,3 +312,69 @@ def test_pipeline_arguments_give_each_dataflow_run_its_own_folder_and_job_name(t
     local = pipeline_def.pipeline_arguments(config.load_run_config(local_run.default_config_path()),
                                             "gs://acme-data/train*.tfrecord", "", "/pub", 100, **common)
     assert (local["dataflow_root"], local["dataflow_job_name"]) == ("", "")
+
+
+# ---- distillation rounds, unrolled at compile time
+
+
+def _distillation_config(rounds: int):
+    return config.run_config_from_dict({"models": [{"name": "m", "family": "moe"}],
+                                        "distillation": {"rounds": rounds, "soft_labels": "full", "top_k": 10,
+                                                         "students": [{"name": "s", "family": "moe"}]}})
+
+
+def _artifact_source(ir, task_name, input_name) -> tuple[str, str]:
+    """(producer task, output key) of a task's input artifact, followed out of its loop's sub-DAG."""
+    spec, holder = _all_tasks(ir)[task_name]
+    source = spec["inputs"]["artifacts"][input_name]
+    if "componentInputArtifact" in source:
+        loop = next(t for t in ir["root"]["dag"]["tasks"].values() if t["componentRef"]["name"] == holder)
+        source = loop["inputs"]["artifacts"][source["componentInputArtifact"]]
+    out = source["taskOutputArtifact"]
+    return out["producerTask"], out["outputArtifactKey"]
+
+
+def test_without_distillation_rounds_the_dag_has_the_members_ensemble_only(tmp_path):
+    ir = _compile(tmp_path)
+    assert ir == _compile(tmp_path, _distillation_config(0))
+    tasks = _all_tasks(ir)
+    assert sorted(n for n in tasks if not n.startswith(("for-loop", "condition"))) == [
+        "collect-folds-op", "ensemble-op", "gate-op", "importer", "preprocess-op", "publish-op", "train-final-op",
+        "train-op"]
+    assert "teacher" not in tasks["train-op"][0]["inputs"].get("artifacts", {})
+    assert "teacher_model" not in tasks["ensemble-op"][0]["inputs"]["artifacts"]
+    assert _artifact_source(ir, "gate-op", "merged_model") == ("ensemble-op", "merged_model")
+    args = pipeline_def.pipeline_arguments(config.run_config_from_dict({"models": [{"name": "m", "family": "moe"}]}),
+                                           "gs://b/t*.tfrecord", "", "/pub", 10,
+                                           data_fingerprint=fingerprint.unknown("gs://b/t*.tfrecord", "dry run"))
+    assert (args["soft_labels"], args["student_configs"], args["student_fold_tasks"]) == ("", [], [])
+
+
+def test_each_distillation_round_trains_students_on_the_previous_ensembles_soft_labels(tmp_path):
+    ir = _compile(tmp_path, _distillation_config(2))
+    tasks = _all_tasks(ir)
+    ensembles = ["ensemble-op", "ensemble-op-2", "ensemble-op-3"]
+    assert set(ensembles) <= set(tasks) and "ensemble-op-4" not in tasks
+    for n, (fold_task, final_task) in enumerate((("train-op-2", "train-final-op-2"),
+                                                 ("train-op-3", "train-final-op-3")), start=1):
+        teacher = ensembles[n - 1]
+        assert _artifact_source(ir, fold_task, "teacher") == (teacher, "soft_labels")
+        assert _artifact_source(ir, final_task, "teacher") == (teacher, "soft_labels")
+        assert tasks[fold_task][0]["taskInfo"]["name"] == f"train fold (student round {n})"
+        # the round's ensemble gathers its students and reports them next to the previous ensemble
+        assert _artifact_source(ir, ensembles[n], "teacher_model") == (teacher, "merged_model")
+        loop = next(t for t in ir["root"]["dag"]["tasks"].values()
+                    if t["componentRef"]["name"] == tasks[fold_task][1])
+        assert loop["parameterIterator"]["items"]["inputParameter"].endswith("student_fold_tasks")
+    assert "teacher" not in tasks["train-op"][0]["inputs"].get("artifacts", {})  # the members have no teacher
+    assert _artifact_source(ir, "gate-op", "merged_model") == ("ensemble-op-3", "merged_model")
+    assert _artifact_source(ir, "publish-op", "merged_model") == ("ensemble-op-3", "merged_model")
+    for name in ensembles:
+        params = tasks[name][0]["inputs"]["parameters"]
+        assert params["soft_label_kind"] == {"componentInputParameter": "soft_labels"}
+    args = pipeline_def.pipeline_arguments(_distillation_config(2), "gs://b/t*.tfrecord", "", "/pub", 10,
+                                           data_fingerprint=fingerprint.unknown("gs://b/t*.tfrecord", "dry run"))
+    assert (args["soft_labels"], args["soft_label_top_k"]) == ("full", 10)
+    assert [t["fold"] for t in args["student_fold_tasks"]] == list(range(5))
+    assert args["student_configs"][0]["training"]["distill_weight"] == 0.5
+    assert set(args) == set(ir["root"]["inputDefinitions"]["parameters"])

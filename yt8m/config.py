@@ -220,7 +220,9 @@ class DistillationConfig:
 
     rounds: int = 0
     students: tuple[ModelConfig, ...] = ()
-    soft_labels: str = "topk"  # topk: each video's top_k classes | full: every class
+    # topk: each video's top_k classes | full: every class (0 outside the members' prediction files, which
+    # hold ensemble.top_k_predictions classes per video: widen that for denser soft labels)
+    soft_labels: str = "topk"
     top_k: int = 20
     distill_weight: float = 0.5  # the students' training.distill_weight unless they set their own
 

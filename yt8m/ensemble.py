@@ -233,14 +233,13 @@ def soft_label_arrays(table: TopKTable, scores: np.ndarray, num_classes: int, k:
     return np.concatenate(out_c), np.concatenate(out_s)
 
 
-def write_soft_labels(tables: dict, scores: dict, output_dir: str, num_classes: int, soft_labels: str,
+def write_soft_labels(tables: dict, scores: dict, teacher_dir: str, num_classes: int, soft_labels: str,
                       top_k: int) -> dict:
-    """The combiner's OOF and holdout scores as teacher files in ``output_dir/teacher/``; what the top-k cut
+    """The combiner's OOF and holdout scores as teacher files ``teacher_dir/{oof,holdout}_teacher.npz``; what the top-k cut
     loses: the share of the teacher's probability mass outside each video's top k, and the mean per-video
     BCE between the full and the cut soft labels (the distillation term's target error)."""
     if soft_labels not in SOFT_LABELS:
         raise ValueError(f"soft_labels: expected one of {', '.join(SOFT_LABELS)}, got {soft_labels!r}")
-    teacher_dir = storage.join(output_dir, TEACHER_DIR)
     storage.gfile.makedirs(teacher_dir)
     report = {"soft_labels": soft_labels, "top_k": int(top_k), "files": {}}
     for split, table in tables.items():
@@ -311,7 +310,8 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
                    oof_labels: dict[str, list[int]], quantize_min_elements: int | None = 17_000,
                    transform_dir: str | None = None, *, combiner: str = "average", compression: str = "uint8",
                    size_budget_bytes: int = 1 << 30, holdout_data=None, soft_labels: str = "",
-                   soft_label_top_k: int = 20, teacher_report: dict | None = None) -> dict:
+                   soft_label_top_k: int = 20, soft_label_dir: str | None = None,
+                   teacher_report: dict | None = None) -> dict:
     """Plan, merge and report: see the module doc. Writes ``output_dir/{saved_model/, ensemble.json,
     plan.json, frontier.png}``.
 
@@ -319,7 +319,8 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
     to compute the video-level members' features from raw records (``yt8m.export``). ``holdout_data``: the
     holdout's frame-level files; when given, the served graph is scored on them before and after
     compression (else only the members' prediction files are used). ``soft_labels`` (``topk`` | ``full``;
-    empty: none): write the chosen combiner's scores as teacher files (``write_soft_labels``).
+    empty: none): write the chosen combiner's scores as teacher files (``write_soft_labels``) into
+    ``soft_label_dir`` (default ``output_dir/teacher``).
     ``teacher_report``: the ``ensemble.json`` of the ensemble these members were distilled from; its GAPs
     are reported beside the members' and the combiners' (``report["teacher"]``)."""
     if combiner not in COMBINERS:
@@ -404,10 +405,12 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
         report["oof_gap"] = plan.chosen.oof_gap
     report["holdout_gap"] = union_gap(chosen_tables["holdout"], combined["holdout"])
     if soft_labels:
-        report["soft_labels"] = write_soft_labels(chosen_tables, combined, output_dir, num_classes, soft_labels,
-                                                  soft_label_top_k)
+        report["soft_labels"] = write_soft_labels(chosen_tables, combined,
+                                                  soft_label_dir or storage.join(output_dir, TEACHER_DIR),
+                                                  num_classes, soft_labels, soft_label_top_k)
     if teacher_report:
-        report["teacher"] = {"members": [m["name"] for m in teacher_report.get("members", [])],
+        report["teacher"] = {"members": {m["name"]: {"oof_gap": m["oof_gap"], "holdout_gap": m["holdout_gap"]}
+                                         for m in teacher_report.get("members", [])},
                              "combiner": teacher_report.get("combiner"), "oof_gap": teacher_report.get("oof_gap"),
                              "holdout_gap": teacher_report.get("holdout_gap")}
         log.info("students vs their teacher (%s ensemble, holdout GAP@20 %.4f): %s; student ensemble %.4f",

@@ -36,6 +36,19 @@ log = logging.getLogger(__name__)
 
 OOF_FILE = "oof_predictions.npz"
 FOLD_METRICS_FILE = "fold_metrics.json"
+TEACHER_FILE = "oof_teacher.npz"  # in an ensemble's soft labels (``ensemble.write_soft_labels``)
+
+
+def with_teacher(model_config: config_lib.ModelConfig, soft_labels_dir: str | None) -> config_lib.ModelConfig:
+    """A distillation student: ``model_config`` trained on the OOF soft labels in ``soft_labels_dir`` (the
+    previous ensemble's teacher files), with its own ``distill_weight``; unchanged without a teacher."""
+    if not soft_labels_dir:
+        return model_config
+    import dataclasses
+
+    teacher = storage.join(soft_labels_dir, TEACHER_FILE)
+    return dataclasses.replace(model_config,
+                               training=dataclasses.replace(model_config.training, teacher_predictions=teacher))
 
 
 def train_fold(model_config: config_lib.ModelConfig, dataset_dir: str, output_dir: str, num_classes: int | None,

@@ -1,0 +1,110 @@
+"""Distillation rounds (issue 15): the ensemble's soft labels as the students' teacher, in the library and
+through `yt8m run --local` end to end."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from yt8m import config as config_lib
+from yt8m import distill, ensemble, kfold, predictions, storage
+
+
+def test_a_student_trains_on_the_oof_soft_labels_of_its_teacher_ensemble(tmp_path):
+    student = config_lib.model_config_from_dict({"name": "s", "family": "moe", "training": {"distill_weight": 0.3}})
+    assert kfold.with_teacher(student, None) is student
+    taught = kfold.with_teacher(student, str(tmp_path / "soft"))
+    assert taught.training.teacher_predictions == str(tmp_path / "soft" / kfold.TEACHER_FILE)
+    assert taught.training.distill_weight == 0.3 and taught.name == "s"
+
+
+@pytest.mark.parametrize("kind,width", [("topk", 3), ("full", 8)])
+def test_the_teacher_table_reads_topk_and_full_soft_labels_as_the_combined_scores(tmp_path, kind, width):
+    ids = [f"v{i}" for i in range(6)]
+    rng = np.random.default_rng(0)
+    dense = [rng.uniform(0, 1, (6, 8)).astype(np.float32) for _ in range(2)]
+    paths = []
+    for m, d in enumerate(dense):
+        paths.append(str(tmp_path / f"m{m}.npz"))
+        predictions.save_topk(paths[-1], ids, d, 4)
+    table = ensemble.topk_table(paths, {v: [0] for v in ids})
+    combined = np.where(table.classes >= 0, table.scores.mean(axis=0), 0.0)
+    report = ensemble.write_soft_labels({"oof": table}, {"oof": combined}, str(tmp_path / "t"), 8, kind, 3)
+    teacher = distill.TeacherTable(report["files"]["oof"], 8)
+    got, found = teacher.dense(tf.constant(ids))
+    assert found.numpy().all() and teacher.classes.shape[1] == width
+    expected = np.zeros((6, 8), np.float32)
+    rows, cols = np.nonzero(table.classes >= 0)
+    expected[rows, table.classes[rows, cols]] = combined[rows, cols]
+    if kind == "topk":  # each video's 3 best combined scores; the rest is what the cut loses
+        cut = np.sort(expected, axis=1)[:, -3][:, None]
+        expected = np.where(expected >= cut, expected, 0)
+        assert report["oof_mass_outside_top_k"] > 0
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)
+
+
+def test_distillation_config_is_validated_on_load():
+    moe = {"name": "m", "family": "moe"}
+    for section, message in (({"rounds": 1}, "distillation.students: rounds is 1, but no student"),
+                             ({"rounds": 1, "soft_labels": "dense", "students": [moe]},
+                              "distillation.soft_labels: expected one of topk, full"),
+                             ({"top_k": 0}, "distillation.top_k: must be >= 1"),
+                             ({"distill_weight": 1.5}, "distillation.distill_weight: must be"),
+                             ({"rounds": 1, "students": [{**moe, "training": {"teacher_predictions": "x.npz"}}]},
+                              "students\\[0\\].training.teacher_predictions")):
+        with pytest.raises(config_lib.ConfigError, match=message):
+            config_lib.run_config_from_dict({"models": [moe], "distillation": section}, "run")
+    cfg = config_lib.run_config_from_dict({"models": [moe], "distillation": {
+        "rounds": 1, "distill_weight": 0.7, "students": [moe, {"name": "n", "family": "moe",
+                                                                 "training": {"distill_weight": 0.2}}]}}, "run")
+    assert [s.training.distill_weight for s in cfg.distillation.students] == [0.7, 0.2]
+    assert config_lib.run_config_from_dict(config_lib.to_dict(cfg)) == cfg  # the pipeline's run_config parameter
+    assert config_lib.run_config_from_dict({"models": [moe]}).distillation.rounds == 0  # off by default
+
+
+@pytest.mark.slow
+def test_one_round_of_distillation_runs_end_to_end_and_reports_the_student_next_to_its_teacher(tmp_path):
+    config = tmp_path / "distill.yaml"
+    config.write_text(yaml.safe_dump({
+        "synth": {"videos": 400, "classes": 12, "seed": 3},
+        "data": {"num_classes": 12, "folds": 2, "holdout_fraction": 0.2},
+        "models": [{"name": "moe", "family": "moe", "training": {"epochs": 2, "batch_size": 32}}],
+        "ensemble": {"combiner": "stacking"},
+        "distillation": {"rounds": 1, "soft_labels": "topk", "top_k": 20,
+                         "students": [{"name": "student", "family": "moe",
+                                       "training": {"epochs": 2, "batch_size": 32, "seed": 1}}]},
+        "gate": {"min_gap": 0.0, "compare_with_previous": False},
+    }))
+    workdir = tmp_path / "w"
+    run = subprocess.run([sys.executable, "-P", "-m", "yt8m_pipeline.cli", "run", "--local", "--config", str(config),
+                          "--workdir", str(workdir)], capture_output=True, text=True, timeout=1500)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    [teacher_json] = glob.glob(str(workdir / "**" / "ensemble-op" / "merged_model" / "ensemble.json"), recursive=True)
+    [student_json] = glob.glob(str(workdir / "**" / "ensemble-op-2" / "merged_model" / "ensemble.json"),
+                               recursive=True)
+    teacher, student = json.load(open(teacher_json)), json.load(open(student_json))
+    assert [m["name"] for m in teacher["members"]] == ["moe"] and [m["name"] for m in student["members"]] == ["student"]
+    # the student ensemble reports its teacher (the members' stacked ensemble) beside itself
+    assert student["teacher"]["holdout_gap"] == teacher["holdout_gap"] and student["teacher"]["combiner"] == "stacking"
+    assert 0 < student["holdout_gap"] <= 1 and "stacking" in student["combiners"]
+    # the student was trained on the teacher's OOF soft labels
+    soft = teacher["soft_labels"]["files"]["oof"]
+    assert os.path.exists(soft) and predictions.load_topk(soft)["classes"].shape[1] == 12  # top 20 of 12 classes
+    [student_dir] = [m["dir"] for m in student["members"]]
+    student_cfg = config_lib.load_model_config(storage.join(student_dir, "model_config.yaml"))
+    assert student_cfg.training.teacher_predictions == storage.join(os.path.dirname(soft), kfold.TEACHER_FILE)
+    # the gate and publish took the students' ensemble
+    published = run.stdout.strip().splitlines()[-1]
+    manifest = storage.read_json(os.path.join(published, "manifest.json"))
+    print(json.dumps({"teacher": {k: teacher[k] for k in ("oof_gap", "holdout_gap")},
+                      "teacher_combiners": teacher["combiners"], "teacher_members": teacher["members"],
+                      "student": {k: student[k] for k in ("oof_gap", "holdout_gap")},
+                      "student_members": student["members"], "soft_labels": teacher["soft_labels"],
+                      "manifest_keys": sorted(manifest)}, default=str))
+    assert student_json.rsplit("/", 2)[0] in json.dumps(manifest) or "ensemble-op-2" in json.dumps(manifest)
