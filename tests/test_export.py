@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import independent_sequence_example
-from yt8m import export, readers, scoring, writers
+from yt8m import export, predictions, readers, scoring, writers
 from yt8m.models import registry
 
 NUM_CLASSES = 40
@@ -134,3 +134,37 @@ def test_float16_halves_and_codebook_quarters_the_export_size_report_predicts_it
     for method, size in sizes.items():
         planned = sum(compression.report_bytes(export.size_report(m, method)) for m in members)
         assert planned <= size < planned * 1.05 + 2_000_000  # the report is the tensors; the rest is the graph
+
+
+def test_a_stacker_replaces_the_weighted_sum_in_the_served_graph(members, records, tmp_path):
+    """ServingModule(stacker=...): the members' scores go through the stacker's trees (TF ops); the served
+    scores equal LightGBM on the same members' top-k candidates, 0 elsewhere."""
+    from yt8m import ensemble, stacking
+
+    serialized = [independent_sequence_example(*r) for r in records]
+    member_scores = [_in_memory_scores([m], [1.0], serialized) for m in members]
+    # a stacker fitted on synthetic OOF tables of the same shape (two members, top 5 of 40 classes)
+    rng = np.random.default_rng(3)
+    n, k = 300, 5
+    labels = {f"o{i}": sorted(rng.choice(NUM_CLASSES, 2, replace=False).tolist()) for i in range(n)}
+    paths = []
+    for m in range(2):
+        scores = rng.uniform(0, 1, (n, NUM_CLASSES)).astype(np.float32)
+        for i, lab in enumerate(labels.values()):
+            scores[i, lab] += 0.5 * (m + 1) * rng.uniform()
+        paths.append(str(tmp_path / f"oof{m}.npz"))
+        predictions.save_topk(paths[-1], list(labels), scores, k)
+    stacker = ensemble.fit_stacking(ensemble.topk_table(paths, labels), labels, NUM_CLASSES)
+    export.export_serving_model(members, str(tmp_path / "stacked"), compression="none", stacker=stacker)
+    served = export.load_serving_model(str(tmp_path / "stacked"))(serialized=tf.constant(serialized))["scores"].numpy()
+    hold = []
+    for m, s in enumerate(member_scores):
+        hold.append(str(tmp_path / f"hold{m}.npz"))
+        predictions.save_topk(hold[-1], [r[0].decode() for r in records], s, k)
+    table = ensemble.topk_table(hold, {r[0].decode(): r[1] for r in records}, k=20)
+    expected = ensemble.stacked_scores(stacker, table)
+    inside = np.take_along_axis(served, np.maximum(table.classes, 0), axis=1)
+    valid = table.classes >= 0
+    np.testing.assert_allclose(inside[valid], expected[valid], atol=1e-5)
+    assert (served != 0).sum() == valid.sum()  # no member's candidate: 0
+    assert isinstance(stacking.StackerModule(stacker), tf.Module)
