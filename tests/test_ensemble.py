@@ -197,7 +197,8 @@ def test_build_ensemble_serves_the_stacker_and_writes_its_soft_labels(tmp_path):
                                      holdout_data=[holdout_file], soft_labels="topk", soft_label_top_k=20)
     stacked = report["combiners"]["stacking"]
     assert stacked["k"] == 20 and stacked["rounds"] >= 1 and 0 < stacked["oof_gap"] <= 1
-    assert report["oof_gap"] == report["stacker"]["cross_fitted_oof_gap"]
+    assert report["oof_gap"] == pytest.approx(report["stacker"]["cross_fitted_oof_gap"], abs=1e-12)
+    assert stacked["fitted_videos"] == 400
     # the served graph runs the stacker's trees: equal to LightGBM outside the graph where candidates agree
     check = report["served_vs_combiner"]
     assert check["compared"] > 20 * 32 // 2 and check["max_abs_diff"] < 1e-5, check
@@ -228,3 +229,20 @@ def test_full_soft_labels_hold_every_class_of_the_combined_scores(tmp_path):
                                ((dense[0] + dense[1]) / 2)[:50], atol=1e-6)
     assert order  # every video is in the table
     assert report["oof_mass_outside_top_k"] > 0  # the union of two top-20s is wider than 20
+
+
+def test_a_stacker_fitted_on_a_sample_scores_every_oof_video_out_of_sample(tmp_path):
+    paths, _dense, labels, _truth = _random_predictions(tmp_path, n=400, members=2, seed=5)
+    table = ensemble.topk_table(paths, labels)
+    sampled = ensemble.fit_stacking(table, labels, NUM_CLASSES, max_videos=250)
+    assert sampled.report["fitted_videos"] == 250 and sampled.oof_scores.shape == table.classes.shape
+    rows = np.linspace(0, 399, 250).astype(np.int64)
+    left_out = np.setdiff1d(np.arange(400), rows)
+    # the videos left out of the fit get the final stacker's scores; the sampled ones their cross-fitted scores
+    final = ensemble.stacked_scores(sampled, table)
+    np.testing.assert_array_equal(sampled.oof_scores[left_out], final[left_out])
+    assert not np.array_equal(sampled.oof_scores[rows], final[rows])
+    assert sampled.report["oof_gap"] == pytest.approx(ensemble.union_gap(table, sampled.oof_scores))
+    whole = ensemble.fit_stacking(table, labels, NUM_CLASSES)
+    assert whole.report["fitted_videos"] == 400
+    assert whole.report["oof_gap"] == pytest.approx(whole.report["cross_fitted_oof_gap"], abs=1e-12)
