@@ -250,9 +250,17 @@ def test_release_report_shows_checks_members_and_per_class_ap(good_and_bad_model
                        {"members": [{"name": "lr", "family": "logistic", "oof_gap": 0.5, "holdout_gap": 0.6}],
                         "oof_gap": 0.55, "holdout_gap": 0.65, "combiners": {"average": 0.55, "weighted": 0.56}})
     page = release_report.render(result, str(model_dir))
+    assert "teacher" not in page
     assert "REFUSED" in page and "<td>ms_per_video</td><td>FAIL</td>" in page
     assert "<td>weighted</td><td>0.5600</td>" in page and "<td>lr</td><td>logistic</td>" in page
     assert page.count("<tr>") == 1 + len(result.checks) + 1 + 2 + 1 + 2 + 1 + NUM_CLASSES
+    ensemble = storage.read_json(str(model_dir / "ensemble.json"))
+    ensemble["teacher"] = {"members": {"big": {"oof_gap": 0.7, "holdout_gap": 0.71}}, "combiner": "stacking",
+                           "oof_gap": 0.75, "holdout_gap": 0.76}
+    storage.write_json(str(model_dir / "ensemble.json"), ensemble)
+    page = release_report.render(result, str(model_dir))
+    assert "<td>big</td><td>0.7000</td><td>0.7100</td>" in page
+    assert "<td>teacher ensemble (stacking)</td><td>0.7500</td><td>0.7600</td>" in page
 
 
 def test_frequent_and_rare_classes_are_chosen_by_holdout_positives():

@@ -72,6 +72,12 @@ def render(result, model_dir: str, dataset_path: str = "") -> str:
         combiners = _combiner_rows(ensemble)
         if combiners:
             parts += ["<h2>Combiners (out-of-fold GAP@20)</h2>", _table(["combiner", "out-of-fold"], combiners)]
+        teacher = ensemble.get("teacher")
+        if teacher:  # a distillation round: the students above were trained on this ensemble's soft labels
+            rows = [[name, g.get("oof_gap"), g.get("holdout_gap")] for name, g in teacher.get("members", {}).items()]
+            rows.append([f"teacher ensemble ({teacher.get('combiner')})", teacher.get("oof_gap"), teacher.get("holdout_gap")])
+            parts += ["<h2>Their teacher (the previous round's ensemble, GAP@20)</h2>",
+                      _table(["teacher model", "out-of-fold", "holdout"], rows)]
     for name, data in _images(model_dir):
         parts += [f"<h2>{html.escape(name)}</h2>", f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">']
     if result.class_ap:
