@@ -2,6 +2,12 @@
 
     python benchmarks/bench_family_gap.py [--videos 8000 --classes 25 --seed 7 --folds 3 --holdout 0.15
                                            --work-dir DIR --out-dir benchmarks/results]
+    python benchmarks/bench_family_gap.py --screen SETTING [--candidates FILE.json] [--work-dir DIR]
+
+``--screen SETTING`` (a generator setting of ``bench_sweep.SETTINGS``, seed 11, the 80% a sweep run
+trains on): the oracle, the gate's logistic baseline (``yt8m.baseline``) and each candidate model config
+(``SCREEN_CANDIDATES`` or a JSON list of model configs), each trained on all folds and scored on the
+holdout; rows appended to ``family_gap_screen.jsonl`` and the table ``family_gap_screen.md`` rewritten.
 
 1. Generates ``--videos`` synthetic frame-level videos (``yt8m.synth``: a positive class puts
    both of its directions into the SAME frames of one segment; a decoy puts them into two
@@ -50,6 +56,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -136,6 +143,79 @@ def oracle_gaps(dataset_dir: str, classes: int, seed: int) -> dict:
     return {"mean_projection": gap(mean_scores), "frame_conjunction": gap(conj_scores)}
 
 
+# Candidates for the default local run's members (issue 14), screened with --screen.
+_NV_LOCAL = {"clusters": 64, "audio_clusters": 32, "hidden": 256, "dropout": 0.3}
+SCREEN_CANDIDATES = [
+    {"name": "nv-64-fp4-lr1e-3", "family": "netvlad", "preset": "small", "overrides": {**_NV_LOCAL, "frame_pool": 4},
+     "training": {"examples_to_see": 30000, "batch_size": 32, "learning_rate": 0.001, "num_samples": 0}},
+    {"name": "nv-64-fp4-lr3e-3-b64", "family": "netvlad", "preset": "small",
+     "overrides": {**_NV_LOCAL, "frame_pool": 4},
+     "training": {"examples_to_see": 30000, "batch_size": 64, "learning_rate": 0.003, "num_samples": 0}},
+    {"name": "nv-64-fp8-lr5e-4", "family": "netvlad", "preset": "small", "overrides": {**_NV_LOCAL, "frame_pool": 8},
+     "training": {"examples_to_see": 30000, "batch_size": 32, "learning_rate": 0.0005, "num_samples": 0}},
+    {"name": "dbof-1024-lr3e-3-b64", "family": "dbof", "preset": "small", "overrides": {"clusters": 1024, "hidden": 256},
+     "training": {"examples_to_see": 30000, "batch_size": 64, "learning_rate": 0.003, "num_samples": 64}},
+    {"name": "dbof-1024-lr5e-4", "family": "dbof", "preset": "small", "overrides": {"clusters": 1024, "hidden": 256},
+     "training": {"examples_to_see": 30000, "batch_size": 32, "learning_rate": 0.0005, "num_samples": 64}},
+    {"name": "moe-lr3e-3", "family": "moe", "preset": "small",
+     "training": {"examples_to_see": 100000, "batch_size": 32, "learning_rate": 0.003}},
+]
+
+
+def screen(setting: str, candidates: list[dict], work_dir: str, out_dir: str) -> None:
+    import dataclasses
+
+    from bench_sweep import SETTINGS
+    from yt8m import baseline, metrics
+
+    videos, classes, overrides = SETTINGS[setting]
+    ds, raw_dir = os.path.join(work_dir, setting, "dataset"), os.path.join(work_dir, setting, "raw")
+    if not os.path.exists(os.path.join(ds, "dataset.json")):
+        params = dataclasses.replace(synth.DEFAULT_PARAMS, **overrides)
+        synth.generate(raw_dir, videos=int(videos * 0.8), classes=classes, seed=11, params=params,
+                       splits=(("train", 1.0),), progress=False)
+        run_preprocess(os.path.join(raw_dir, "train", "*.tfrecord"), ds, num_classes=classes, folds=3,
+                       holdout_fraction=0.15)
+    folds, holdout = training.split_files(ds, "video", ["fold-*"]), training.split_files(ds, "video", ["holdout"])
+    held, train = readers.read_id_labels(holdout), readers.read_id_labels(folds)
+    ids = list(held)
+    labels = metrics.dense_labels([held[v] for v in ids], classes)
+    prior = metrics.dense_labels(list(train.values()), classes).mean(axis=0)
+    clean = synth.read_clean_labels(os.path.join(raw_dir, "oracle", "train_clean_labels.csv"))
+    rows = [{"setting": setting, "name": "oracle", "gap": round(metrics.gap_at_k(
+        synth.oracle_scores(ids, clean, prior), labels), 4)}]
+    started = time.time()
+    rows.append({"setting": setting, "name": "logistic (gate baseline)", "gap": round(
+        baseline.logistic_baseline_gap(folds, holdout, classes, len(train)), 4),
+        "train_seconds": round(time.time() - started, 1)})
+    for raw in candidates:
+        row = train_and_score(raw, ds, classes, 3)
+        rows.append({"setting": setting, "name": raw["name"], "gap": row["holdout_gap"],
+                     "train_seconds": row["train_seconds"], "parameters": row["parameters"], "config": raw,
+                     "load_average_1min": round(os.getloadavg()[0], 2)})
+    with open(os.path.join(out_dir, "family_gap_screen.jsonl"), "a") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    write_screen_markdown(out_dir)
+
+
+def write_screen_markdown(out_dir: str) -> None:
+    rows = [json.loads(line) for line in open(os.path.join(out_dir, "family_gap_screen.jsonl"))]
+    lines = ["# Screening the default local run's members (bench_family_gap.py --screen)", "",
+             "Each candidate trains on all 3 folds of a generator setting (bench_sweep.SETTINGS, data seed 11, the "
+             "80% of the videos a sweep run trains on; training seed 0) and is scored on the 15% holdout (GAP@20). "
+             "Seconds are indicative: other jobs shared the 2 cores (load average 4-8).", "",
+             "| setting | model | holdout GAP | train s | training |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        t = r.get("config", {}).get("training", {})
+        sched = ", ".join(f"{k} {v}" for k, v in t.items()) if t else ""
+        if r.get("config", {}).get("overrides"):
+            sched = f"{r['config']['preset']} + {json.dumps(r['config']['overrides'])}; " + sched
+        lines.append(f"| {r['setting']} | {r['name']} | {r['gap']:.4f} | {r.get('train_seconds', '')} | {sched} |")
+    with open(os.path.join(out_dir, "family_gap_screen.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
 def write_markdown(path: str, out: dict) -> None:
     d, s = out["data"], out["summary"]
     lines = [
@@ -192,7 +272,18 @@ def main(argv=None) -> int:
     parser.add_argument("--holdout", type=float, default=0.15)
     parser.add_argument("--work-dir", default=None, help="keep the data here (default: a temp dir, removed)")
     parser.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--screen", metavar="SETTING", help="screen candidates on a bench_sweep generator setting")
+    parser.add_argument("--candidates", help="JSON list of model configs for --screen (default SCREEN_CANDIDATES)")
     args = parser.parse_args(argv)
+    if args.screen:
+        candidates = json.load(open(args.candidates)) if args.candidates else SCREEN_CANDIDATES
+        work = args.work_dir or tempfile.mkdtemp(prefix="family_screen_")
+        try:
+            screen(args.screen, candidates, work, args.out_dir)
+        finally:
+            if args.work_dir is None:
+                shutil.rmtree(work, ignore_errors=True)
+        return 0
 
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="family_gap_")
     started = time.time()

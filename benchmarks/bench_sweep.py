@@ -110,6 +110,8 @@ def _one(name: str, work: str, config: str | None) -> dict:
         for key in ("published_holdout_gap", "logistic_holdout_gap"):
             if row.get(key) is not None:
                 row[key.replace("_gap", "_fraction_of_oracle")] = row[key] / oracle
+        row["members_fraction_of_oracle"] = {m: g / oracle for m, g in row.get("members", {}).items() if g is not None}
+    row["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(row), flush=True)
     return row
 
@@ -118,23 +120,33 @@ def _cell(value) -> str:
     return "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _gap_cell(gap, oracle) -> str:
+    """``GAP (fraction of the oracle)``."""
+    if gap is None:
+        return ""
+    return f"{gap:.3f} ({gap / oracle:.2f})" if oracle else f"{gap:.3f}"
+
+
 def markdown(rows: list[dict], config: str | None) -> str:
     members = sorted({m for r in rows for m in r.get("members", {})})
     head = (["setting", "classes", "videos", "oracle", "logistic"] + [f"member {m}" for m in members]
-            + ["published (holdout)", "fraction of oracle", "published (test)", "run s", "gate"])
+            + ["published (holdout)", "published (test)", "run s", "load", "gate"])
     lines = [f"# The default local run across generator settings (benchmarks/bench_sweep.py)\n",
              f"Run config: {config or 'the default (yt8m_pipeline/configs/local.yaml)'}; "
              f"`yt8m run --local --data ... --num-classes C` per setting on {platform.machine()} "
-             f"({os.cpu_count()} cores). Holdout GAP@20 unless noted; oracle = clean labels vs the noisy "
-             "holdout labels; logistic = the gate's mean-pooled logistic baseline on the same folds.\n",
+             f"({os.cpu_count()} cores). Holdout GAP@20 (fraction of the oracle) unless noted; oracle = clean "
+             "labels vs the noisy holdout labels; logistic = the gate's mean-pooled logistic baseline on the same "
+             "folds; published (test) = the published model on the generated test split; load = 1-minute load "
+             "average at the end of the run (other jobs share the cores: seconds are indicative).\n",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["setting"], r["classes"], r["videos"], r.get("oracle_holdout_gap"), r.get("logistic_holdout_gap")]
-        cells += [r.get("members", {}).get(m) for m in members]
-        cells += [r.get("published_holdout_gap"), r.get("published_holdout_fraction_of_oracle"),
-                  r.get("published_test_gap"), r["run_seconds"],
+        oracle = r.get("oracle_holdout_gap")
+        cells = [r["setting"], r["classes"], r["videos"], _cell(oracle), _gap_cell(r.get("logistic_holdout_gap"), oracle)]
+        cells += [_gap_cell(r.get("members", {}).get(m), oracle) for m in members]
+        cells += [_gap_cell(r.get("published_holdout_gap"), oracle), _cell(r.get("published_test_gap")),
+                  r["run_seconds"], _cell(r.get("load_average_1min")),
                   "passed" if r.get("gate_passed") else f"refused / exit {r['exit_status']}"]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,16 +163,18 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown setting(s) {unknown}; known: {', '.join(SETTINGS)}")
     work = args.work_dir or tempfile.mkdtemp(prefix="yt8m-sweep-")
+    os.makedirs(args.out_dir, exist_ok=True)
+    rows = []
     try:
-        rows = [_one(n, work, args.config) for n in names]
+        for n in names:  # the files are rewritten after every setting, so a partial sweep is kept
+            rows.append(_one(n, work, args.config))
+            with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:
+                json.dump({"config": args.config, "rows": rows}, f, indent=2)
+            with open(os.path.join(args.out_dir, f"{args.name}.md"), "w") as f:
+                f.write(markdown(rows, args.config))
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:
-        json.dump({"config": args.config, "rows": rows}, f, indent=2)
-    with open(os.path.join(args.out_dir, f"{args.name}.md"), "w") as f:
-        f.write(markdown(rows, args.config))
     print(markdown(rows, args.config))
     return 0
 
