@@ -57,10 +57,10 @@ ACCELERATOR_SPEED = {"NVIDIA_L4": 1.0, "NVIDIA_TESLA_T4": 0.5, "NVIDIA_TESLA_V10
 ASSUMED_PRICE_PER_GPU_HOUR = {"NVIDIA_L4": 0.90, "NVIDIA_TESLA_T4": 0.60, "NVIDIA_TESLA_V100": 2.90,
                               "NVIDIA_TESLA_A100": 3.70, "NVIDIA_A100_80GB": 4.50, "NVIDIA_H100_80GB": 10.0}
 
-LOCAL_VIDEOS = 1000
+LOCAL_VIDEOS = 800
 LOCAL_CLASSES = 20
 LOCAL_FOLDS = 2
-LOCAL_EXAMPLES = 2000
+LOCAL_EXAMPLES = 1000
 LOCAL_BATCH = 32
 # Training fields that are a recipe's SWITCHES (kept by the local profile); the rest (steps, batch,
 # learning-rate schedule, frames sampled) are sized for the full data and replaced.
