@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tests.helpers import independent_sequence_example
-from yt8m import dataset, metrics, readers, storage
+from yt8m import config, dataset, metrics, readers, storage
+from yt8m_pipeline import local_run as local_run_lib
 
 pytestmark = pytest.mark.slow
 
@@ -77,8 +78,9 @@ def test_manifest_has_lineage_and_the_kaggle_csv_covers_the_test_split(local_run
     published = lines[-1]
     manifest = storage.read_json(os.path.join(published, "manifest.json"))
     assert manifest["dataset"]["source"].endswith("train/*.tfrecord")
-    assert [m["name"] for m in manifest["ensemble"]["members"]] == ["moe", "dbof"]
-    assert manifest["run_config"]["data"]["folds"] == 3
+    packaged = config.load_run_config(local_run_lib.default_config_path())  # the config `make run` uses
+    assert [m["name"] for m in manifest["ensemble"]["members"]] == [m.name for m in packaged.models]
+    assert manifest["run_config"]["data"]["folds"] == packaged.data.folds
     synth_info = json.load(open(workdir / "data" / "synth.json"))
     rows = open(os.path.join(published, "test_predictions.csv")).read().splitlines()
     assert rows[0] == "VideoId,LabelConfidencePairs"
