@@ -71,6 +71,7 @@ def test_rnn_max_state_pools_the_top_layer_outputs():
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark  # ~3 minutes of training: on request (pytest -m benchmark), to keep the suite under 30
 def test_netvlad_and_gru_beat_the_mean_pooled_logistic_baseline_on_holdout_gap(tmp_path):
     from beam_jobs.preprocess import run_preprocess
     from yt8m import config, synth, train_loop, training
