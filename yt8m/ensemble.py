@@ -99,13 +99,7 @@ class TopKTable:
 
     def gap(self, weights) -> float:
         """GAP@k of the weighted sum (ties: score descending, then class ascending; pooled in video order)."""
-        comb = self.combined(weights)
-        k = min(self.k, comb.shape[1])
-        order = np.argsort(-comb, axis=1, kind="stable")[:, :k]
-        scores = np.take_along_axis(comb, order, axis=1)
-        relevant = np.take_along_axis(self.relevant, order, axis=1) & np.isfinite(scores)
-        return metrics._pooled_average_precision(np.where(np.isfinite(scores), scores, -1.0).ravel(),
-                                                 relevant.ravel(), int(self.positives.sum()))
+        return stacking.table_gap(self.classes, self.relevant, self.combined(weights), self.num_positives, self.k)
 
     def subset(self, members: list[int]) -> "TopKTable":
         return dataclasses.replace(self, scores=self.scores[list(members)])

@@ -87,7 +87,7 @@ def class_prior(labels: dict[str, list[int]], num_classes: int) -> np.ndarray:
 
 
 def table_gap(classes: np.ndarray, relevant: np.ndarray, scores: np.ndarray, num_positives: int, k: int) -> float:
-    """GAP@k of [N, U] candidate scores (pads ``classes < 0`` never ranked); as ``ensemble.TopKTable.gap``."""
+    """GAP@k of [N, U] candidate scores (pads ``classes < 0`` never ranked); ``ensemble.TopKTable.gap`` uses it."""
     comb = np.where(classes >= 0, scores, -np.inf)
     top = np.argsort(-comb, axis=1, kind="stable")[:, :min(k, comb.shape[1])]
     s = np.take_along_axis(comb, top, axis=1)
