@@ -20,9 +20,10 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
     ``{oof,holdout}_teacher.npz`` in soft_labels when ``soft_label_kind`` is topk | full."""
     import logging
 
-    from yt8m import config, ensemble, readers, storage, training
+    from yt8m import config, ensemble, fast_exit, readers, storage, training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fast_exit.skip_final_garbage_collection()  # 2-3 s less at this task's exit (yt8m/fast_exit.py)
     cfg = config.ensemble_config_from_dict({"quantize_min_elements": quantize_min_elements, "combiner": combiner,
                                             "compression": compression, "size_budget_bytes": size_budget_bytes})
     ds = training.open_dataset(dataset.path, dataset.metadata.get("num_classes"), dataset.metadata.get("folds"))

@@ -17,10 +17,11 @@ def gate_op(merged_model: Input[Model], dataset: Input[Dataset], gate_config: di
     """
     import logging
 
-    from yt8m import config, gate, storage, training
+    from yt8m import config, fast_exit, gate, storage, training
     from yt8m import release_report as report_lib
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fast_exit.skip_final_garbage_collection()  # 2-3 s less at this task's exit (yt8m/fast_exit.py)
     ds = training.open_dataset(dataset.path, dataset.metadata.get("num_classes"), dataset.metadata.get("folds"))
     settings = config.gate_config_from_dict(gate_config, "gate_config")
     result = gate.gate_release(storage.join(merged_model.path, "saved_model"), ds, settings, publish_root)

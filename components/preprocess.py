@@ -16,8 +16,10 @@ def preprocess_op(raw_data: Input[Dataset], data_fingerprint: str, num_classes: 
     ``data_fingerprint`` (the files' names, sizes and times, also in ``raw_data``'s metadata) is a
     parameter so that this task's cache key changes when the files do.
     """
+    from yt8m import fast_exit
     from yt8m_pipeline.beam_jobs.preprocess import run_preprocess
 
+    fast_exit.skip_final_garbage_collection()  # 2-3 s less at this task's exit (yt8m/fast_exit.py)
     input_pattern = raw_data.uri
     # num_shards=0: Beam picks the sharding and writes stream (a fixed count groups in memory locally).
     result = run_preprocess(input_pattern, dataset.path, num_classes=num_classes, folds=folds,

@@ -15,9 +15,10 @@ def publish_op(merged_model: Input[Model], dataset: Input[Dataset], gate_metrics
     also ``published_model``'s URI (and, when ``register_model``, upload it to the Model Registry)."""
     import logging
 
-    from yt8m import config, model_registry, publish, storage
+    from yt8m import config, fast_exit, model_registry, publish, storage
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fast_exit.skip_final_garbage_collection()  # 2-3 s less at this task's exit (yt8m/fast_exit.py)
     manifest = {"model": {"uri": merged_model.uri, **merged_model.metadata},
                 "dataset": {"uri": dataset.uri, **dataset.metadata},
                 "gate": dict(gate_metrics.metadata),

@@ -17,8 +17,10 @@ def register_dataset_op(raw_data: Input[Dataset], output_dir: str, gcp_resources
     ``raw_data`` is consumed for lineage (raw data -> dataset). Fails, listing why, if the counts do not
     reconcile or do not match dataset.json.
     """
+    from yt8m import fast_exit
     from yt8m_pipeline import dataflow
 
+    fast_exit.skip_final_garbage_collection()  # 2-3 s less at this task's exit (yt8m/fast_exit.py)
     metadata = dataflow.register_dataset(output_dir, num_classes, folds, holdout_fraction, data_fingerprint)
     totals = metadata.pop("counts")
     dataset.uri = output_dir  # the artifact IS the job's output folder

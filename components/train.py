@@ -18,9 +18,10 @@ def train_op(model_config: dict, fold: int, dataset: Input[Dataset], top_k: int,
     """Train ``model_config`` on every fold but ``fold``; predict ``fold`` (top-k by video id) + its metrics."""
     import logging
 
-    from yt8m import config, kfold
+    from yt8m import config, fast_exit, kfold
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fast_exit.skip_final_garbage_collection()  # 2-3 s less at this task's exit (yt8m/fast_exit.py)
     cfg = kfold.with_teacher(config.model_config_from_dict(model_config), teacher.path if teacher else None)
     # The dataset is read through its dataset.json (training.open_dataset); the metadata must agree with it.
     result = kfold.train_fold(cfg, dataset.path, oof_predictions.path,
@@ -41,9 +42,10 @@ def train_final_op(model_config: dict, dataset: Input[Dataset], collected_folds:
     """Gather this config's out-of-fold predictions, train the final member on all folds, export it."""
     import logging
 
-    from yt8m import config, kfold
+    from yt8m import config, fast_exit, kfold
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fast_exit.skip_final_garbage_collection()  # 2-3 s less at this task's exit (yt8m/fast_exit.py)
     cfg = kfold.with_teacher(config.model_config_from_dict(model_config), teacher.path if teacher else None)
     result = kfold.train_final(cfg, dataset.path, model.path, num_classes=dataset.metadata.get("num_classes"),
                                folds=dataset.metadata.get("folds"),

@@ -166,3 +166,17 @@ def test_a_failed_task_is_one_line_naming_the_task_its_error_and_its_log(tmp_pat
         '{"label": "train moe fold 1", "return_code": 1, "log": "%s"}' % log)
     line = local_run.failure_summary(str(records))
     assert line == f"task 'train moe fold 1' failed (exit 1): ValueError: no training records (log: {log})"
+
+
+def test_a_task_record_has_its_exit_code_and_cpu_seconds_including_subprocesses(tmp_path, monkeypatch):
+    import io
+    import json
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    run_task = local_run.make_task_runner(local_run.Console(io.StringIO()), str(tmp_path))
+    burn = f"{sys.executable} -c 'import time; t = time.process_time()\nwhile time.process_time() - t < 0.5: pass'"
+    code = run_task(["sh", "-c", f"{burn}; echo omp=$OMP_WAIT_POLICY; exit 3"])
+    record = json.load(open(tmp_path / "task.task.json"))
+    assert code == record["return_code"] == 3
+    assert record["cpu_seconds"] >= 0.5  # the grandchild's CPU time counts
+    assert "omp=PASSIVE" in (tmp_path / "task.log").read_text()  # local tasks' OpenMP threads never spin

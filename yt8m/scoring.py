@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 import tensorflow as tf
 
-from yt8m import readers, storage
+from yt8m import fast_exit, readers, storage
 
 log = logging.getLogger(__name__)
 
@@ -92,4 +92,5 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    fast_exit.skip_final_garbage_collection()  # a fresh-process scoring exits 2-3 s sooner
     sys.exit(main())
