@@ -26,7 +26,8 @@ def _record(video_id="vid1", labels=(1, 2), frames=5, rgb_bytes=1024, audio_fram
     (_record(frames=0), validation.ZERO_FRAMES),
     (_record(labels=(3, 10)), validation.LABEL_OUT_OF_RANGE),
     (_record(labels=(-1,)), validation.LABEL_OUT_OF_RANGE),
-])
+], ids=["garbage", "no-id", "rgb-bytes", "frame-count-mismatch", "zero-frames", "label-too-large",
+        "label-negative"])  # readable ids (the serialized records' bytes vary between processes: pytest-xdist)
 def test_bad_records_are_rejected_with_reason_file_and_video(record, reason):
     with pytest.raises(validation.InvalidRecord) as err:
         validation.parse_frame_level(record, num_classes=10, source="shard-7.tfrecord")
