@@ -1,7 +1,9 @@
 """The winners' solutions as recipes (issue 16): validated YAML run configs, a local profile, estimates."""
 
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,19 +11,25 @@ import pytest
 import yaml
 
 from yt8m import config, recipe
+from yt8m.models import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.parametrize("scale", recipe.SCALES.values(), ids=recipe.SCALES)
 @pytest.mark.parametrize("name", recipe.names())
-def test_every_recipe_validates_and_its_local_profile_keeps_members_and_stages(name):
+def test_every_recipe_validates_and_its_local_profile_keeps_members_and_stages(name, scale):
     full = recipe.load(name)
     assert full.name == name and full.config.models
-    local = recipe.local_profile(full)
+    local = recipe.local_profile(full, scale)
     assert [(m.name, m.family) for m in local.models] == [(m.name, m.family) for m in full.config.models]
-    assert all(m.preset == "small" and m.training.examples_to_see == recipe.LOCAL_EXAMPLES for m in local.models)
+    assert all(m.preset == "small" and m.training.examples_to_see == scale.examples for m in local.models)
     assert local.ensemble == full.config.ensemble and local.data.folds == recipe.LOCAL_FOLDS
-    assert local.synth.videos == recipe.LOCAL_VIDEOS and local.data.num_classes == local.synth.classes
+    assert local.synth.videos == scale.videos and local.data.num_classes == local.synth.classes == scale.classes
+    assert local.distillation.rounds == full.config.distillation.rounds
+    assert [m.name for m in local.distillation.students] == [m.name for m in full.config.distillation.students]
+    frame_level = [m for m in local.models if registry.get_family(m.family).input_level == "frame"]
+    assert all(m.training.max_frames == scale.max_frames for m in frame_level)
     for m_full, m_local in zip(full.config.models, local.models):  # switches survive, sizes do not
         for switch in recipe.SWITCHES:
             if hasattr(m_full.training, switch) and switch in (full.raw["models"][0].get("training") or {}):
@@ -109,16 +117,78 @@ def test_a_recipe_with_a_size_limit_is_estimated_under_it(name):
     assert estimated["gpu_hours"] > 0 and all(m["parameters"] > 1e6 for m in estimated["members"])
 
 
+# ---- every recipe end to end, at the smoke scale (every member and stage, the smallest data)
+
+SMOKE_TEST = "test_each_recipe_runs_end_to_end_at_smoke_scale_and_publishes_a_gated_model"
+
+
+def _training_tasks(cfg: config.RunConfig) -> int:
+    return (len(cfg.models) + cfg.distillation.rounds * len(cfg.distillation.students)) * (cfg.data.folds + 1)
+
+
+class SmokeRuns:
+    """`yt8m run --local --recipe NAME --scale smoke` of each recipe, two runs at a time, the longest first: kfp.local
+    runs at most two tasks of a run at once, and a run's serial steps (preprocess, collect, ensemble, gate,
+    publish) leave a core idle that the other run uses."""
+
+    def __init__(self, names: list[str], root, at_once: int = 2):
+        import concurrent.futures
+
+        self.root = root
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=at_once)
+        longest_first = sorted(names, key=lambda n: -_training_tasks(recipe.local_profile(recipe.load(n),
+                                                                                          recipe.SMOKE)))
+        self.runs = {n: self.pool.submit(self._run, n) for n in longest_first}
+
+    def _run(self, name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "yt8m_pipeline.cli", "run", "--local", "--recipe", name,
+                               "--scale", "smoke", "--workdir", str(self.root / name)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=2400)
+
+    def result(self, name: str) -> tuple[subprocess.CompletedProcess, str]:
+        return self.runs[name].result(), str(self.root / name)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(request, tmp_path_factory):
+    """The smoke runs of the recipes whose end-to-end test is selected, started together (see ``SmokeRuns``)."""
+    names = [item.callspec.params["name"] for item in request.session.items
+             if getattr(item, "originalname", None) == SMOKE_TEST and item.module is request.module]
+    runs = SmokeRuns(names, tmp_path_factory.mktemp("recipe-smoke-runs"))
+    yield runs
+    runs.pool.shutdown(wait=True)
+
+
 @pytest.mark.slow
-def test_the_lessons_recipe_runs_end_to_end_at_local_scale_and_publishes(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "yt8m_pipeline.cli", "run", "--local", "--recipe", "lessons-2018",
-                             "--workdir", str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT,
-                            timeout=2400)
+@pytest.mark.parametrize("name", recipe.names())
+def test_each_recipe_runs_end_to_end_at_smoke_scale_and_publishes_a_gated_model(name, smoke_runs):
+    result, workdir = smoke_runs.result(name)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    published = result.stdout.strip().splitlines()[-1]
-    manifest = json.load(open(os.path.join(published, "manifest.json")))
-    members = [m["name"] for m in manifest["ensemble"]["members"]]
-    assert members == ["lstm-augmented", "netvlad-augmented", "label-embedding"]
+    cfg = recipe.local_profile(recipe.load(name), recipe.SMOKE)
+    manifest = json.load(open(os.path.join(result.stdout.strip().splitlines()[-1], "manifest.json")))
+    assert manifest["gate"]["passed"] == 1
+    # every stage ran: K folds + a final member per model and per distillation round's student, one ensemble each
+    labels = [json.load(open(p))["label"] for p in glob.glob(os.path.join(workdir, "logs", "*", "*.task.json"))]
+    rounds = cfg.distillation.rounds
+    assert sum(label.startswith("train final") for label in labels) == _training_tasks(cfg) // (cfg.data.folds + 1)
+    assert sum(re.match(r"train .* fold \d+$", label) is not None for label in labels) == (
+        _training_tasks(cfg) // (cfg.data.folds + 1) * cfg.data.folds)
+    assert sum(label == "ensemble" for label in labels) == 1 + rounds and "publish" in labels
+    # the published graph: the last round's members (the students with distillation), the recipe's combiner and
+    # compression; a student ensemble reports its teacher (the previous round's ensemble)
+    report = manifest["ensemble"]
+    published = cfg.distillation.students if rounds else cfg.models
+    assert [m["name"] for m in report["members"]] == [m.name for m in published]
+    assert set(manifest["model"]["members"]) <= {m.name for m in published}
+    assert (report["combiner"], report["compression"]) == (cfg.ensemble.combiner, cfg.ensemble.compression)
+    if cfg.ensemble.combiner == "stacking":
+        assert report["stacker"]["rounds"] >= 1
+    if rounds:
+        teacher = cfg.distillation.students if rounds > 1 else cfg.models
+        assert sorted(report["teacher"]["members"]) == sorted(m.name for m in teacher)
+    # the recipe's switches reached the members (e.g. TTA, augmentation, EMA, mixup, architecture variants)
     configs = {m["name"]: m for m in manifest["run_config"]["models"]}
-    assert configs["lstm-augmented"]["training"]["tta"] and configs["label-embedding"]["overrides"] == {
-        "head": "label_embedding"}
+    for m in cfg.models:
+        assert configs[m.name]["overrides"] == m.overrides
+        for switch in recipe.SWITCHES:
+            assert configs[m.name]["training"][switch] == getattr(m.training, switch), (m.name, switch)

@@ -57,10 +57,24 @@ ACCELERATOR_SPEED = {"NVIDIA_L4": 1.0, "NVIDIA_TESLA_T4": 0.5, "NVIDIA_TESLA_V10
 ASSUMED_PRICE_PER_GPU_HOUR = {"NVIDIA_L4": 0.90, "NVIDIA_TESLA_T4": 0.60, "NVIDIA_TESLA_V100": 2.90,
                               "NVIDIA_TESLA_A100": 3.70, "NVIDIA_A100_80GB": 4.50, "NVIDIA_H100_80GB": 10.0}
 
-LOCAL_VIDEOS = 800
-LOCAL_CLASSES = 20
+
+@dataclasses.dataclass(frozen=True)
+class LocalScale:
+    """How big a recipe's local profile is (its members, switches and stages are the recipe's whatever the scale)."""
+    name: str
+    videos: int  # generated videos (train split; synth adds validate and test)
+    classes: int
+    examples: int  # examples each training task sees (examples_to_see)
+    max_frames: int  # frames a frame-level member reads per video (training, predictions, serving)
+
+
+# `yt8m run --local --recipe NAME`: a few minutes per recipe on 2 cores.
+LOCAL = LocalScale("local", videos=800, classes=20, examples=1000, max_frames=300)
+# The smallest run that still trains and serves every member and stage: the tests run each recipe at this scale
+# (~1-2 minutes each: the cost is then the tasks' fixed start-up, tracing and export, not the data).
+SMOKE = LocalScale("smoke", videos=240, classes=20, examples=128, max_frames=40)
+SCALES = {s.name: s for s in (LOCAL, SMOKE)}
 LOCAL_FOLDS = 2
-LOCAL_EXAMPLES = 1000
 LOCAL_BATCH = 32
 # Training fields that are a recipe's SWITCHES (kept by the local profile); the rest (steps, batch,
 # learning-rate schedule, frames sampled) are sized for the full data and replaced.
@@ -148,13 +162,15 @@ def with_size_limit(recipe: Recipe, limit_bytes: int) -> config_lib.RunConfig:
     return config_lib.run_config_from_dict(raw, f"{recipe.name} (size limit {limit_bytes:,})")
 
 
-def _local_model(model: dict) -> dict:
+def _local_model(model: dict, scale: LocalScale) -> dict:
     from yt8m.models import registry
 
     family = registry.get_family(model["family"])
     training = {k: v for k, v in (model.get("training") or {}).items() if k in SWITCHES}
-    training.update(examples_to_see=LOCAL_EXAMPLES, batch_size=LOCAL_BATCH, eval_batch_size=LOCAL_BATCH,
+    training.update(examples_to_see=scale.examples, batch_size=LOCAL_BATCH, eval_batch_size=LOCAL_BATCH,
                     learning_rate=1e-3 if family.input_level == "frame" else 1e-2)
+    if family.input_level == "frame":
+        training["max_frames"] = scale.max_frames
     preset = "small" if "small" in family.presets else model.get("preset", "small")
     overrides = {k: v for k, v in (model.get("overrides") or {}).items()
                  if k in ARCHITECTURE_SWITCHES and k in family.presets[preset]}
@@ -162,21 +178,22 @@ def _local_model(model: dict) -> dict:
             "training": training}
 
 
-def local_profile(recipe: Recipe, videos: int = LOCAL_VIDEOS, classes: int = LOCAL_CLASSES) -> config_lib.RunConfig:
-    """The ``scale: local`` run of ``recipe``: same members and stages, small presets and steps (module doc)."""
+def local_profile(recipe: Recipe, scale: LocalScale = LOCAL) -> config_lib.RunConfig:
+    """The ``scale: local`` run of ``recipe`` (or another ``LocalScale``, e.g. ``SMOKE``): same members and stages,
+    small presets and steps (module doc)."""
     raw = copy.deepcopy(recipe.raw)
-    raw["models"] = [_local_model(m) for m in raw["models"]]
+    raw["models"] = [_local_model(m, scale) for m in raw["models"]]
     distillation = raw.get("distillation")
     if isinstance(distillation, dict) and distillation.get("students"):
-        distillation["students"] = [_local_model(m) for m in distillation["students"]]
-    raw["data"] = {**raw.get("data", {}), "num_classes": classes,
+        distillation["students"] = [_local_model(m, scale) for m in distillation["students"]]
+    raw["data"] = {**raw.get("data", {}), "num_classes": scale.classes,
                    "folds": min(LOCAL_FOLDS, raw.get("data", {}).get("folds", LOCAL_FOLDS))}
-    raw["synth"] = {"videos": videos, "classes": classes, "seed": 7}
+    raw["synth"] = {"videos": scale.videos, "classes": scale.classes, "seed": 7}
     # a smoke-scale run checks that every stage runs, it is not a release candidate: no GAP threshold and no
     # comparison with a baseline (the full recipe keeps both)
     raw["gate"] = {**raw.get("gate", {}), "min_gap": 0.0, "compare_with_previous": False}
     raw.pop("vertex", None)  # kfp.local ignores resources; Vertex settings belong to the full recipe
-    return config_lib.run_config_from_dict(raw, f"{recipe.name} (local profile)")
+    return config_lib.run_config_from_dict(raw, f"{recipe.name} ({scale.name} profile)")
 
 
 @functools.lru_cache(maxsize=None)
