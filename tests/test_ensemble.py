@@ -216,19 +216,37 @@ def test_build_ensemble_serves_the_stacker_and_writes_its_soft_labels(tmp_path):
     assert 0 < soft["oof_mass_outside_top_k"] < 1 and soft["oof_top_k_excess_bce_per_video"] > 0
 
 
-def test_full_soft_labels_hold_every_class_of_the_combined_scores(tmp_path):
-    paths, dense, labels, truth = _random_predictions(tmp_path, n=50, members=2, seed=4)
+def test_full_soft_labels_hold_every_class_of_every_members_full_predictions(tmp_path):
+    """``full``: every class's teacher probability, from the members' every-class predictions (not only the
+    classes in their top-20 files), float16, keyed by video id; the top-20 cut is measured against it."""
+    rng = np.random.default_rng(4)
+    paths, _dense, labels, _truth = _random_predictions(tmp_path, n=50, members=2, seed=4)
     table = ensemble.topk_table(paths, labels)
-    combined = {"oof": np.where(table.classes >= 0, table.scores.mean(axis=0), 0.0)}
-    report = ensemble.write_soft_labels({"oof": table}, combined, str(tmp_path / "teacher"), NUM_CLASSES, "full", 20)
-    full = predictions.load_topk(report["files"]["oof"])
-    assert full["classes"].shape == (50, NUM_CLASSES)
-    got = predictions.densify_topk(full["classes"], full["scores"], NUM_CLASSES)
-    order = [table.video_ids.index(f"v{i}") for i in range(50)]
-    np.testing.assert_allclose(got[[full["video_ids"].index(f"v{i}") for i in range(50)]],
-                               ((dense[0] + dense[1]) / 2)[:50], atol=1e-6)
-    assert order  # every video is in the table
-    assert report["oof_mass_outside_top_k"] > 0  # the union of two top-20s is wider than 20
+    members = [rng.uniform(0, 1, (50, NUM_CLASSES)).astype(np.float16) for _ in range(2)]  # rows v0..v49
+    rows = np.asarray([int(v[1:]) for v in table.video_ids])
+    full = ensemble.full_teacher(table, [(m, rows) for m in members], [0.25, 0.75])
+    expected = (0.25 * members[0].astype(np.float32) + 0.75 * members[1].astype(np.float32))[rows]
+    np.testing.assert_allclose(full.astype(np.float32), expected, atol=1e-3)
+    combined = {"oof": np.where(table.classes >= 0, table.combined([0.25, 0.75]), 0.0)}
+    report = ensemble.write_soft_labels({"oof": table}, combined, str(tmp_path / "teacher"), NUM_CLASSES, "full", 20,
+                                        full={"oof": full})
+    saved = predictions.load_full(report["files"]["oof"])
+    assert saved["video_ids"] == table.video_ids and saved["scores"].dtype == np.float16
+    np.testing.assert_array_equal(np.asarray(saved["scores"]), full)
+    assert (np.asarray(saved["scores"]) > 0).all()  # every class, also those outside every member's top 20
+    assert report["oof_bytes"] < 50 * NUM_CLASSES * 2 + 200 and report["bytes_per_video_full"] == 2 * NUM_CLASSES
+    # half of 40 uniform scores are outside the top 20: about a quarter of the mass
+    assert 0.15 < report["oof_mass_outside_top_k"] < 0.4
+    assert report["measured_against"].startswith("every class")
+    # a stacker's full teacher: its scores on the candidates, the members' plain average elsewhere
+    stacked = np.where(table.classes >= 0, 0.5, 0.0)
+    both = ensemble.full_teacher(table, [(m, rows) for m in members], None, stacked)
+    r, k = np.nonzero(table.classes >= 0)
+    assert (both[r, table.classes[r, k]] == 0.5).all()
+    outside = np.ones_like(both, bool)
+    outside[r, table.classes[r, k]] = False
+    mean = ((members[0].astype(np.float32) + members[1].astype(np.float32)) / 2)[rows]
+    np.testing.assert_allclose(both[outside].astype(np.float32), mean[outside], atol=1e-3)
 
 
 def test_a_stacker_fitted_on_a_sample_scores_every_oof_video_out_of_sample(tmp_path):

@@ -86,3 +86,46 @@ def test_write_plan_writes_json_and_a_png_frontier(tmp_path):
     assert body["chosen"]["members"] == p.chosen.members and body["search"] == "greedy forward selection"
     assert len(json.loads((tmp_path / "out" / "frontier.json").read_text())) == len(p.frontier)
     assert (tmp_path / "out" / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _miscalibrated(tmp_path, n=600, c=30, k=5, seed=0):
+    """a: honest; b: a with a little extra noise (redundant); m: honest, independent, but scoring the even
+    classes 10x too low (a weighted sum cannot undo that, a stacker with the class id can)."""
+    rng = np.random.default_rng(seed)
+    labels = [sorted(rng.choice(c, size=rng.integers(1, 3), replace=False).tolist()) for _ in range(n)]
+    truth = np.zeros((n, c), np.float32)
+    for i, lab in enumerate(labels):
+        truth[i, lab] = 1
+    a = 1 / (1 + np.exp(-(3.0 * truth + rng.normal(0, 1.3, (n, c)) - 2.0)))
+    b = 1 / (1 + np.exp(-(np.log(a / (1 - a)) + rng.normal(0, 0.5, (n, c)))))
+    m = 1 / (1 + np.exp(-(3.0 * truth + rng.normal(0, 1.3, (n, c)) - 2.0)))
+    m[:, ::2] *= 0.1
+    ids = [f"v{i}" for i in range(n)]
+    paths = []
+    for name, scores in (("a", a), ("b", b), ("m", m)):
+        paths.append(str(tmp_path / f"{name}.npz"))
+        predictions.save_topk(paths[-1], ids, scores.astype(np.float32), k)
+    return ensemble.topk_table(paths, dict(zip(ids, labels)), k=k), ["a", "b", "m"], dict(zip(ids, labels)), c
+
+
+def test_a_stacking_plan_is_scored_with_stackers_not_the_weighted_proxy(tmp_path):
+    table, names, labels, c = _miscalibrated(tmp_path)
+    sizes = {n: {"none": 100 * MB, "float16": 50 * MB, "uint8": 25 * MB, "codebook": 25 * MB} for n in names}
+    with pytest.raises(ValueError, match="only with a score function"):
+        planner.plan(table, names, sizes, combiner="stacking")
+    cache = ensemble.StackerCache(table, labels, c)
+    score, scoring = ensemble.plan_scorer(cache)
+    stacked = planner.plan(table, names, sizes, 1000 * MB, "stacking", "none", 0, score=score, scoring=scoring)
+    weighted = planner.plan(table, names, sizes, 1000 * MB, "weighted", "none", 0)
+    # every evaluated subset's GAP is its stacker's cross-fitted OOF GAP (fitted once per subset)
+    for cand in stacked.candidates:
+        fitted = cache.get([names.index(m) for m in cand.members], ensemble.PLAN_STACK_VIDEOS, cheap=True)
+        assert cand.oof_gap == fitted.report["oof_gap"]
+    assert len(cache.fitted) == 3 + 2 + 1  # greedy: 3 singles, 2 pairs, 1 triple
+    # the stacker recalibrates m: a + m is its best; the weighted proxy keeps adding the redundant b and
+    # ends well below what the served stacker reaches
+    assert stacked.chosen.members == ["a", "m"] and weighted.chosen.members == ["a", "m", "b"]
+    assert stacked.chosen.oof_gap > weighted.chosen.oof_gap + 0.02
+    body = planner.write_plan(stacked, str(tmp_path / "out"))
+    assert body["combiner"] == "stacking" and body["scoring"].startswith("stacking: a LightGBM stacker")
+    assert planner.write_plan(weighted, str(tmp_path / "w"))["scoring"].startswith("weighted")

@@ -58,6 +58,9 @@ class TrainingConfig:
     # a relative path is looked up beside the data); loss = w*BCE(p, teacher) + (1-w)*BCE(p, labels).
     teacher_predictions: str = ""
     distill_weight: float = 0.5
+    # Also write every class's OOF / holdout probability (predictions.save_full, float16): what an ensemble
+    # needs for full soft labels; set for the members and students of a run with distillation.soft_labels full.
+    full_predictions: bool = False
     # Video-level families: "mean" (the shards' mean_rgb / mean_audio) or "standardized" (their z-scored
     # mean_rgb_z / mean_audio_z, written by `yt8m preprocess --standardized`; served through the same
     # transform_fn).
@@ -220,8 +223,8 @@ class DistillationConfig:
 
     rounds: int = 0
     students: tuple[ModelConfig, ...] = ()
-    # topk: each video's top_k classes | full: every class (0 outside the members' prediction files, which
-    # hold ensemble.top_k_predictions classes per video: widen that for denser soft labels)
+    # topk: each video's top_k classes | full: every class's probability (the members then also write their
+    # full OOF/holdout predictions, training.full_predictions; float16, 7,724 bytes per video at 3,862 classes)
     soft_labels: str = "topk"
     top_k: int = 20
     distill_weight: float = 0.5  # the students' training.distill_weight unless they set their own
@@ -439,6 +442,13 @@ def run_config_from_dict(raw: dict, where: str = "config") -> RunConfig:
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}.models: model names must be unique, got {names}")
     cfg = dataclasses.replace(cfg, distillation=_check_distillation(cfg.distillation, f"{where}.distillation"))
+    if cfg.distillation.rounds and cfg.distillation.soft_labels == "full":  # the teachers need every class
+        full = [dataclasses.replace(m, training=dataclasses.replace(m.training, full_predictions=True))
+                for m in cfg.models]
+        cfg = dataclasses.replace(cfg, models=tuple(full), distillation=dataclasses.replace(
+            cfg.distillation, students=tuple(dataclasses.replace(
+                m, training=dataclasses.replace(m.training, full_predictions=True))
+                for m in cfg.distillation.students)))
     _check_run_ranges(cfg, where)
     _check_vertex(cfg.vertex, f"{where}.vertex")
     return cfg

@@ -4,8 +4,11 @@ The teacher file is a ``predictions.save_topk`` npz (top-k classes and scores pe
 e.g. a member's or a stacker's out-of-fold predictions). It stays sparse in memory
 (``[N, k]`` classes and scores: 6.1M videos x 20 ~ 1 GB instead of ``[N, 3862]``): a
 ``tf.lookup.StaticHashTable`` maps a video id to its row, the batch's rows are gathered and
-scattered into a dense ``[B, C]`` target inside the input pipeline. Videos the teacher does
-not know keep their hard labels as the teacher target (so their loss is plain BCE).
+scattered into a dense ``[B, C]`` target inside the input pipeline. Or it is a full teacher
+(``predictions.save_full`` .npy, every class, float16: 7,724 bytes per video at 3,862 classes, 47 GB for
+6.1M videos): memory-mapped, the batch's rows read by ``tf.numpy_function`` (only the rows touched are
+paged in; a gs:// file is read whole into memory, so give a local or /gcs/ fuse path at scale). Videos the
+teacher does not know keep their hard labels as the teacher target (so their loss is plain BCE).
 
 Loss (YT8M_FACTS.md, "Distillation"): ``l * BCE(p, teacher) + (1 - l) * BCE(p, labels)``, each BCE on
 the references' scale: summed over classes (``bce``).
@@ -60,7 +63,8 @@ class TeacherTable:
     def __init__(self, path: str, num_classes: int):
         if not storage.gfile.exists(path):
             raise FileNotFoundError(f"teacher predictions {path!r} not found")
-        data = predictions.load_topk(path)
+        self.full = predictions.is_full(path)
+        data = predictions.load_full(path) if self.full else predictions.load_topk(path)
         if data["num_classes"] != num_classes:
             raise ValueError(f"teacher predictions {path} have {data['num_classes']} classes, the model "
                              f"{num_classes}")
@@ -68,12 +72,17 @@ class TeacherTable:
         self.size = len(data["video_ids"])
         if len(set(data["video_ids"])) != self.size:
             raise ValueError(f"teacher predictions {path}: repeated video ids")
-        self.classes = tf.constant(data["classes"].astype(np.int32))
-        self.scores = tf.constant(data["scores"].astype(np.float32))
+        if self.full:
+            self.dense_scores = data["scores"]  # float16 [N, C], memory-mapped
+            self.classes = self.scores = None
+        else:
+            self.classes = tf.constant(data["classes"].astype(np.int32))
+            self.scores = tf.constant(data["scores"].astype(np.float32))
         keys = tf.constant(data["video_ids"] or [""], tf.string)
         values = tf.range(max(self.size, 1), dtype=tf.int64) if self.size else tf.constant([-1], tf.int64)
         self.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
-        log.info("teacher predictions %s: %d videos, top %d", path, self.size, int(self.classes.shape[1]))
+        log.info("teacher predictions %s: %d videos, %s", path, self.size,
+                 "every class (float16)" if self.full else f"top {int(self.classes.shape[1])}")
 
     def rows(self, ids):
         """Row of each video id in the teacher file, -1 if absent."""
@@ -84,6 +93,16 @@ class TeacherTable:
         rows = self.rows(ids)
         found = rows >= 0
         safe = tf.where(found, rows, 0)
+        if self.full:
+            table = self.dense_scores
+
+            def read(r):
+                return np.asarray(table[np.sort(r)][np.argsort(np.argsort(r))], np.float32) if len(r) else \
+                    np.zeros((0, self.num_classes), np.float32)
+
+            dense = tf.numpy_function(read, [safe], tf.float32, stateful=False)
+            dense = tf.ensure_shape(dense, [None, self.num_classes]) * tf.cast(found, tf.float32)[:, None]
+            return dense, found
         classes = tf.gather(self.classes, safe)  # [B, k]
         scores = tf.gather(self.scores, safe) * tf.cast(found, tf.float32)[:, None]
         batch = tf.shape(classes)[0]

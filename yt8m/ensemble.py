@@ -12,15 +12,20 @@ export's weighted-average combiner, ``export.ServingModule``, with the weights b
   top-k, k = the prediction files' width; features class id, prior, each member's score and rank),
   fitted on the OOF table (at most ``STACK_MAX_VIDEOS``, evenly strided) with early stopping; its reported
   OOF GAP is cross-fitted (two halves of the videos; the videos left out of the fit are scored by the final
-  stacker), so it sits beside the members' OOF GAP. The planner chooses members with the ``weighted``
-  combiner as the proxy (a LightGBM fit per candidate subset would dominate the step); the stacker is
-  then fitted on the planned members, saved as ``stacker.json`` beside ``saved_model/`` and served as
-  TensorFlow ops (``stacking.StackerModule``); the served scores are checked against the stacker
-  computed outside the graph on the holdout videos whose candidate sets agree.
+  stacker), so it sits beside the members' OOF GAP. The planner scores every subset it evaluates with
+  a stacker too (``plan_scorer``: fitted on at most ``PLAN_STACK_VIDEOS`` evenly strided OOF videos, its
+  cross-fitted OOF GAP; cached per subset, so the all-members stacker of the combiners' report and the
+  planned one are not fitted twice); the stacker of the planned members (on up to ``STACK_MAX_VIDEOS``)
+  is saved as ``stacker.json`` beside ``saved_model/`` and served as TensorFlow ops
+  (``stacking.StackerModule``); the served scores are checked against the stacker computed outside the
+  graph on the holdout videos whose candidate sets agree.
 
-Soft labels (``write_soft_labels``, issue 15's distillation): the chosen combiner's OOF and holdout scores
-as ``predictions.save_topk`` files (``teacher/oof_teacher.npz``, ``teacher/holdout_teacher.npz``), top-k or
-every class; students train on the OOF file (``training.teacher_predictions``).
+Soft labels (``write_soft_labels``, issue 15's distillation): the chosen combiner's OOF and holdout scores,
+``topk``: each video's top k as ``predictions.save_topk`` files (``teacher/{oof,holdout}_teacher.npz``), or
+``full``: EVERY class's teacher probability (``full_teacher``, from the members' every-class predictions,
+``training.full_predictions``) as float16 ``predictions.save_full`` files (``teacher/{oof,holdout}_teacher.npy``,
+2 bytes per class: 7,724 bytes per video at 3,862 classes); students train on the OOF file
+(``training.teacher_predictions``).
 
 GAP is computed on the members' top-k prediction files (``predictions.save_topk``) without densifying:
 ``TopKTable`` holds, per video, the union of the members' top-k classes and every member's score there
@@ -59,6 +64,9 @@ _FIT_STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)
 _FIT_MAX_ROUNDS = 50
 FIT_MAX_VIDEOS = 200_000  # weights are fitted on an evenly strided sample of at most this many OOF videos
 STACK_MAX_VIDEOS = 500_000  # the stacker likewise (``fit_stacking``)
+PLAN_STACK_VIDEOS = 50_000  # the planner's stackers, one per evaluated subset (``plan_scorer``), are cheaper:
+PLAN_STACK_PARAMS = {"learning_rate": 0.15}  # 3x the final stacker's learning rate ...
+PLAN_STACK_ROUNDS = 100  # ... and at most 100 rounds per half
 
 
 @dataclasses.dataclass
@@ -194,7 +202,8 @@ def combiner_weights(table: TopKTable, combiner: str) -> tuple[np.ndarray, float
 
 
 def fit_stacking(table: TopKTable, labels: dict[str, list[int]], num_classes: int, seed: int = 0,
-                 max_videos: int = STACK_MAX_VIDEOS) -> stacking.Stacker:
+                 max_videos: int = STACK_MAX_VIDEOS, params: dict | None = None,
+                 max_rounds: int = stacking.MAX_ROUNDS) -> stacking.Stacker:
     """A LightGBM stacker fitted on an OOF ``table`` (k: the files' top-k width; prior: the labels').
 
     Fitted on ``table.sample(max_videos)`` (full scale: ~40 candidates per video, so 5.5M OOF videos would be
@@ -204,7 +213,7 @@ def fit_stacking(table: TopKTable, labels: dict[str, list[int]], num_classes: in
     sample = table.sample(max_videos)
     stacker = stacking.fit_stacker(sample.video_ids, sample.classes, sample.scores, sample.present(), sample.relevant,
                                    sample.num_positives, stacking.class_prior(labels, num_classes), k=table.width,
-                                   seed=seed)
+                                   seed=seed, params=params, max_rounds=max_rounds)
     if sample is not table:
         rows = np.linspace(0, len(table.video_ids) - 1, max_videos).astype(np.int64)  # TopKTable.sample's rows
         scores = stacked_scores(stacker, table)
@@ -213,6 +222,40 @@ def fit_stacking(table: TopKTable, labels: dict[str, list[int]], num_classes: in
     stacker.report["oof_gap"] = union_gap(table, stacker.oof_scores)
     stacker.report["fitted_videos"] = len(sample.video_ids)
     return stacker
+
+
+class StackerCache:
+    """Stackers fitted on subsets of ``table``'s members, by (members, videos fitted): a subset is fitted once
+    for the planner and reused for the report and the export when the sample sizes agree."""
+
+    def __init__(self, table: TopKTable, labels: dict[str, list[int]], num_classes: int):
+        self.table, self.labels, self.num_classes = table, labels, num_classes
+        self.fitted: dict[tuple, stacking.Stacker] = {}
+
+    def get(self, members, max_videos: int = STACK_MAX_VIDEOS, cheap: bool = False) -> stacking.Stacker:
+        """The stacker of ``members`` (``cheap``: the planner's settings, ``PLAN_STACK_PARAMS``/``_ROUNDS``)."""
+        key = (tuple(members), min(len(self.table.video_ids), max_videos), cheap)
+        if key not in self.fitted:
+            extra = {"params": PLAN_STACK_PARAMS, "max_rounds": PLAN_STACK_ROUNDS} if cheap else {}
+            self.fitted[key] = fit_stacking(self.table.subset(list(members)), self.labels, self.num_classes,
+                                            max_videos=max_videos, **extra)
+        return self.fitted[key]
+
+
+def plan_scorer(cache: StackerCache, max_videos: int = PLAN_STACK_VIDEOS):
+    """The planner's ``score`` for the ``stacking`` combiner: (uniform weights, the cross-fitted OOF GAP of a
+    cheap stacker fitted on the subset: at most ``max_videos`` videos, ``PLAN_STACK_PARAMS``, at most
+    ``PLAN_STACK_ROUNDS`` rounds); and its ``scoring`` description for ``plan.json``."""
+
+    def score(members):
+        stacker = cache.get(members, max_videos, cheap=True)
+        return np.full(len(members), 1.0 / len(members)), stacker.report["oof_gap"]
+
+    n = len(cache.table.video_ids)
+    return score, (f"stacking: a LightGBM stacker per evaluated subset, cross-fitted OOF GAP@20 "
+                   f"({min(n, max_videos):,} of {n:,} OOF videos, learning rate "
+                   f"{PLAN_STACK_PARAMS['learning_rate']}, <= {PLAN_STACK_ROUNDS} rounds; the served stacker "
+                   f"is refitted on the chosen members with the full settings)")
 
 
 def stacked_scores(stacker: stacking.Stacker, table: TopKTable) -> np.ndarray:
@@ -225,51 +268,105 @@ def union_gap(table: TopKTable, scores: np.ndarray) -> float:
     return stacking.table_gap(table.classes, table.relevant, scores, table.num_positives, table.k)
 
 
-def soft_label_arrays(table: TopKTable, scores: np.ndarray, num_classes: int, k: int | None,
-                      chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """(classes [N, k'], scores [N, k']) of combined [N, U] candidate scores: each video's top ``k``, or
-    every class (``k`` None: k' = num_classes, 0 outside the candidates)."""
-    width = num_classes if k is None else min(int(k), num_classes)
-    out_c, out_s = [], []
-    for start in range(0, len(table.video_ids), chunk):
-        cls, sc = table.classes[start:start + chunk], scores[start:start + chunk]
-        dense = np.zeros((cls.shape[0], num_classes), np.float32)
-        rows, cols = np.nonzero(cls >= 0)
-        dense[rows, cls[rows, cols]] = sc[rows, cols]
-        c, s = metrics.top_k(dense, width)
-        out_c.append(c.astype(np.int32))
-        out_s.append(s.astype(np.float32))
-    if not out_c:
-        return np.zeros((0, width), np.int32), np.zeros((0, width), np.float32)
-    return np.concatenate(out_c), np.concatenate(out_s)
+def _candidate_dense(table: TopKTable, scores: np.ndarray, start: int, stop: int, num_classes: int) -> np.ndarray:
+    """Dense float32 [rows, C] of [N, U] candidate scores (0 outside the candidates), rows start..stop."""
+    cls, sc = table.classes[start:stop], scores[start:stop]
+    dense = np.zeros((cls.shape[0], num_classes), np.float32)
+    rows, cols = np.nonzero(cls >= 0)
+    dense[rows, cls[rows, cols]] = sc[rows, cols]
+    return dense
+
+
+def full_member_scores(member_dirs: list[str], split: str, video_ids: list[str]) -> list[np.ndarray]:
+    """Each member's every-class probabilities (``kfold.OOF_FULL_FILE`` / ``HOLDOUT_FULL_FILE``, float16,
+    memory-mapped) with rows in ``video_ids`` order (an index array per member: ``(scores, rows)``)."""
+    name = kfold.OOF_FULL_FILE if split == "oof" else kfold.HOLDOUT_FULL_FILE
+    out = []
+    for d in member_dirs:
+        path = storage.join(d, name)
+        if not storage.gfile.exists(path):
+            raise FileNotFoundError(f"{path} not found: full soft labels need every class's predictions of the "
+                                    "members (training.full_predictions, set by distillation.soft_labels: full)")
+        data = predictions.load_full(path)
+        order = {v: i for i, v in enumerate(data["video_ids"])}
+        missing = [v for v in video_ids if v not in order]
+        if missing:
+            raise ValueError(f"{path}: no full predictions for video {missing[0]!r}")
+        out.append((data["scores"], np.asarray([order[v] for v in video_ids], np.int64)))
+    return out
+
+
+def full_teacher(table: TopKTable, member_full: list, weights, stacked: np.ndarray | None = None,
+                 chunk: int = 4096) -> np.ndarray:
+    """The teacher's probability of EVERY class for every video of ``table`` (float16 [N, C]): the weighted
+    sum of the members' full probabilities (exactly what the served weighted graph outputs); with a stacker
+    (``stacked``: its [N, U] candidate scores) the stacker's scores on the candidates and the members' plain
+    average elsewhere (the served stacker outputs 0 there)."""
+    n, c = len(table.video_ids), int(member_full[0][0].shape[1])
+    w = np.full(len(member_full), 1.0 / len(member_full)) if stacked is not None else np.asarray(weights, np.float64)
+    out = np.zeros((n, c), predictions.FULL_DTYPE)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        dense = np.zeros((stop - start, c), np.float32)
+        for wm, (scores, rows) in zip(w, member_full):
+            dense += np.float32(wm) * np.asarray(scores[rows[start:stop]], np.float32)
+        if stacked is not None:
+            cls = table.classes[start:stop]
+            r, k = np.nonzero(cls >= 0)
+            dense[r, cls[r, k]] = stacked[start:stop][r, k]
+        out[start:stop] = dense
+    return out
 
 
 def write_soft_labels(tables: dict, scores: dict, teacher_dir: str, num_classes: int, soft_labels: str,
-                      top_k: int) -> dict:
-    """The combiner's OOF and holdout scores as teacher files ``teacher_dir/{oof,holdout}_teacher.npz``; what the top-k cut
-    loses: the share of the teacher's probability mass outside each video's top k, and the mean per-video
-    BCE between the full and the cut soft labels (the distillation term's target error)."""
+                      top_k: int, full: dict | None = None, chunk: int = 4096) -> dict:
+    """The combiner's OOF and holdout scores as teacher files in ``teacher_dir``: ``{split}_teacher.npz`` (each
+    video's top k, ``topk``) or ``{split}_teacher.npy`` (every class, float16, ``full``: needs ``full``, the
+    ``full_teacher`` of each split). What the top-k cut loses, measured against the full teacher when given
+    (else against the candidates' scores): the share of the teacher's probability mass outside each video's top
+    k, and the mean per-video BCE between the full and the cut soft labels (the distillation term's target
+    error). Chunked: memory is O(chunk x classes) beyond the files themselves."""
     if soft_labels not in SOFT_LABELS:
         raise ValueError(f"soft_labels: expected one of {', '.join(SOFT_LABELS)}, got {soft_labels!r}")
+    if soft_labels == "full" and not full:
+        raise ValueError("soft_labels full: needs the teacher's every-class scores (full_teacher)")
     storage.gfile.makedirs(teacher_dir)
-    report = {"soft_labels": soft_labels, "top_k": int(top_k), "files": {}}
+    width = min(int(top_k), num_classes)
+    report = {"soft_labels": soft_labels, "top_k": int(top_k), "files": {},
+              "measured_against": "every class (members' full predictions)" if full else "the members' top-k union",
+              "bytes_per_video_full": 2 * num_classes}
+    eps = 1e-6
     for split, table in tables.items():
-        full_c, full_s = soft_label_arrays(table, scores[split], num_classes, None)
-        cut = np.zeros_like(full_s)
-        cut[:, :min(top_k, num_classes)] = full_s[:, :min(top_k, num_classes)]  # rows sorted descending
-        mass = float(full_s.sum())
-        eps = 1e-6
-        p, q = np.clip(full_s, eps, 1 - eps), np.clip(cut, eps, 1 - eps)
-        bce = -(p * np.log(q) + (1 - p) * np.log(1 - q)) + (p * np.log(p) + (1 - p) * np.log(1 - p))
-        report[f"{split}_mass_outside_top_k"] = float(full_s[:, top_k:].sum() / mass) if mass else 0.0
-        report[f"{split}_top_k_excess_bce_per_video"] = float(bce.sum(axis=1).mean()) if len(full_s) else 0.0
-        classes, values = (full_c, full_s) if soft_labels == "full" else (full_c[:, :top_k], full_s[:, :top_k])
-        path = storage.join(teacher_dir, f"{split}_teacher.npz")
-        kfold.save_topk_arrays(path, table.video_ids, classes, values, num_classes)
+        n = len(table.video_ids)
+        mass = outside = bce = 0.0
+        top_c, top_s = [], []
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            dense = (np.asarray(full[split][start:stop], np.float32) if full else
+                     _candidate_dense(table, scores[split], start, stop, num_classes))
+            c, v = metrics.top_k(dense, width)
+            cut = np.zeros_like(dense)
+            np.put_along_axis(cut, c, v, axis=1)
+            mass += float(dense.sum())
+            outside += float((dense - cut).sum())
+            p, q = np.clip(dense, eps, 1 - eps), np.clip(cut, eps, 1 - eps)
+            bce += float((-(p * np.log(q) + (1 - p) * np.log(1 - q)) + (p * np.log(p) + (1 - p) * np.log(1 - p))).sum())
+            top_c.append(c.astype(np.int32))
+            top_s.append(v.astype(np.float32))
+        report[f"{split}_mass_outside_top_k"] = outside / mass if mass else 0.0
+        report[f"{split}_top_k_excess_bce_per_video"] = bce / n if n else 0.0
+        if soft_labels == "full":
+            path = storage.join(teacher_dir, f"{split}_teacher.npy")
+            report[f"{split}_bytes"] = predictions.save_full(path, table.video_ids, full[split])
+        else:
+            path = storage.join(teacher_dir, f"{split}_teacher.npz")
+            classes = np.concatenate(top_c) if top_c else np.zeros((0, width), np.int32)
+            values = np.concatenate(top_s) if top_s else np.zeros((0, width), np.float32)
+            kfold.save_topk_arrays(path, table.video_ids, classes, values, num_classes)
         report["files"][split] = path
-    log.info("soft labels (%s, top %d): %.2f%% of the OOF teacher's mass is outside its top %d (excess BCE %.4f "
-             "per video when cut)", soft_labels, top_k, 100 * report["oof_mass_outside_top_k"], top_k,
-             report["oof_top_k_excess_bce_per_video"])
+    log.info("soft labels (%s, top %d): %.2f%% of the OOF teacher's mass (%s) is outside its top %d (excess BCE %.4f "
+             "per video when cut)", soft_labels, top_k, 100 * report["oof_mass_outside_top_k"],
+             report["measured_against"], top_k, report["oof_top_k_excess_bce_per_video"])
     return report
 
 
@@ -359,10 +456,10 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
                                   "saved_model_bytes": r["saved_model_bytes"], "tensor_bytes": sizes[r["name"]],
                                   "dir": d})
     report["combiners"] = {}
-    stackers = {}
+    stackers = StackerCache(tables["oof"], oof_labels, num_classes)
     for name in COMBINERS:
         if name == "stacking":
-            stackers[tuple(range(len(names)))] = stacker = fit_stacking(tables["oof"], oof_labels, num_classes)
+            stacker = stackers.get(range(len(names)))
             oof_gap = stacker.report["oof_gap"]
             report["combiners"][name] = {"oof_gap": oof_gap, "oof_gap_kind": "cross-fitted (two halves)",
                                          "fitted_videos": stacker.report["fitted_videos"],
@@ -380,15 +477,14 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
 
     merged_dir = storage.join(output_dir, "saved_model")
     reserve = None
-    plan_combiner = "weighted" if combiner == "stacking" else combiner  # see the module doc
+    score, scoring = plan_scorer(stackers) if combiner == "stacking" else (None, "")
     for attempt in range(2):
-        plan = planner.plan(tables["oof"], names, sizes, size_budget_bytes, plan_combiner, compression, reserve)
+        plan = planner.plan(tables["oof"], names, sizes, size_budget_bytes, combiner, compression, reserve,
+                            score=score, scoring=scoring)
         chosen = [names.index(n) for n in plan.chosen.members]
         chosen_members = [members[i] for i in chosen]
         weights, methods = list(plan.chosen.weights), list(plan.chosen.precisions)
-        if combiner == "stacking" and tuple(chosen) not in stackers:
-            stackers[tuple(chosen)] = fit_stacking(tables["oof"].subset(chosen), oof_labels, num_classes)
-        stacker = stackers.get(tuple(chosen)) if combiner == "stacking" else None
+        stacker = stackers.get(chosen) if combiner == "stacking" else None
         saved_bytes = export.export_serving_model(chosen_members, merged_dir, weights, threshold,
                                                   transform_dir=transform_dir, compression=methods, stacker=stacker)
         # The graph's own bytes (signatures, transform_fn, codebooks), measured on the export: when the plan
@@ -403,7 +499,8 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
     planner.write_plan(plan, output_dir)
     report["plan"] = {"members": plan.chosen.members, "precisions": methods, "weights": weights,
                       "planned_tensor_bytes": plan.chosen.size_bytes, "reserve_bytes": plan.reserve_bytes,
-                      "measured_graph_bytes": graph_bytes, "method": plan.search}
+                      "measured_graph_bytes": graph_bytes, "method": plan.search, "combiner": plan.combiner,
+                      "scoring": plan.scoring}
     report["weights"] = weights
     chosen_tables = {split: t.subset(chosen) for split, t in tables.items()}
     if stacker is not None:
@@ -417,9 +514,14 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
         report["oof_gap"] = plan.chosen.oof_gap
     report["holdout_gap"] = union_gap(chosen_tables["holdout"], combined["holdout"])
     if soft_labels:
+        chosen_dirs = [member_dirs[i] for i in chosen]
+        have_full = all(storage.gfile.exists(storage.join(d, kfold.OOF_FULL_FILE)) for d in chosen_dirs)
+        full = ({split: full_teacher(t, full_member_scores(chosen_dirs, split, t.video_ids), weights,
+                                     combined[split] if stacker is not None else None)
+                 for split, t in chosen_tables.items()} if have_full or soft_labels == "full" else None)
         report["soft_labels"] = write_soft_labels(chosen_tables, combined,
                                                   soft_label_dir or storage.join(output_dir, TEACHER_DIR),
-                                                  num_classes, soft_labels, soft_label_top_k)
+                                                  num_classes, soft_labels, soft_label_top_k, full=full)
     if teacher_report:
         report["teacher"] = {"members": {m["name"]: {"oof_gap": m["oof_gap"], "holdout_gap": m["holdout_gap"]}
                                          for m in teacher_report.get("members", [])},

@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 
 OOF_FILE = "oof_predictions.npz"
 FOLD_METRICS_FILE = "fold_metrics.json"
-TEACHER_FILE = "oof_teacher.npz"  # in an ensemble's soft labels (``ensemble.write_soft_labels``)
+# With training.full_predictions: every class's probability too (predictions.save_full, float16)
+OOF_FULL_FILE = "oof_full.npy"
+HOLDOUT_FULL_FILE = "holdout_full.npy"
+TEACHER_FILE = "oof_teacher.npz"  # in an ensemble's soft labels (``ensemble.write_soft_labels``): top k ...
+FULL_TEACHER_FILE = "oof_teacher.npy"  # ... or every class (soft_labels full)
 
 
 def with_teacher(model_config: config_lib.ModelConfig, soft_labels_dir: str | None) -> config_lib.ModelConfig:
@@ -47,6 +51,8 @@ def with_teacher(model_config: config_lib.ModelConfig, soft_labels_dir: str | No
     import dataclasses
 
     teacher = storage.join(soft_labels_dir, TEACHER_FILE)
+    if storage.gfile.exists(storage.join(soft_labels_dir, FULL_TEACHER_FILE)):
+        teacher = storage.join(soft_labels_dir, FULL_TEACHER_FILE)
     return dataclasses.replace(model_config,
                                training=dataclasses.replace(model_config.training, teacher_predictions=teacher))
 
@@ -88,6 +94,8 @@ def train_fold(model_config: config_lib.ModelConfig, dataset_dir: str, output_di
              len(ids))
     storage.gfile.makedirs(output_dir)
     predictions.save_topk(storage.join(output_dir, OOF_FILE), ids, scores, top_k)
+    if t.full_predictions:
+        predictions.save_full(storage.join(output_dir, OOF_FULL_FILE), ids, scores)
     result = {"name": model_config.name, "family": model_config.family, "fold": fold, "folds": folds,
               "held_out": held, "num_classes": num_classes, "metrics": fold_metrics,
               "train_seconds": round(time.time() - started, 1), "training": summary}
@@ -119,8 +127,10 @@ def collect_folds(fold_dirs: list[str], collected_dir: str) -> dict[str, list[in
         found[name].append(fold)
         target = collected_fold_dir(collected_dir, name, fold)
         storage.gfile.makedirs(target)
-        for file_name in (OOF_FILE, FOLD_METRICS_FILE):
-            storage.gfile.copy(storage.join(fold_dir, file_name), storage.join(target, file_name), overwrite=True)
+        for file_name in (OOF_FILE, FOLD_METRICS_FILE, OOF_FULL_FILE, predictions.full_ids_path(OOF_FULL_FILE)):
+            if file_name in (OOF_FILE, FOLD_METRICS_FILE) or storage.gfile.exists(storage.join(fold_dir, file_name)):
+                storage.gfile.copy(storage.join(fold_dir, file_name), storage.join(target, file_name),
+                                   overwrite=True)
     log.info("collected out-of-fold predictions: %s",
              ", ".join(f"{name} folds {sorted(ks)}" for name, ks in sorted(found.items())))
     return {name: sorted(ks) for name, ks in found.items()}
@@ -157,6 +167,28 @@ def _merge_fold_predictions(model_config: config_lib.ModelConfig, fold_dirs: lis
               "classes": np.concatenate([p["classes"] for p in parts]),
               "scores": np.concatenate([p["scores"] for p in parts]), "num_classes": num_classes}
     return merged, [dict(i["metrics"], fold=int(i["fold"])) for i, _ in infos]
+
+
+def _save_full_predictions(fold_dirs: list[str], oof_ids: list[str], output_dir: str, hold_ids, hold_scores) -> None:
+    """The member's every-class OOF (its folds' ``OOF_FULL_FILE``s, in ``oof_ids`` order) and holdout probabilities."""
+    parts = []
+    for d in fold_dirs:
+        path = storage.join(d, OOF_FULL_FILE)
+        if not storage.gfile.exists(path):
+            raise FileNotFoundError(f"{path} not found: training.full_predictions is set, but this fold was trained "
+                                    "without it")
+        parts.append(predictions.load_full(path))
+    position = {v: i for i, v in enumerate(oof_ids)}
+    scores = np.zeros((len(oof_ids), hold_scores.shape[1]), predictions.FULL_DTYPE)
+    filled = 0
+    for part in parts:
+        rows = np.asarray([position[v] for v in part["video_ids"]], np.int64)
+        scores[rows] = part["scores"]
+        filled += rows.size
+    if filled != len(oof_ids):
+        raise ValueError(f"the folds' full predictions hold {filled} videos, their top-k files {len(oof_ids)}")
+    predictions.save_full(storage.join(output_dir, OOF_FULL_FILE), oof_ids, scores)
+    predictions.save_full(storage.join(output_dir, HOLDOUT_FULL_FILE), hold_ids, hold_scores)
 
 
 def _topk_metrics(topk: dict, labels: dict[str, list[int]], num_classes: int, chunk: int = 8192) -> dict:
@@ -212,6 +244,8 @@ def train_final(model_config: config_lib.ModelConfig, dataset_dir: str, output_d
     save_topk_arrays(storage.join(output_dir, OOF_FILE), oof["video_ids"], oof["classes"][:, :top_k],
                       oof["scores"][:, :top_k], num_classes)
     predictions.save_topk(storage.join(output_dir, "holdout_predictions.npz"), hold_ids, hold_scores, top_k)
+    if t.full_predictions:
+        _save_full_predictions(fold_dirs, oof["video_ids"], output_dir, hold_ids, hold_scores)
     size = training.write_member(model_config, model, level, output_dir, t.max_frames, ds.transform_path)
     result = {
         "name": model_config.name, "family": model_config.family, "preset": model_config.preset,

@@ -3,8 +3,11 @@
 Inputs: the members' OOF predictions (``ensemble.TopKTable``), each member's tensor bytes at every
 compression method (``compression.tensor_report`` of its weights: no export per combination) and a
 budget (1 GB by default, the 2018 rule). Search: GREEDY FORWARD SELECTION, not exhaustive: start empty,
-add the member whose addition gives the best OOF GAP of the combiner (``ensemble.combiner_weights``:
-average or fitted weights) among the subsets that fit, stop when no addition improves it. A subset
+add the member whose addition gives the best OOF GAP of the combiner among the subsets that fit, stop
+when no addition improves it. The combiner scored is the one SERVED: ``average`` or fitted weights
+(``ensemble.combiner_weights``), or for ``stacking`` a ``score`` function from the caller
+(``ensemble.plan_scorer``: a LightGBM stacker fitted per evaluated subset, its cross-fitted OOF GAP);
+``plan.json`` says which (``scoring``). A subset
 fits when its tensor bytes plus a reserve for the graph, signatures and transform_fn (``reserve_for``:
 32 MiB, or a tenth of a smaller budget; measured ~0.6 MB for three small members; ``yt8m.ensemble``
 plans again with the measured size when the export is over) are within the budget, each member at
@@ -21,6 +24,7 @@ uniform precision of the ladder; those points make the frontier (best GAP at eac
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -54,6 +58,7 @@ class Plan:
     reserve_bytes: int
     combiner: str
     search: str = SEARCH
+    scoring: str = ""  # how a candidate's OOF GAP was measured (the combiner it was scored with)
 
 
 def ladder(preferred: str) -> list[str]:
@@ -78,13 +83,28 @@ def fit_precisions(members: list[str], sizes: dict, preferred: str, limit: int) 
     return [steps[level[m]] for m in members]
 
 
+SCORING = {"average": "average: uniform weights, OOF GAP@20",
+           "weighted": "weighted: non-negative weights fitted on the OOF GAP@20 (ensemble.fit_weights)"}
+
+
 def plan(table, names: list[str], sizes: dict, budget_bytes: int = 1 << 30, combiner: str = "average",
-         preferred: str = "uint8", reserve_bytes: int | None = None) -> Plan:
-    """The best subset under the budget (see the module doc). ``sizes``: name -> method -> tensor bytes."""
+         preferred: str = "uint8", reserve_bytes: int | None = None,
+         score: Callable[[list[int]], tuple[np.ndarray, float]] | None = None, scoring: str = "") -> Plan:
+    """The best subset under the budget (see the module doc). ``sizes``: name -> method -> tensor bytes.
+    ``score(member indices) -> (weights, OOF GAP)`` scores a subset (default: ``ensemble.combiner_weights``
+    of ``combiner``, which must then be a weighted average); ``scoring`` describes it in ``plan.json``."""
     from yt8m import ensemble  # the combiners live there; ensemble imports this module
 
     if len(names) != table.num_members:
         raise ValueError(f"{len(names)} names for {table.num_members} members")
+    if score is None:
+        if combiner not in ensemble.WEIGHTED_COMBINERS:
+            raise ValueError(f"combiner {combiner!r}: the planner scores it only with a score function "
+                             "(ensemble.plan_scorer)")
+        scoring = scoring or SCORING[combiner]
+
+        def score(subset):
+            return ensemble.combiner_weights(table.subset(subset), combiner)
     reserve_bytes = reserve_for(budget_bytes) if reserve_bytes is None else int(reserve_bytes)
     limit = int(budget_bytes) - reserve_bytes
     candidates: list[Candidate] = []
@@ -96,7 +116,8 @@ def plan(table, names: list[str], sizes: dict, budget_bytes: int = 1 << 30, comb
         for i in remaining:
             subset = selected + [i]
             members = [names[j] for j in subset]
-            weights, gap = ensemble.combiner_weights(table.subset(subset), combiner)
+            weights, gap = score(subset)
+            weights = np.asarray(weights, np.float64)
             precisions = fit_precisions(members, sizes, preferred, limit)
             for uniform in ladder("none"):
                 size = sum(sizes[m][uniform] for m in members)
@@ -118,7 +139,8 @@ def plan(table, names: list[str], sizes: dict, budget_bytes: int = 1 << 30, comb
         smallest = min(sizes[m][ladder(preferred)[-1]] for m in names)
         raise ValueError(f"no member fits the size budget: the smallest is {smallest:,} bytes of tensors, the "
                          f"budget leaves {limit:,} (size_budget_bytes {budget_bytes:,} - reserve {reserve_bytes:,})")
-    return Plan(chosen, candidates, frontier(candidates), int(budget_bytes), int(reserve_bytes), combiner)
+    return Plan(chosen, candidates, frontier(candidates), int(budget_bytes), int(reserve_bytes), combiner,
+                scoring=scoring or combiner)
 
 
 def frontier(candidates: list[Candidate]) -> list[Candidate]:
@@ -133,7 +155,7 @@ def frontier(candidates: list[Candidate]) -> list[Candidate]:
 def write_plan(p: Plan, output_dir: str) -> dict:
     """``plan.json`` (chosen + every candidate), ``frontier.json`` and ``frontier.png`` into ``output_dir``."""
     storage.gfile.makedirs(output_dir)
-    body = {"search": p.search, "combiner": p.combiner, "budget_bytes": p.budget_bytes,
+    body = {"search": p.search, "combiner": p.combiner, "scoring": p.scoring, "budget_bytes": p.budget_bytes,
             "reserve_bytes": p.reserve_bytes, "chosen": dataclasses.asdict(p.chosen),
             "candidates": [dataclasses.asdict(c) for c in p.candidates]}
     storage.write_json(storage.join(output_dir, "plan.json"), body)
@@ -162,8 +184,8 @@ def plot_frontier(p: Plan) -> bytes:
     ax.scatter([p.chosen.size_bytes / 1e6], [p.chosen.oof_gap], s=80, marker="*", c="tab:orange", zorder=3,
                label="chosen: " + ", ".join(f"{m}@{q}" for m, q in zip(p.chosen.members, p.chosen.precisions)))
     ax.set_xlabel("tensor MB")
-    ax.set_ylabel(f"OOF GAP@20 ({p.combiner})")
-    ax.set_title(f"Ensemble size frontier ({p.search})")
+    ax.set_ylabel(f"OOF GAP@20 ({p.combiner} combiner)")
+    ax.set_title(f"Ensemble size frontier ({p.search}; scored with {p.combiner})", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     buffer = io.BytesIO()

@@ -194,3 +194,46 @@ def densify_topk(classes, scores, num_classes: int) -> np.ndarray:
     dense = np.zeros((classes.shape[0], num_classes), dtype=np.float32)
     np.put_along_axis(dense, classes.astype(np.int64), scores, axis=1)
     return dense
+
+
+# Every class's probability per video (the "full" soft labels of distillation; the 1st-place team kept them all):
+# ``NAME.npy`` float16 [N, C] (2 bytes per class: 7,724 bytes per video at 3,862 classes, 47 GB for 6.1M videos)
+# + ``NAME.ids.txt`` (one video id per line, the rows' order). Uncompressed on purpose: a local (or gcsfuse,
+# /gcs/...) file is memory-mapped, so a reader holds only the rows it touches.
+FULL_DTYPE = np.float16
+
+
+def full_ids_path(path: str) -> str:
+    if not os.fspath(path).endswith(".npy"):
+        raise ValueError(f"full predictions are a .npy file, got {path!r}")
+    return os.fspath(path)[:-4] + ".ids.txt"
+
+
+def save_full(path: str, video_ids: Sequence, scores) -> int:
+    """Save every class's score (float16 [N, C]) keyed by video id (``full_ids_path``); returns the bytes written."""
+    ids, scores = _video_ids_for(video_ids, scores)
+    body = io.BytesIO()
+    np.save(body, np.asarray(scores, dtype=FULL_DTYPE))
+    with _open(path, "wb") as f:
+        f.write(body.getvalue())
+    with _open(full_ids_path(path), "w") as f:
+        f.write("".join(v + "\n" for v in ids))
+    return len(body.getvalue())
+
+
+def is_full(path: str) -> bool:
+    return os.fspath(path).endswith(".npy")
+
+
+def load_full(path: str, mmap: bool = True) -> dict:
+    """Load a ``save_full`` file: {video_ids, scores (float16 [N, C]; memory-mapped when local), num_classes}."""
+    with _open(full_ids_path(path), "r") as f:
+        ids = f.read().splitlines()
+    if mmap and not os.fspath(path).startswith("gs://"):
+        scores = np.load(path, mmap_mode="r")
+    else:
+        with _open(path, "rb") as f:
+            scores = np.load(io.BytesIO(f.read()))
+    if scores.ndim != 2 or scores.shape[0] != len(ids):
+        raise ValueError(f"{path}: {len(ids)} video ids for scores of shape {scores.shape}")
+    return {"video_ids": ids, "scores": scores, "num_classes": int(scores.shape[1])}
