@@ -15,7 +15,7 @@ from yt8m_pipeline.images import CPU_IMAGE
 def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_min_elements: int, combiner: str,
                 compression: str, size_budget_bytes: int, merged_model: Output[Model], metrics: Output[Metrics],
                 soft_labels: Output[Dataset], soft_label_kind: str = "", soft_label_top_k: int = 20,
-                teacher_model: Input[Model] = None):
+                teacher_model: Input[Model] = None, stacking: dict = {}):
     """``yt8m.ensemble.build_ensemble``: ensemble.json, plan.json, frontier.png and saved_model/ in merged_model;
     ``{oof,holdout}_teacher.npz`` in soft_labels when ``soft_label_kind`` is topk | full."""
     import logging
@@ -25,7 +25,8 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fast_exit.skip_final_garbage_collection()  # 2-3 s less at this task's exit (yt8m/fast_exit.py)
     cfg = config.ensemble_config_from_dict({"quantize_min_elements": quantize_min_elements, "combiner": combiner,
-                                            "compression": compression, "size_budget_bytes": size_budget_bytes})
+                                            "compression": compression, "size_budget_bytes": size_budget_bytes,
+                                            "stacking": stacking}, "ensemble")
     ds = training.open_dataset(dataset.path, dataset.metadata.get("num_classes"), dataset.metadata.get("folds"))
     labels = {split: readers.read_id_labels(training.dataset_files(ds, "video", names))
               for split, names in (("oof", ds.fold_names), ("holdout", [ds.holdout]))}
@@ -38,7 +39,7 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
                                      soft_labels=soft_label_kind, soft_label_top_k=soft_label_top_k,
                                      soft_label_dir=soft_labels.path,
                                      teacher_report=storage.read_json(storage.join(teacher_model.path, "ensemble.json"))
-                                     if teacher_model is not None else None)
+                                     if teacher_model is not None else None, stacking_settings=cfg.stacking)
     merged_model.metadata.update({"members": report["plan"]["members"], "precisions": report["plan"]["precisions"],
                                   "weights": report["weights"], "combiner": cfg.combiner,
                                   "size_bytes": report["saved_model_bytes"], "oof_gap": report["oof_gap"],

@@ -153,7 +153,7 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None, distillation_r
                       size_budget_bytes: int = 1 << 30, oof_top_k: int = 20, beam_runner: str = "local", register_model: bool = False,
                       gcp_project: str = "", gcp_region: str = "", dataflow_root: str = "",
                       dataflow_job_name: str = "", student_configs: list = [], student_fold_tasks: list = [],
-                      soft_labels: str = "", soft_label_top_k: int = 20):
+                      soft_labels: str = "", soft_label_top_k: int = 20, stacking: dict = {}):
         raw = dsl.importer(artifact_uri=train_pattern, artifact_class=dsl.Dataset, reimport=False,
                            metadata={"pattern": train_pattern, "fingerprint": data_fingerprint,
                                      "summary": data_summary}).set_display_name("raw data")
@@ -170,7 +170,8 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None, distillation_r
         merged = _limits(ensemble_op(members=dsl.Collected(member.outputs["model"]), dataset=dataset,
                                      quantize_min_elements=quantize_min_elements, combiner=combiner,
                                      compression=compression, size_budget_bytes=size_budget_bytes,
-                                     soft_label_kind=soft_labels, soft_label_top_k=soft_label_top_k), r.ensemble)
+                                     soft_label_kind=soft_labels, soft_label_top_k=soft_label_top_k,
+                                     stacking=stacking), r.ensemble)
         merged.set_display_name("ensemble")
         for n in range(1, distillation_rounds + 1):  # unrolled at compile time: see the module doc
             student = _train_loops(v, dataset, student_fold_tasks, student_configs, oof_top_k,
@@ -179,6 +180,7 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None, distillation_r
                                          quantize_min_elements=quantize_min_elements, combiner=combiner,
                                          compression=compression, size_budget_bytes=size_budget_bytes,
                                          soft_label_kind=soft_labels, soft_label_top_k=soft_label_top_k,
+                                         stacking=stacking,
                                          teacher_model=merged.outputs["merged_model"]), r.ensemble)
             merged.set_display_name(f"ensemble of students (round {n})")
         gate = _limits(gate_op(merged_model=merged.outputs["merged_model"], dataset=dataset, gate_config=gate_config,
@@ -247,6 +249,7 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
         "compression": cfg.ensemble.compression,
         "size_budget_bytes": cfg.ensemble.size_budget_bytes,
         "oof_top_k": cfg.ensemble.top_k_predictions,
+        "stacking": config_lib.to_dict(cfg.ensemble.stacking),
         "gate_config": config_lib.to_dict(cfg.gate),
         "beam_runner": beam_runner,
         "register_model": bool(gcp_project) and cfg.vertex.model_registry.register,

@@ -148,7 +148,7 @@ def test_pipeline_passes_the_run_configs_ensemble_section_to_the_ensemble_task(t
 
     ir = yaml.safe_load(open(pipeline_def.compile_pipeline(str(tmp_path / "p.yaml"))))
     task = ir["root"]["dag"]["tasks"]["ensemble-op"]["inputs"]["parameters"]
-    for name in ("combiner", "compression", "size_budget_bytes", "quantize_min_elements"):
+    for name in ("combiner", "compression", "size_budget_bytes", "quantize_min_elements", "stacking"):
         assert task[name]["componentInputParameter"] == name
     assert ir["root"]["inputDefinitions"]["parameters"]["compression"]["defaultValue"] == "uint8"
     cfg = config_lib.run_config_from_dict({"models": [{"name": "moe", "family": "moe"}],

@@ -1,5 +1,6 @@
 """The winners' solutions as recipes (issue 16): validated YAML run configs, a local profile, estimates."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -10,8 +11,9 @@ import sys
 import pytest
 import yaml
 
-from yt8m import config, recipe
+from yt8m import config, fingerprint, recipe
 from yt8m.models import registry
+from yt8m_pipeline.pipelines.yt8m_pipeline import pipeline_arguments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +26,10 @@ def test_every_recipe_validates_and_its_local_profile_keeps_members_and_stages(n
     local = recipe.local_profile(full, scale)
     assert [(m.name, m.family) for m in local.models] == [(m.name, m.family) for m in full.config.models]
     assert all(m.preset == "small" and m.training.examples_to_see == scale.examples for m in local.models)
-    assert local.ensemble == full.config.ensemble and local.data.folds == recipe.LOCAL_FOLDS
+    stacking = full.config.ensemble.stacking if "stacking" not in full.raw.get("ensemble", {}) else \
+        config.StackingConfig(**recipe.LOCAL_STACKING)
+    assert local.ensemble == dataclasses.replace(full.config.ensemble, stacking=stacking)
+    assert local.data.folds == recipe.LOCAL_FOLDS
     assert local.synth.videos == scale.videos and local.data.num_classes == local.synth.classes == scale.classes
     assert local.distillation.rounds == full.config.distillation.rounds
     assert [m.name for m in local.distillation.students] == [m.name for m in full.config.distillation.students]
@@ -34,6 +39,17 @@ def test_every_recipe_validates_and_its_local_profile_keeps_members_and_stages(n
         for switch in recipe.SWITCHES:
             if hasattr(m_full.training, switch) and switch in (full.raw["models"][0].get("training") or {}):
                 assert getattr(m_local.training, switch) == getattr(m_full.training, switch)
+
+
+def test_samsung_stacks_with_the_teams_lightgbm_settings_and_its_local_profile_with_small_ones():
+    samsung = recipe.load("samsung-2018")
+    assert samsung.config.ensemble.combiner == "stacking"
+    assert samsung.config.ensemble.stacking == config.StackingConfig(learning_rate=0.01, max_rounds=3000,
+                                                                     early_stopping_rounds=30)  # YT8M_FACTS.md
+    assert recipe.local_profile(samsung).ensemble.stacking == config.StackingConfig(**recipe.LOCAL_STACKING)
+    arguments = pipeline_arguments(samsung.config, "gs://b/train*.tfrecord", "", "gs://b/published", 3862,
+                                   data_fingerprint=fingerprint.Fingerprint("gs://b/train*.tfrecord", "sha256:0", 1, 1))
+    assert arguments["stacking"] == {"learning_rate": 0.01, "max_rounds": 3000, "early_stopping_rounds": 30}
 
 
 def test_willow_follows_the_published_commands():
@@ -68,6 +84,10 @@ def _write(tmp_path, header=None, **run):
     ({"header": {"name": "bad"}}, "bad.yaml.recipe.title: missing"),
     ({"stacking_rounds": 2}, "stacking_rounds"),  # a stage that does not exist is an error, never skipped
     ({"ensemble": {"combiner": "median"}}, "bad.yaml.ensemble.combiner"),
+    ({"ensemble": {"combiner": "stacking", "stacking": {"learning_rate": 0}}},
+     "bad.yaml.ensemble.stacking.learning_rate: must be > 0"),
+    ({"ensemble": {"stacking": {"max_rounds": 0}}}, "bad.yaml.ensemble.stacking.max_rounds: must be >= 1"),
+    ({"ensemble": {"stacking": {"trees": 3000}}}, r"bad.yaml.ensemble.stacking: unknown field\(s\) trees"),
     ({"header": {"name": "bad", "title": "t", "source": "s", "published_gap": 1.5, "published_gap_note": "n",
                  "size_limit_bytes": None, "accelerator": "NVIDIA_L4"}}, "bad.yaml.recipe.published_gap"),
 ])

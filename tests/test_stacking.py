@@ -100,3 +100,13 @@ def test_unsupported_splits_are_refused():
                                               "right_child": {"leaf_value": 0.0}}}]}
     with pytest.raises(ValueError, match="unsupported LightGBM split =="):
         stacking.flatten_trees(tree)
+
+
+def test_the_run_configs_stacking_settings_reach_the_stacker(tmp_path):
+    from yt8m import config
+
+    table, _dense, labels = _table(tmp_path, "s", np.random.default_rng(1), 300)
+    settings = config.StackingConfig(learning_rate=0.3, max_rounds=4, early_stopping_rounds=2)
+    stacker = ensemble.StackerCache(table, labels, C, settings).get(range(table.num_members))
+    assert stacker.report["params"]["learning_rate"] == 0.3
+    assert max(stacker.report["best_iterations_per_half"]) <= 4

@@ -15,7 +15,7 @@ import typing
 
 import yaml
 
-from yt8m import schema, storage
+from yt8m import schema, stacking, storage
 
 
 class ConfigError(ValueError):
@@ -91,12 +91,21 @@ ENSEMBLE_COMBINERS = ("average", "weighted", "stacking")  # yt8m.ensemble.COMBIN
 
 
 @dataclasses.dataclass(frozen=True)
+class StackingConfig:
+    """The LightGBM stacker of ``combiner: stacking`` (its defaults are ``yt8m.stacking``'s)."""
+    learning_rate: float = stacking.DEFAULT_PARAMS["learning_rate"]
+    max_rounds: int = stacking.MAX_ROUNDS  # boosting rounds at most, each half of the cross-fit ...
+    early_stopping_rounds: int = stacking.EARLY_STOPPING_ROUNDS  # ... stopping after this many without progress
+
+
+@dataclasses.dataclass(frozen=True)
 class EnsembleConfig:
     quantize_min_elements: int = 17_000  # float32 tensors with more elements are compressed ...
     compression: str = "uint8"  # ... as: uint8 (min-max per channel) | codebook (256 centroids) | float16 | none
     combiner: str = "average"  # probability average | weighted (non-negative weights fitted on OOF GAP) | stacking
     size_budget_bytes: int = 1 << 30  # the planner picks members and precisions under this (the 2018 1 GB rule)
     top_k_predictions: int = 20
+    stacking: StackingConfig = StackingConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -561,6 +570,9 @@ def gate_config_from_dict(raw: dict | None, where: str = "gate") -> GateConfig:
 
 def _check_ensemble_choices(e: EnsembleConfig, where: str) -> None:
     _check_range(f"{where}.size_budget_bytes", e.size_budget_bytes, 1)
+    _check_range(f"{where}.stacking.learning_rate", e.stacking.learning_rate, 0, 1, low_open=True)
+    _check_range(f"{where}.stacking.max_rounds", e.stacking.max_rounds, 1)
+    _check_range(f"{where}.stacking.early_stopping_rounds", e.stacking.early_stopping_rounds, 1)
     for field, allowed in (("compression", ENSEMBLE_COMPRESSIONS), ("combiner", ENSEMBLE_COMBINERS)):
         if getattr(e, field) not in allowed:
             raise ConfigError(f"{where}.{field}: expected one of {', '.join(allowed)}, got {getattr(e, field)!r}")

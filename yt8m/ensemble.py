@@ -203,7 +203,8 @@ def combiner_weights(table: TopKTable, combiner: str) -> tuple[np.ndarray, float
 
 def fit_stacking(table: TopKTable, labels: dict[str, list[int]], num_classes: int, seed: int = 0,
                  max_videos: int = STACK_MAX_VIDEOS, params: dict | None = None,
-                 max_rounds: int = stacking.MAX_ROUNDS) -> stacking.Stacker:
+                 max_rounds: int = stacking.MAX_ROUNDS,
+                 early_stopping_rounds: int = stacking.EARLY_STOPPING_ROUNDS) -> stacking.Stacker:
     """A LightGBM stacker fitted on an OOF ``table`` (k: the files' top-k width; prior: the labels').
 
     Fitted on ``table.sample(max_videos)`` (full scale: ~40 candidates per video, so 5.5M OOF videos would be
@@ -213,7 +214,8 @@ def fit_stacking(table: TopKTable, labels: dict[str, list[int]], num_classes: in
     sample = table.sample(max_videos)
     stacker = stacking.fit_stacker(sample.video_ids, sample.classes, sample.scores, sample.present(), sample.relevant,
                                    sample.num_positives, stacking.class_prior(labels, num_classes), k=table.width,
-                                   seed=seed, params=params, max_rounds=max_rounds)
+                                   seed=seed, params=params, max_rounds=max_rounds,
+                                   early_stopping_rounds=early_stopping_rounds)
     if sample is not table:
         rows = np.linspace(0, len(table.video_ids) - 1, max_videos).astype(np.int64)  # TopKTable.sample's rows
         scores = stacked_scores(stacker, table)
@@ -228,15 +230,20 @@ class StackerCache:
     """Stackers fitted on subsets of ``table``'s members, by (members, videos fitted): a subset is fitted once
     for the planner and reused for the report and the export when the sample sizes agree."""
 
-    def __init__(self, table: TopKTable, labels: dict[str, list[int]], num_classes: int):
-        self.table, self.labels, self.num_classes = table, labels, num_classes
+    def __init__(self, table: TopKTable, labels: dict[str, list[int]], num_classes: int,
+                 settings: config_lib.StackingConfig = config_lib.StackingConfig()):
+        self.table, self.labels, self.num_classes, self.settings = table, labels, num_classes, settings
         self.fitted: dict[tuple, stacking.Stacker] = {}
 
     def get(self, members, max_videos: int = STACK_MAX_VIDEOS, cheap: bool = False) -> stacking.Stacker:
-        """The stacker of ``members`` (``cheap``: the planner's settings, ``PLAN_STACK_PARAMS``/``_ROUNDS``)."""
+        """The stacker of ``members``: the run config's ``ensemble.stacking`` settings, or (``cheap``) the
+        planner's (``PLAN_STACK_PARAMS``/``_ROUNDS``)."""
         key = (tuple(members), min(len(self.table.video_ids), max_videos), cheap)
         if key not in self.fitted:
-            extra = {"params": PLAN_STACK_PARAMS, "max_rounds": PLAN_STACK_ROUNDS} if cheap else {}
+            s = self.settings
+            extra = ({"params": PLAN_STACK_PARAMS, "max_rounds": PLAN_STACK_ROUNDS} if cheap else
+                     {"params": {"learning_rate": s.learning_rate}, "max_rounds": s.max_rounds,
+                      "early_stopping_rounds": s.early_stopping_rounds})
             self.fitted[key] = fit_stacking(self.table.subset(list(members)), self.labels, self.num_classes,
                                             max_videos=max_videos, **extra)
         return self.fitted[key]
@@ -419,7 +426,8 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
                    transform_dir: str | None = None, *, combiner: str = "average", compression: str = "uint8",
                    size_budget_bytes: int = 1 << 30, holdout_data=None, soft_labels: str = "",
                    soft_label_top_k: int = 20, soft_label_dir: str | None = None,
-                   teacher_report: dict | None = None) -> dict:
+                   teacher_report: dict | None = None,
+                   stacking_settings: config_lib.StackingConfig = config_lib.StackingConfig()) -> dict:
     """Plan, merge and report: see the module doc. Writes ``output_dir/{saved_model/, ensemble.json,
     plan.json, frontier.png}``.
 
@@ -430,7 +438,8 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
     empty: none): write the chosen combiner's scores as teacher files (``write_soft_labels``) into
     ``soft_label_dir`` (default ``output_dir/teacher``).
     ``teacher_report``: the ``ensemble.json`` of the ensemble these members were distilled from; its GAPs
-    are reported beside the members' and the combiners' (``report["teacher"]``)."""
+    are reported beside the members' and the combiners' (``report["teacher"]``). ``stacking_settings``: the
+    stacker's learning rate, rounds and early stopping (the run config's ``ensemble.stacking``)."""
     if combiner not in COMBINERS:
         raise ValueError(f"combiner: expected one of {', '.join(COMBINERS)}, got {combiner!r}")
     compression_lib.check_method(compression)
@@ -456,7 +465,7 @@ def build_ensemble(member_dirs: list[str], output_dir: str, num_classes: int, ho
                                   "saved_model_bytes": r["saved_model_bytes"], "tensor_bytes": sizes[r["name"]],
                                   "dir": d})
     report["combiners"] = {}
-    stackers = StackerCache(tables["oof"], oof_labels, num_classes)
+    stackers = StackerCache(tables["oof"], oof_labels, num_classes, stacking_settings)
     for name in COMBINERS:
         if name == "stacking":
             stacker = stackers.get(range(len(names)))

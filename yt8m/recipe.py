@@ -76,6 +76,9 @@ SMOKE = LocalScale("smoke", videos=240, classes=20, examples=128, max_frames=40)
 SCALES = {s.name: s for s in (LOCAL, SMOKE)}
 LOCAL_FOLDS = 2
 LOCAL_BATCH = 32
+# A recipe's stacker at local (and smoke) scale: a few thousand candidate rows, so larger and fewer steps than the
+# full recipe's (samsung-2018: 3,000 trees at lr 0.01).
+LOCAL_STACKING = {"learning_rate": 0.1, "max_rounds": 100, "early_stopping_rounds": 10}
 # Training fields that are a recipe's SWITCHES (kept by the local profile); the rest (steps, batch,
 # learning-rate schedule, frames sampled) are sized for the full data and replaced.
 SWITCHES = ("half_video_prob", "reverse_prob", "mixup_prob", "mixup_alpha", "ema_halflife", "distill_weight",
@@ -189,6 +192,8 @@ def local_profile(recipe: Recipe, scale: LocalScale = LOCAL) -> config_lib.RunCo
     raw["data"] = {**raw.get("data", {}), "num_classes": scale.classes,
                    "folds": min(LOCAL_FOLDS, raw.get("data", {}).get("folds", LOCAL_FOLDS))}
     raw["synth"] = {"videos": scale.videos, "classes": scale.classes, "seed": 7}
+    if "stacking" in raw.get("ensemble", {}):
+        raw["ensemble"] = {**raw["ensemble"], "stacking": dict(LOCAL_STACKING)}
     # a smoke-scale run checks that every stage runs, it is not a release candidate: no GAP threshold and no
     # comparison with a baseline (the full recipe keeps both)
     raw["gate"] = {**raw.get("gate", {}), "min_gap": 0.0, "compare_with_previous": False}

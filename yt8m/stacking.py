@@ -139,7 +139,7 @@ class Stacker:
 
 
 def _train(features, targets, valid_features, valid_targets, params: dict, rounds: int | None,
-           max_rounds: int = MAX_ROUNDS):
+           max_rounds: int = MAX_ROUNDS, early_stopping_rounds: int = EARLY_STOPPING_ROUNDS):
     import lightgbm
 
     train = lightgbm.Dataset(features, targets, feature_name=None, free_raw_data=False)
@@ -147,14 +147,16 @@ def _train(features, targets, valid_features, valid_targets, params: dict, round
         return lightgbm.train(params, train, num_boost_round=rounds)
     valid = lightgbm.Dataset(valid_features, valid_targets, reference=train)
     return lightgbm.train(params, train, num_boost_round=max_rounds, valid_sets=[valid],
-                          callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+                          callbacks=[lightgbm.early_stopping(early_stopping_rounds, verbose=False)])
 
 
 def fit_stacker(video_ids: list[str], classes: np.ndarray, scores: np.ndarray, present: np.ndarray,
                 relevant: np.ndarray, num_positives: int, prior: np.ndarray, k: int = 20, seed: int = 0,
-                params: dict | None = None, max_rounds: int = MAX_ROUNDS) -> Stacker:
+                params: dict | None = None, max_rounds: int = MAX_ROUNDS,
+                early_stopping_rounds: int = EARLY_STOPPING_ROUNDS) -> Stacker:
     """Fit on a candidate table (members' OOF predictions; see the module doc); report the cross-fitted GAP.
-    ``params`` override ``DEFAULT_PARAMS``; ``max_rounds`` caps the early-stopped halves' boosting rounds."""
+    ``params`` override ``DEFAULT_PARAMS``; ``max_rounds`` caps the early-stopped halves' boosting rounds, which
+    stop after ``early_stopping_rounds`` without progress on the other half."""
     params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
     halves = np.asarray([_stable_half(v) for v in video_ids])
     if len(set(halves.tolist())) < 2:
@@ -169,7 +171,7 @@ def fit_stacker(video_ids: list[str], classes: np.ndarray, scores: np.ndarray, p
                     relevant[rows][classes[rows] >= 0].astype(np.float64))
 
         (xf, yf), (xe, ye) = part(fit_rows), part(eval_rows)
-        booster = _train(xf, yf, xe, ye, params, None, max_rounds)
+        booster = _train(xf, yf, xe, ye, params, None, max_rounds, early_stopping_rounds)
         best.append(max(1, booster.best_iteration or booster.current_iteration()))
         block = np.zeros(classes[eval_rows].shape, np.float64)
         block[classes[eval_rows] >= 0] = booster.predict(xe, num_iteration=best[-1])
