@@ -178,13 +178,14 @@ def write_markdown(rows: list[dict], path: str) -> None:
              "ensemble of the members below (build_ensemble), students train on its OOF soft labels "
              "(kfold.train_member with the teacher; distill_weight w). Holdout GAP@20; 'without' is the same "
              "student config trained without a teacher. Machine: "
-             f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs (load average 13-19 while "
+             f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs (load average 11-19 while "
              "measured: the seconds are indicative only).", ""]
     for row in rows:
         t = row["teacher"]
         lines += [f"## {row['setting']} ({row['videos']} videos, {row['classes']} classes, "
                   f"{row['holdout_videos']} holdout videos, synth {row['synth_overrides'] or 'defaults'})", "",
-                  f"Teacher: {t['combiner']} ensemble **{t['holdout_gap']:.4f}** (weights "
+                  f"Teacher: {t['combiner']} ensemble **{t['holdout_gap']:.4f}** holdout, {t['oof_gap']:.4f} OOF "
+                  "(the OOF soft labels: fold models trained on the other folds only; weights "
                   f"{[round(w, 2) for w in t['weights']]}); members " +
                   ", ".join(f"{k} {v:.4f}" for k, v in t["members"].items()) + ". Top-20 soft labels leave "
                   f"{100 * t['soft_labels']['topk']['oof_mass_outside_top_k']:.2f}% of the OOF teacher's mass out.", "",
