@@ -529,3 +529,22 @@ def test_mirrored_strategy_code_path_on_two_logical_cpus(tmp_path):
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RESULT 2 8 8 0" in result.stdout
+
+
+def test_full_predictions_are_every_class_of_the_same_scores_as_the_topk_files(tmp_path):
+    """training.full_predictions (set by distillation.soft_labels full): the folds' and the final member's
+    every-class probabilities (float16, keyed by video id), the teachers of full soft labels."""
+    root = str(tmp_path / "dataset")
+    _write_layout(root, np.random.default_rng(7))
+    out = str(tmp_path / "member")
+    kfold.train_member(_cfg("moe", epochs=1, batch_size=8, full_predictions=True), root, out, NUM_CLASSES, folds=2)
+    for split, topk_file, full_file in (("oof", kfold.OOF_FILE, kfold.OOF_FULL_FILE),
+                                        ("holdout", "holdout_predictions.npz", kfold.HOLDOUT_FULL_FILE)):
+        topk = predictions.load_topk(os.path.join(out, topk_file))
+        full = predictions.load_full(os.path.join(out, full_file))
+        assert full["scores"].dtype == np.float16 and full["scores"].shape == (len(topk["video_ids"]), NUM_CLASSES)
+        assert sorted(full["video_ids"]) == sorted(topk["video_ids"]), split
+        rows = [full["video_ids"].index(v) for v in topk["video_ids"]]
+        dense = np.asarray(full["scores"], np.float32)[rows]
+        np.testing.assert_allclose(np.take_along_axis(dense, topk["classes"].astype(np.int64), axis=1),
+                                   topk["scores"], atol=1e-3, err_msg=split)  # the same scores, float16
