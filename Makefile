@@ -17,13 +17,16 @@ setup: $(BIN)/yt8m
 run: setup
 	$(BIN)/yt8m run --local
 
-# Every test, the slow end-to-end ones included (what CI runs).
+# Every test, the slow end-to-end ones included (what CI runs). Two pytest-xdist workers, one test file
+# per worker at a time (--dist loadfile keeps a file's module fixtures in one process).
+PYTEST_PARALLEL := -n 2 --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
 
 # The fast tests only, for a developer loop.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_reader.py

