@@ -125,3 +125,13 @@ def test_open_routes_gcs_paths_to_gfile(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", fake_tf)
     assert preds._open("gs://bucket/sub.csv", "w") == "handle"
     assert opened == [("gs://bucket/sub.csv", "w")]
+
+
+def test_a_missing_full_predictions_file_names_the_file_and_what_should_have_written_it(tmp_path):
+    missing = str(tmp_path / "oof_full.npy")
+    with pytest.raises(FileNotFoundError, match=r"oof_full\.npy not found: set training\.full_predictions"):
+        preds.load_full(missing, missing_hint="set training.full_predictions")
+    ids, scores = ["a", "b"], np.array([[0.1, 0.9], [0.5, 0.25]], np.float32)
+    preds.save_full(missing, ids, scores)
+    loaded = preds.load_full(missing, missing_hint="set training.full_predictions")
+    assert loaded["video_ids"] == ids and np.allclose(loaded["scores"], scores, atol=1e-3)

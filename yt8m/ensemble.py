@@ -291,10 +291,8 @@ def full_member_scores(member_dirs: list[str], split: str, video_ids: list[str])
     out = []
     for d in member_dirs:
         path = storage.join(d, name)
-        if not storage.gfile.exists(path):
-            raise FileNotFoundError(f"{path} not found: full soft labels need every class's predictions of the "
-                                    "members (training.full_predictions, set by distillation.soft_labels: full)")
-        data = predictions.load_full(path)
+        data = predictions.load_full(path, missing_hint="full soft labels need every class's predictions of the "
+                                     "members (training.full_predictions, set by distillation.soft_labels: full)")
         order = {v: i for i, v in enumerate(data["video_ids"])}
         missing = [v for v in video_ids if v not in order]
         if missing:

@@ -171,13 +171,8 @@ def _merge_fold_predictions(model_config: config_lib.ModelConfig, fold_dirs: lis
 
 def _save_full_predictions(fold_dirs: list[str], oof_ids: list[str], output_dir: str, hold_ids, hold_scores) -> None:
     """The member's every-class OOF (its folds' ``OOF_FULL_FILE``s, in ``oof_ids`` order) and holdout probabilities."""
-    parts = []
-    for d in fold_dirs:
-        path = storage.join(d, OOF_FULL_FILE)
-        if not storage.gfile.exists(path):
-            raise FileNotFoundError(f"{path} not found: training.full_predictions is set, but this fold was trained "
-                                    "without it")
-        parts.append(predictions.load_full(path))
+    parts = [predictions.load_full(storage.join(d, OOF_FULL_FILE), missing_hint="training.full_predictions is "
+                                   "set, but this fold was trained without it") for d in fold_dirs]
     position = {v: i for i, v in enumerate(oof_ids)}
     scores = np.zeros((len(oof_ids), hold_scores.shape[1]), predictions.FULL_DTYPE)
     filled = 0

@@ -18,6 +18,15 @@ KAGGLE_HEADER = "VideoId,LabelConfidencePairs"
 _ROWS_PER_WRITE = 10_000
 
 
+def _exists(path: str) -> bool:
+    path = os.fspath(path)
+    if path.startswith("gs://"):
+        import tensorflow as tf  # lazy: only needed for GCS
+
+        return tf.io.gfile.exists(path)
+    return os.path.exists(path)
+
+
 def _open(path: str, mode: str = "r"):
     """Open a local path (parent folders created when writing) or a gs:// path (tf.io.gfile)."""
     path = os.fspath(path)
@@ -225,8 +234,11 @@ def is_full(path: str) -> bool:
     return os.fspath(path).endswith(".npy")
 
 
-def load_full(path: str, mmap: bool = True) -> dict:
-    """Load a ``save_full`` file: {video_ids, scores (float16 [N, C]; memory-mapped when local), num_classes}."""
+def load_full(path: str, mmap: bool = True, missing_hint: str = "") -> dict:
+    """Load a ``save_full`` file: {video_ids, scores (float16 [N, C]; memory-mapped when local), num_classes}.
+    A missing file is a FileNotFoundError naming it, followed by ``missing_hint`` (what should have written it)."""
+    if missing_hint and not _exists(path):
+        raise FileNotFoundError(f"{path} not found: {missing_hint}")
     with _open(full_ids_path(path), "r") as f:
         ids = f.read().splitlines()
     if mmap and not os.fspath(path).startswith("gs://"):
