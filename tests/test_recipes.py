@@ -111,6 +111,37 @@ def test_unknown_recipe_names_the_known_ones():
         recipe.load("nope")
 
 
+@pytest.mark.parametrize("name", recipe.names())
+def test_every_recipe_compiles_with_its_members_fan_out_rounds_and_gpus(tmp_path, name):
+    from yt8m_pipeline.pipelines import yt8m_pipeline as pipeline_def
+
+    full = recipe.load(name)
+    cfg = full.config
+    ir = yaml.safe_load(open(pipeline_def.compile_pipeline(str(tmp_path / "ir.yaml"), cfg)))
+    args = pipeline_arguments(cfg, "gs://b/train*.tfrecord", "", "gs://b/published", cfg.data.num_classes,
+                              data_fingerprint=fingerprint.Fingerprint("p", "sha256:0", 1, 1))
+    assert [m["name"] for m in args["model_configs"]] == [m.name for m in cfg.models]
+    assert len(args["fold_tasks"]) == len(cfg.models) * cfg.data.folds
+    students = cfg.distillation.students if cfg.distillation.rounds else []
+    assert [m["name"] for m in args["student_configs"]] == [m.name for m in students]
+    assert len(args["student_fold_tasks"]) == len(students) * cfg.data.folds
+    ensembles = [t for t in json.dumps(ir).split('"') if re.fullmatch(r"ensemble-op(-\d+)?", t)]
+    assert len(set(ensembles)) == 1 + cfg.distillation.rounds  # one ensemble per round of students
+    trainers = {n: e for n, e in ir["deploymentSpec"]["executors"].items() if "train" in n}
+    assert trainers and {e["container"]["resources"]["accelerator"]["resourceType"]
+                         for e in trainers.values()} == {full.header["accelerator"]}
+
+
+def test_a_recipe_trains_on_its_headers_accelerator_and_a_contradicting_vertex_setting_is_refused(tmp_path):
+    header = {"name": "bad", "title": "t", "source": "s", "published_gap": 0.8, "published_gap_note": "n",
+              "size_limit_bytes": None, "accelerator": "NVIDIA_A100_80GB"}
+    a100 = recipe.load(_write(tmp_path, header))
+    assert a100.config.vertex.resources.train.accelerator_type == "NVIDIA_A100_80GB"
+    with pytest.raises(recipe.RecipeError, match=r"bad.yaml.vertex.resources.train.accelerator_type: 'NVIDIA_L4' "
+                                                 r"differs from the recipe's accelerator 'NVIDIA_A100_80GB'"):
+        recipe.load(_write(tmp_path, header, vertex={"resources": {"train": {"accelerator_type": "NVIDIA_L4"}}}))
+
+
 @pytest.mark.slow
 def test_submit_dry_run_of_a_recipe_has_its_members_fan_out_and_gpus(tmp_path):
     out = tmp_path / "job.json"

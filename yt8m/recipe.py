@@ -134,6 +134,22 @@ def _check_header(header, where: str) -> dict:
     return dict(header)
 
 
+def _train_on_the_header_accelerator(raw: dict, accelerator: str, where: str) -> None:
+    """The training tasks' GPU on Vertex is the header's ``accelerator`` (the one the GPU-hour estimate is
+    for): filled in ``vertex.resources.train.accelerator_type`` unless the recipe sets it; a different value
+    there is an error, never a silent mismatch between the estimate and the job."""
+    vertex = raw.get("vertex") or {}
+    resources = vertex.get("resources") or {}
+    train = resources.get("train") or {}
+    if not all(isinstance(d, dict) for d in (vertex, resources, train)):
+        return  # run_config_from_dict names the malformed field
+    chosen = train.get("accelerator_type", accelerator)
+    if chosen != accelerator:
+        raise RecipeError(f"{where}.vertex.resources.train.accelerator_type: {chosen!r} differs from the recipe's "
+                          f"accelerator {accelerator!r} (recipe.accelerator, which the GPU-hour estimate uses)")
+    raw["vertex"] = {**vertex, "resources": {**resources, "train": {**train, "accelerator_type": accelerator}}}
+
+
 def load(name_or_path: str) -> Recipe:
     """Read and validate a recipe (a name in ``yt8m/recipes/`` or a path)."""
     path = path_of(name_or_path)
@@ -143,6 +159,7 @@ def load(name_or_path: str) -> Recipe:
         raise RecipeError(f"{where}: expected a mapping with a 'recipe:' header and a run config")
     raw = dict(raw)
     header = _check_header(raw.pop("recipe", None), f"{where}.recipe")
+    _train_on_the_header_accelerator(raw, header["accelerator"], where)
     try:
         cfg = config_lib.run_config_from_dict(raw, where)
     except config_lib.ConfigError as err:
