@@ -147,7 +147,8 @@ def test_submit_dry_run_of_a_recipe_has_its_members_fan_out_and_gpus(tmp_path):
     out = tmp_path / "job.json"
     result = subprocess.run([sys.executable, "-m", "yt8m_pipeline.cli", "submit", "--recipe", "willow-2017",
                              "--project", "my-project", "--region", "us-central1", "--pipeline-root",
-                             "gs://bucket/root", "--data", "gs://bucket/train*.tfrecord", "--dry-run", str(out)],
+                             "gs://bucket/root", "--data", "gs://bucket/train*.tfrecord", "--dataflow-template",
+                             "gs://bucket/templates/preprocess.json", "--dry-run", str(out)],
                             capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "GPU-hours on NVIDIA_L4" in result.stderr and "recipe willow-2017: 7 members" in result.stderr
@@ -158,6 +159,20 @@ def test_submit_dry_run_of_a_recipe_has_its_members_fan_out_and_gpus(tmp_path):
     executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
     trainers = [e for name, e in executors.items() if "train" in name]
     assert trainers and all(e["container"]["resources"]["accelerator"]["type"] == "NVIDIA_L4" for e in trainers)
+    launch = [e for name, e in executors.items() if "dataflow-flex-template" in name]  # the full-size preprocessing
+    assert launch and "gs://bucket/templates/preprocess.json" in json.dumps(spec)
+    assert "preprocessing runs inside the preprocess task" not in result.stderr
+
+
+def test_a_recipe_for_vertex_preprocesses_on_dataflow_from_the_given_template(tmp_path):
+    willow = recipe.load("willow-2017")
+    assert willow.config.vertex.dataflow.runner == "local"  # the template's gs:// path is the user's
+    cfg = recipe.for_vertex(willow, 1 << 30, "gs://bucket/templates/preprocess.json")
+    assert (cfg.vertex.dataflow.runner, cfg.vertex.dataflow.flex_template) == ("dataflow",
+                                                                               "gs://bucket/templates/preprocess.json")
+    assert cfg.gate.max_size_bytes == cfg.ensemble.size_budget_bytes == 1 << 30
+    with pytest.raises(config.ConfigError, match="flex_template"):
+        recipe.for_vertex(willow, dataflow_template="/local/preprocess.json")
 
 
 @pytest.mark.slow

@@ -174,12 +174,25 @@ def load(name_or_path: str) -> Recipe:
 def with_size_limit(recipe: Recipe, limit_bytes: int) -> config_lib.RunConfig:
     """The recipe under a model size rule: the ensemble plans members and precisions within ``limit_bytes``
     (``yt8m.planner``) and the gate refuses anything over it."""
+    return for_vertex(recipe, size_limit=limit_bytes)
+
+
+def for_vertex(recipe: Recipe, size_limit: int | None = None, dataflow_template: str | None = None
+               ) -> config_lib.RunConfig:
+    """The full-size run config submitted to Vertex: optionally under a model size rule (``size_limit``) and
+    with the preprocessing on Dataflow from the Flex Template at ``dataflow_template`` (gs://.../*.json)."""
     raw = copy.deepcopy(recipe.raw)
-    raw.setdefault("ensemble", {})["size_budget_bytes"] = int(limit_bytes)
-    if raw["ensemble"].get("compression", "uint8") == "none":
-        raw["ensemble"]["compression"] = "uint8"
-    raw.setdefault("gate", {})["max_size_bytes"] = int(limit_bytes)
-    return config_lib.run_config_from_dict(raw, f"{recipe.name} (size limit {limit_bytes:,})")
+    where = recipe.name
+    if size_limit:
+        raw.setdefault("ensemble", {})["size_budget_bytes"] = int(size_limit)
+        if raw["ensemble"].get("compression", "uint8") == "none":
+            raw["ensemble"]["compression"] = "uint8"
+        raw.setdefault("gate", {})["max_size_bytes"] = int(size_limit)
+        where += f" (size limit {size_limit:,})"
+    if dataflow_template:
+        dataflow = raw.setdefault("vertex", {}).setdefault("dataflow", {})
+        dataflow.update(runner="dataflow", flex_template=dataflow_template)
+    return config_lib.run_config_from_dict(raw, where)
 
 
 def _local_model(model: dict, scale: LocalScale) -> dict:

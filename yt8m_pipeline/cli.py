@@ -387,6 +387,9 @@ def _add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="a winners' recipe at full size (see `yt8m recipes`) instead of --config")
     p.add_argument("--size-limit", type=_positive_int, metavar="BYTES",
                    help="with --recipe: plan the ensemble under this model size (the 2018 rule: 1073741824)")
+    p.add_argument("--dataflow-template", metavar="GS_JSON",
+                   help="with --recipe: preprocess on Dataflow from this Flex Template spec (gs://.../preprocess.json, "
+                        "infra/README.md); without it the Beam job runs inside the preprocess task")
 
 
 def _recipe_config(args, local: bool) -> None:
@@ -397,11 +400,14 @@ def _recipe_config(args, local: bool) -> None:
             raise UsageError("--size-limit needs --recipe")
         if getattr(args, "scale", None):
             raise UsageError("--scale needs --recipe")
+        if getattr(args, "dataflow_template", None):
+            raise UsageError("--dataflow-template needs --recipe (with --config, set vertex.dataflow in the file)")
         return
     if args.config:
         raise UsageError("--recipe and --config are exclusive (a recipe is a run config)")
     import tempfile
 
+    from yt8m import config as config_lib
     from yt8m import recipe as recipe_lib
 
     chosen = recipe_lib.load(args.recipe)
@@ -413,7 +419,14 @@ def _recipe_config(args, local: bool) -> None:
               f"{cfg.data.folds} folds")
     else:
         limit = getattr(args, "size_limit", None)
-        cfg = recipe_lib.with_size_limit(chosen, limit) if limit else chosen.config
+        try:
+            cfg = recipe_lib.for_vertex(chosen, limit, getattr(args, "dataflow_template", None))
+        except config_lib.ConfigError as err:  # e.g. a --dataflow-template that is not gs://.../*.json
+            raise UsageError(str(err)) from None
+        if cfg.vertex.dataflow.runner != "dataflow":
+            print(f"recipe {chosen.name}: preprocessing runs inside the preprocess task on Beam's local runner; "
+                  "for the full dataset pass --dataflow-template gs://.../preprocess.json (infra/README.md)",
+                  file=sys.stderr)
         estimated = recipe_lib.check_budget(chosen, together=not limit, size_limit=limit)
         print(f"recipe {chosen.name}: {len(estimated['members'])} members, estimated {estimated['fp32_bytes'] / 1e9:.2f} GB "
               f"fp32, {estimated['compressed_bytes'] / 1e9:.2f} GB {estimated['compression']}; "
