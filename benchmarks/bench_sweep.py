@@ -150,6 +150,25 @@ def markdown(rows: list[dict], config: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def previous_rows(path: str, config: str | None) -> list[dict]:
+    """The rows of an earlier result file, if it was measured with the same run config."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        earlier = json.load(f)
+    if earlier.get("config") != config:
+        raise SystemExit(f"--merge: {path} was measured with run config {earlier.get('config')!r}, not {config!r}")
+    return earlier["rows"]
+
+
+def merge_rows(kept: list[dict], fresh: list[dict]) -> list[dict]:
+    """``kept`` rows of settings not in ``fresh``, then ``fresh``, in SETTINGS order."""
+    by_setting = {r["setting"]: r for r in kept}
+    by_setting.update({r["setting"]: r for r in fresh})
+    order = list(SETTINGS)
+    return sorted(by_setting.values(), key=lambda r: order.index(r["setting"]) if r["setting"] in order else len(order))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
@@ -157,6 +176,8 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", help="where data and runs go (default: a temporary folder, removed)")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
     p.add_argument("--name", default="sweep", help="result file name (NAME.json, NAME.md)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of NAME.json for settings this call does not run (same run config only)")
     args = p.parse_args(argv)
     names = [n for n in args.settings.split(",") if n]
     unknown = [n for n in names if n not in SETTINGS]
@@ -164,10 +185,12 @@ def main(argv=None) -> int:
         p.error(f"unknown setting(s) {unknown}; known: {', '.join(SETTINGS)}")
     work = args.work_dir or tempfile.mkdtemp(prefix="yt8m-sweep-")
     os.makedirs(args.out_dir, exist_ok=True)
+    out_json = os.path.join(args.out_dir, f"{args.name}.json")
+    kept = previous_rows(out_json, args.config) if args.merge else []
     rows = []
     try:
         for n in names:  # the files are rewritten after every setting, so a partial sweep is kept
-            rows.append(_one(n, work, args.config))
+            rows = merge_rows(kept, rows + [_one(n, work, args.config)])
             with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:
                 json.dump({"config": args.config, "rows": rows}, f, indent=2)
             with open(os.path.join(args.out_dir, f"{args.name}.md"), "w") as f:
