@@ -127,10 +127,10 @@ def collect_folds(fold_dirs: list[str], collected_dir: str) -> dict[str, list[in
         found[name].append(fold)
         target = collected_fold_dir(collected_dir, name, fold)
         storage.gfile.makedirs(target)
-        for file_name in (OOF_FILE, FOLD_METRICS_FILE, OOF_FULL_FILE, predictions.full_ids_path(OOF_FULL_FILE)):
-            if file_name in (OOF_FILE, FOLD_METRICS_FILE) or storage.gfile.exists(storage.join(fold_dir, file_name)):
-                storage.gfile.copy(storage.join(fold_dir, file_name), storage.join(target, file_name),
-                                   overwrite=True)
+        optional = [f for f in (OOF_FULL_FILE, predictions.full_ids_path(OOF_FULL_FILE))  # training.full_predictions
+                    if storage.gfile.exists(storage.join(fold_dir, f))]
+        for file_name in [OOF_FILE, FOLD_METRICS_FILE, *optional]:
+            storage.gfile.copy(storage.join(fold_dir, file_name), storage.join(target, file_name), overwrite=True)
     log.info("collected out-of-fold predictions: %s",
              ", ".join(f"{name} folds {sorted(ks)}" for name, ks in sorted(found.items())))
     return {name: sorted(ks) for name, ks in found.items()}
