@@ -54,7 +54,9 @@ image of the config. The launch task's ``gcp_resources`` links the Dataflow job 
 UI; see ``yt8m_pipeline/dataflow.py`` for the launch, the register step and why a Flex Template.
 The per-run folder is a parameter of those tasks, so a new submission never reuses a cached
 Dataflow result (the launch task's cache key cannot see the launcher image, which the template
-spec names, nor the job's code in it).
+spec names, nor the job's code in it). On either runner the job also writes the z-scored means
+(``mean_rgb_z``, ``mean_audio_z``) when the ``standardized_features`` parameter is true, which
+``pipeline_arguments`` sets exactly when a member or student has ``training.video_features: standardized``.
 """
 
 import dataclasses
@@ -94,7 +96,8 @@ def _training(task: dsl.PipelineTask, vertex: config_lib.VertexConfig) -> dsl.Pi
 
 
 def _preprocess_on_dataflow(v: config_lib.VertexConfig, raw, train_pattern, data_fingerprint, num_classes, folds,
-                            holdout_fraction, dataflow_root, dataflow_job_name, gcp_project, gcp_region):
+                            holdout_fraction, standardized_features, dataflow_root, dataflow_job_name, gcp_project,
+                            gcp_region):
     """launch (Flex Template) -> wait -> register: the Dataset artifact of the job's gs:// output."""
     from google_cloud_pipeline_components.v1.dataflow import DataflowFlexTemplateJobOp
     from google_cloud_pipeline_components.v1.wait_gcp_resources import WaitGcpResourcesOp
@@ -106,7 +109,8 @@ def _preprocess_on_dataflow(v: config_lib.VertexConfig, raw, train_pattern, data
     launch = DataflowFlexTemplateJobOp(
         container_spec_gcs_path=d.flex_template, project=d.project or gcp_project, location=d.region or gcp_region,
         job_name=dataflow_job_name,
-        parameters=dataflow.flex_parameters(train_pattern, output, num_classes, folds, holdout_fraction),
+        parameters=dataflow.flex_parameters(train_pattern, output, num_classes, folds, holdout_fraction,
+                                            standardized_features),
         machine_type=d.machine_type, max_workers=d.max_workers,
         temp_location=d.temp_location or f"{dataflow_root}/tmp",
         staging_location=d.staging_location or f"{dataflow_root}/staging",
@@ -153,18 +157,20 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None, distillation_r
                       size_budget_bytes: int = 1 << 30, oof_top_k: int = 20, beam_runner: str = "local", register_model: bool = False,
                       gcp_project: str = "", gcp_region: str = "", dataflow_root: str = "",
                       dataflow_job_name: str = "", student_configs: list = [], student_fold_tasks: list = [],
-                      soft_labels: str = "", soft_label_top_k: int = 20, stacking: dict = {}):
+                      soft_labels: str = "", soft_label_top_k: int = 20, stacking: dict = {},
+                      standardized_features: bool = False):
         raw = dsl.importer(artifact_uri=train_pattern, artifact_class=dsl.Dataset, reimport=False,
                            metadata={"pattern": train_pattern, "fingerprint": data_fingerprint,
                                      "summary": data_summary}).set_display_name("raw data")
         if v.dataflow.runner == "dataflow":
             dataset = _preprocess_on_dataflow(v, raw.output, train_pattern, data_fingerprint, num_classes, folds,
-                                              holdout_fraction, dataflow_root, dataflow_job_name, gcp_project,
-                                              gcp_region)
+                                              holdout_fraction, standardized_features, dataflow_root,
+                                              dataflow_job_name, gcp_project, gcp_region)
         else:
             data = _limits(preprocess_op(raw_data=raw.output, data_fingerprint=data_fingerprint,
                                          num_classes=num_classes, folds=folds, holdout_fraction=holdout_fraction,
-                                         runner=beam_runner), r.preprocess).set_display_name("preprocess")
+                                         runner=beam_runner, standardized_features=standardized_features),
+                           r.preprocess).set_display_name("preprocess")
             dataset = data.outputs["dataset"]
         member = _train_loops(v, dataset, fold_tasks, model_configs, oof_top_k, None, "")
         merged = _limits(ensemble_op(members=dsl.Collected(member.outputs["model"]), dataset=dataset,
@@ -221,7 +227,9 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
     model when ``vertex.model_registry.register`` says so; local runs never do. With
     ``vertex.dataflow.runner: dataflow`` and a ``pipeline_root`` (a submitted run), the Dataflow
     job gets a folder and a name of its own: ``<pipeline_root>/dataflow/<run id>`` and
-    ``yt8m-preprocess-<run id>`` (run id: UTC time + random hex).
+    ``yt8m-preprocess-<run id>`` (run id: UTC time + random hex). ``standardized_features`` asks the
+    preprocessing job for the z-scored means when a member or student trains on them
+    (``config.needs_standardized_features``).
     """
     data_fingerprint = data_fingerprint or fingerprint.fingerprint_files(train_pattern, "training data")
     model_configs = [config_lib.to_dict(m) for m in cfg.models]
@@ -261,6 +269,7 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
         "student_fold_tasks": [{"model_config": m, "fold": k} for m in student_configs for k in range(cfg.data.folds)],
         "soft_labels": d.soft_labels if d.rounds else "",
         "soft_label_top_k": d.top_k,
+        "standardized_features": config_lib.needs_standardized_features(cfg),
     }
 
 

@@ -25,6 +25,26 @@ def test_count_metrics_flatten_every_split_and_reason():
                        "quarantined_missing_id": 0, "unreadable_bytes": 7, "unreadable_files_truncated": 1}
 
 
+def test_preprocess_component_asks_the_job_for_standardized_features_and_records_it(tmp_path, monkeypatch):
+    from yt8m_pipeline.beam_jobs import preprocess
+
+    asked = {}
+    total = {"read": 3, "written_total": 3, "quarantined_total": 0, "written": {"fold-0": 3}, "quarantined": {},
+             "unreadable_bytes": 0, "unreadable_files": {}}
+
+    def run_preprocess(input_pattern, output_dir, **kwargs):
+        asked.update(kwargs)
+        return {"total": total}
+
+    monkeypatch.setattr(preprocess, "run_preprocess", run_preprocess)  # the job itself: tests/test_preprocess.py
+    dataset = _Artifact(str(tmp_path / "ds"))
+    preprocess_op.python_func(raw_data=_Artifact("gs://b/train*.tfrecord"), data_fingerprint="sha256:x",
+                              num_classes=8, folds=2, holdout_fraction=0.2, runner="local", dataset=dataset,
+                              counts=_Artifact(str(tmp_path / "m")), report=_Artifact(str(tmp_path / "r.html")),
+                              standardized_features=True)
+    assert asked["standardized_features"] is True and dataset.metadata["standardized_features"] is True
+
+
 def test_preprocess_component_logs_the_counts_and_publishes_the_html_report(tmp_path):
     data = tmp_path / "raw"
     synth.generate(str(data), videos=40, classes=8, seed=2, progress=False)
@@ -34,6 +54,7 @@ def test_preprocess_component_logs_the_counts_and_publishes_the_html_report(tmp_
     preprocess_op.python_func(raw_data=raw, data_fingerprint="sha256:x", num_classes=8, folds=2,
                               holdout_fraction=0.2, runner="local", dataset=dataset, counts=counts, report=report)
     assert counts.logged["records_read"] == dataset.metadata["records_read"] > 0
+    assert dataset.metadata["standardized_features"] is False  # not asked: the plain means only
     assert {"written_fold-0", "written_fold-1", "written_holdout", "quarantined_zero_frames",
             "unreadable_bytes"} <= set(counts.logged)
     page = open(report.path).read()

@@ -39,6 +39,7 @@ def test_the_launchers_arguments_become_the_template_parameters_and_the_dataflow
     assert (args.input, args.output) == ("gs://acme-data/yt8m/frame/train*.tfrecord",
                                          "gs://acme-ml/root/dataflow/r1/dataset")
     assert (args.num_classes, args.folds, args.holdout) == (3862, 5, 0.1)  # "3862.0": a protobuf number
+    assert args.standardized is False  # not passed: the plain means only, as before
     gco, workers = options.view_as(GoogleCloudOptions), options.view_as(WorkerOptions)
     assert options.view_as(StandardOptions).runner == "DataflowRunner"
     assert (gco.project, gco.region, gco.job_name) == ("acme-ml", "europe-west4", "yt8m-preprocess-r1")
@@ -65,6 +66,27 @@ def test_launch_refuses_local_paths_a_missing_worker_image_or_region(change, mes
         dataflow.parse_launch_args(argv)
 
 
+@pytest.mark.parametrize("value, expected", [("true", True), ("True", True), ("false", False), ("False", False)])
+def test_the_standardized_parameter_arrives_as_the_text_of_a_boolean_pipeline_parameter(value, expected):
+    args, _ = dataflow.parse_launch_args([*LAUNCHER_ARGV[:5], f"--standardized={value}", *LAUNCHER_ARGV[5:]])
+    assert args.standardized is expected
+    with pytest.raises(SystemExit):
+        dataflow.parse_launch_args([*LAUNCHER_ARGV[:5], "--standardized=yes", *LAUNCHER_ARGV[5:]])
+
+
+def test_launch_main_hands_the_standardized_parameter_to_the_jobs_graph(monkeypatch):
+    seen = {}
+
+    def attach(pipeline, *args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stop before pipeline.run()")
+
+    monkeypatch.setattr(dataflow, "attach_job", attach)
+    assert dataflow.launch_main([*LAUNCHER_ARGV, "--standardized=true"]) == 2
+    assert seen["standardized_features"] is True and seen["job"]["name"] == "yt8m-preprocess-r1"
+    assert dataflow.launch_main(LAUNCHER_ARGV) == 2 and seen["standardized_features"] is False
+
+
 def test_launch_main_reports_bad_arguments_in_one_line(capsys):
     assert dataflow.launch_main([a for a in LAUNCHER_ARGV if not a.startswith("--sdk_container_image")]) == 2
     err = capsys.readouterr().err
@@ -81,14 +103,17 @@ def test_metadata_declares_exactly_the_parameters_the_launch_reads_and_the_pipel
     names = [p["name"] for p in metadata["parameters"]]
     assert names == list(dataflow.FLEX_PARAMETERS)
     assert list(dataflow.flex_parameters("i", "o", 1, 2, 0.3)) == names
+    assert dataflow.flex_parameters("i", "o", 1, 2, 0.3)["standardized"] is False
+    assert dataflow.flex_parameters("i", "o", 1, 2, 0.3, True)["standardized"] is True
     values = {"input": "gs://acme-data/yt8m/train*.tfrecord,gs://acme-data/more*.tfrecord",
               "output": "gs://acme-ml/root/dataflow/r1/dataset", "num_classes": "3862.0", "folds": "5",
-              "holdout": "0.1"}
+              "holdout": "0.1", "standardized": "true"}
     for p in metadata["parameters"]:
         assert {"label", "helpText"} <= set(p) and all(re.match(r, values[p["name"]]) for r in p["regexes"]), p
+    assert [p["name"] for p in metadata["parameters"] if p.get("isOptional")] == ["standardized"]
     argv = [f"--{k}={v}" for k, v in values.items()] + LAUNCHER_ARGV[5:]
     args, _ = dataflow.parse_launch_args(argv)
-    assert args.input == values["input"]
+    assert args.input == values["input"] and args.standardized is True
 
 
 def test_the_dataflow_image_runs_the_template_main_and_keeps_beams_boot():
@@ -161,6 +186,30 @@ def test_a_launched_job_leaves_counts_and_a_launch_record_but_no_dataset_yet(out
     assert record["input_files"] and set(record["input_sizes"]) == set(record["input_files"])
 
 
+def test_attach_job_records_the_standardized_flag_and_passes_it_to_the_jobs_graph(outputs, tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setattr(preprocess, "build_pipeline", lambda *args, **kwargs: built.append(kwargs))
+    record = dataflow.attach_job(None, outputs["pattern"], str(tmp_path / "z"), NUM_CLASSES, FOLDS, HOLDOUT,
+                                 standardized_features=True)
+    assert record["standardized_features"] is True and _json(str(tmp_path / "z"), "launch.json") == record
+    assert built[-1]["standardized_features"] is True
+    assert outputs["record"]["standardized_features"] is False  # the default: the plain means only
+    dataflow.attach_job(None, outputs["pattern"], str(tmp_path / "plain"), NUM_CLASSES, FOLDS, HOLDOUT)
+    assert built[-1]["standardized_features"] is False
+
+
+def test_finalize_lists_the_standardized_features_a_launch_asked_for(outputs, tmp_path):
+    folder = _copy(outputs["launched"], tmp_path / "z")
+    record = _json(folder, "launch.json")
+    with open(os.path.join(folder, "launch.json"), "w") as f:
+        json.dump({**record, "standardized_features": True}, f)
+    metadata = dataflow.register_dataset(folder, NUM_CLASSES, FOLDS, HOLDOUT, FINGERPRINT)
+    features = _json(folder, "dataset.json")["video_features"]
+    assert {"mean_rgb_z", "mean_audio_z"} <= set(features) and metadata["standardized_features"] is True
+    plain = dataflow.register_dataset(_copy(outputs["launched"], tmp_path / "plain"), NUM_CLASSES, FOLDS, HOLDOUT)
+    assert plain["standardized_features"] is False
+
+
 def test_finalize_writes_what_run_preprocess_writes(outputs, tmp_path):
     finalized = _copy(outputs["launched"], tmp_path / "finalized")
     counts = dataflow.finalize(finalized, FINGERPRINT)
@@ -190,8 +239,9 @@ def test_register_finalizes_a_launched_job_then_reads_it_like_a_finished_run(out
 def test_register_sets_the_metadata_the_local_preprocess_task_sets(outputs):
     counts = _json(outputs["reference"], "counts.json")["total"]
     metadata = dataflow.register_dataset(outputs["reference"], NUM_CLASSES, FOLDS, HOLDOUT, FINGERPRINT)
-    local_keys = {"source", "source_fingerprint", "num_classes", "folds", "holdout_fraction", "records_read",
-                  "records_written", "records_quarantined", "written_per_split", "quarantined_per_reason"}
+    local_keys = {"source", "source_fingerprint", "num_classes", "folds", "holdout_fraction", "standardized_features",
+                  "records_read", "records_written", "records_quarantined", "written_per_split",
+                  "quarantined_per_reason"}
     assert local_keys <= set(metadata)  # components/preprocess.py sets exactly these
     assert metadata["source"] == outputs["pattern"] and metadata["source_fingerprint"] == FINGERPRINT
     assert (metadata["records_read"], metadata["records_written"], metadata["records_quarantined"]) == \

@@ -189,6 +189,25 @@ def test_pipeline_arguments_refuse_a_pattern_without_files(tmp_path):
         pipeline_def.pipeline_arguments(cfg, str(tmp_path / "none*.tfrecord"), "", "/pub", 100)
 
 
+_STANDARDIZED = {"training": {"video_features": "standardized"}}
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"models": [{"name": "m", "family": "moe"}]}, False),
+    ({"models": [{"name": "m", "family": "moe"}, {"name": "z", "family": "logistic", **_STANDARDIZED}]}, True),
+    ({"models": [{"name": "m", "family": "moe"}],
+      "distillation": {"rounds": 1, "students": [{"name": "s", "family": "moe", **_STANDARDIZED}]}}, True),
+    ({"models": [{"name": "m", "family": "moe"}],  # no rounds: the students never train
+      "distillation": {"rounds": 0, "students": [{"name": "s", "family": "moe", **_STANDARDIZED}]}}, False),
+])
+def test_preprocessing_writes_standardized_features_exactly_when_a_member_or_student_trains_on_them(raw, expected):
+    cfg = config.run_config_from_dict(raw)
+    args = pipeline_def.pipeline_arguments(cfg, "gs://b/t*.tfrecord", "", "/pub", 10,
+                                           data_fingerprint=fingerprint.unknown("gs://b/t*.tfrecord", "dry run"))
+    assert args["standardized_features"] is expected
+    assert config.needs_standardized_features(cfg) is expected
+
+
 # ----------------------------------------------------------------------------------------- Dataflow
 
 _FLEX = "gs://acme-ml/templates/preprocess.json"
@@ -226,9 +245,11 @@ def test_dataflow_runner_launches_the_flex_template_then_waits_then_registers_th
     output = _channel("dataflow_root") + "/dataset"
     assert _constant(launch, "parameters") == {
         "input": _channel("train_pattern"), "output": output, "num_classes": _channel("num_classes"),
-        "folds": _channel("folds"), "holdout": _channel("holdout_fraction")}
+        "folds": _channel("folds"), "holdout": _channel("holdout_fraction"),
+        "standardized": _channel("standardized_features")}
     assert sorted(_constant(launch, "parameters")) == sorted(dataflow.FLEX_PARAMETERS)  # the metadata's names
-    for channel in ("train_pattern", "dataflow_root", "num_classes", "folds", "holdout_fraction"):
+    for channel in ("train_pattern", "dataflow_root", "num_classes", "folds", "holdout_fraction",
+                    "standardized_features"):
         assert launch["inputs"]["parameters"][f"pipelinechannel--{channel}"] == {"componentInputParameter": channel}
     expected = {"project": "acme-data", "location": "europe-west4", "machine_type": "n2-highmem-16",
                 "max_workers": 120, "temp_location": "gs://acme-ml/tmp", "staging_location": "gs://acme-ml/staging",
@@ -286,6 +307,10 @@ def test_local_runner_keeps_the_one_preprocess_task(tmp_path):
     assert "preprocess-op" in root and not {"dataflow-flex-template", "wait-gcp-resources", "register-dataset-op"} \
         & set(root)
     assert root["preprocess-op"]["inputs"]["parameters"]["runner"] == {"componentInputParameter": "beam_runner"}
+    assert root["preprocess-op"]["inputs"]["parameters"]["standardized_features"] == \
+        {"componentInputParameter": "standardized_features"}
+    assert default["root"]["inputDefinitions"]["parameters"]["standardized_features"] == \
+        {"defaultValue": False, "isOptional": True, "parameterType": "BOOLEAN"}  # runs without it: as before
 
 
 def test_kfp_local_runs_build_the_local_graph_even_with_a_dataflow_config(monkeypatch):

@@ -250,6 +250,14 @@ class RunConfig:
     vertex: VertexConfig = VertexConfig()
 
 
+def needs_standardized_features(cfg: RunConfig) -> bool:
+    """Whether the run's preprocessing must also write the z-scored means (``mean_rgb_z``, ``mean_audio_z``):
+    some member, or some student of a run with distillation rounds, has ``training.video_features:
+    standardized``. The pipeline's ``standardized_features`` parameter (``yt8m preprocess --standardized``)."""
+    trained = [*cfg.models, *(cfg.distillation.students if cfg.distillation.rounds else ())]
+    return any(m.training.video_features == "standardized" for m in trained)
+
+
 def _build(cls, raw, where: str):
     """Instantiate dataclass ``cls`` from a mapping, checking keys and types."""
     if raw is None:

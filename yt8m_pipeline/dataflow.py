@@ -66,7 +66,7 @@ from yt8m import storage
 log = logging.getLogger(__name__)
 
 # The template's parameters (docker/dataflow/flex_template_metadata.json declares the same names).
-FLEX_PARAMETERS = ("input", "output", "num_classes", "folds", "holdout")
+FLEX_PARAMETERS = ("input", "output", "num_classes", "folds", "holdout", "standardized")
 METADATA_FILE = "docker/dataflow/flex_template_metadata.json"  # relative to the repository root
 LAUNCH_FILE = "launch.json"
 LAUNCH_SCHEMA_VERSION = 1
@@ -79,9 +79,11 @@ class DataflowOutputError(ValueError):
 
 # ------------------------------------------------------------------------------------ the template
 
-def flex_parameters(input_pattern, output_dir, num_classes, folds, holdout_fraction) -> dict:
+def flex_parameters(input_pattern, output_dir, num_classes, folds, holdout_fraction,
+                    standardized_features=False) -> dict:
     """The Flex Template's parameters by name (the pipeline passes its channels through this)."""
-    return dict(zip(FLEX_PARAMETERS, (input_pattern, output_dir, num_classes, folds, holdout_fraction)))
+    return dict(zip(FLEX_PARAMETERS, (input_pattern, output_dir, num_classes, folds, holdout_fraction,
+                                      standardized_features)))
 
 
 def flex_template_build_command(template_path: str, image: str | None = None) -> str:
@@ -117,6 +119,14 @@ def _whole_number(text: str) -> int:
     return int(value)
 
 
+def _true_or_false(text: str) -> bool:
+    """``"true"`` / ``"false"`` in any case (a boolean pipeline parameter arrives as its JSON text), or 1 / 0."""
+    value = {"true": True, "1": True, "false": False, "0": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="flex_template_main.py",
                        description="Launch the yt8m preprocessing Beam job on Dataflow (the Flex Template's main: "
@@ -127,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num_classes", "--num-classes", dest="num_classes", type=_whole_number, required=True)
     p.add_argument("--folds", type=_whole_number, required=True)
     p.add_argument("--holdout", type=float, required=True, help="fraction of videos in the holdout split")
+    p.add_argument("--standardized", type=_true_or_false, nargs="?", const=True, default=False,
+                   help="true: also write the z-scored means mean_rgb_z / mean_audio_z (what members with "
+                        "training.video_features: standardized train on); default false")
     return p
 
 
@@ -150,11 +163,13 @@ def parse_launch_args(argv: Sequence[str]):
 
 
 def attach_job(pipeline, input_pattern: str, output_dir: str, num_classes: int, folds: int,
-               holdout_fraction: float, *, job: dict | None = None) -> dict:
+               holdout_fraction: float, *, standardized_features: bool = False, job: dict | None = None) -> dict:
     """List the input, write ``launch.json`` in ``output_dir`` and attach the Beam job's graph to ``pipeline``.
 
     Refuses an ``output_dir`` that already holds a dataset (the pipeline gives each run its own).
-    Returns the launch record. ``job``: what to record about the Dataflow job (name, project, ...).
+    Returns the launch record. ``standardized_features``: the job also writes the z-scored means (recorded,
+    so that ``finalize`` lists them in dataset.json). ``job``: what to record about the Dataflow job
+    (name, project, ...).
     """
     from apache_beam.io.filesystems import FileSystems
 
@@ -172,13 +187,13 @@ def attach_job(pipeline, input_pattern: str, output_dir: str, num_classes: int, 
         "input_files": files,
         "input_sizes": sizes, "num_classes": int(num_classes), "folds": int(folds),
         "holdout_fraction": float(holdout_fraction), "splits": splits,
-        "num_shards": 0, "verify_outputs": False, "standardized_features": False,
+        "num_shards": 0, "verify_outputs": False, "standardized_features": bool(standardized_features),
         "launched": _now().isoformat(timespec="seconds"), "job": dict(job or {}),
     }
     storage.write_json(storage.join(output_dir, LAUNCH_FILE), record)
     shards = {s: 0 for s in [*splits, "quarantine"]}  # 0: Beam picks the sharding (1 is refused on Dataflow)
     preprocess.build_pipeline(pipeline, files, output_dir, int(num_classes), int(folds), float(holdout_fraction),
-                              shards, verify_outputs=False)
+                              shards, verify_outputs=False, standardized_features=bool(standardized_features))
     return record
 
 
@@ -195,7 +210,8 @@ def launch_main(argv: Sequence[str] | None = None) -> int:
                "worker_image": workers.sdk_container_image, "machine_type": workers.machine_type,
                "max_num_workers": workers.max_num_workers, "service_account": gco.service_account_email}
         pipeline = beam.Pipeline(options=options)
-        record = attach_job(pipeline, args.input, args.output, args.num_classes, args.folds, args.holdout, job=job)
+        record = attach_job(pipeline, args.input, args.output, args.num_classes, args.folds, args.holdout,
+                            standardized_features=args.standardized, job=job)
     except (ValueError, FileNotFoundError) as exc:
         print(f"flex_template_main: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -264,7 +280,9 @@ def finalize(output_dir: str, data_fingerprint: str | None = None) -> dict:
         "paths_relative_to": "the directory of this file",
         "splits": {s: {"num_videos": total["written"][s], "frame_files": out_files["frame"][s],
                        "video_files": out_files["video"][s]} for s in splits},
-        "video_features": {"mean_rgb": schema.RGB_SIZE, "mean_audio": schema.AUDIO_SIZE},
+        "video_features": {"mean_rgb": schema.RGB_SIZE, "mean_audio": schema.AUDIO_SIZE,
+                           **({"mean_rgb_z": schema.RGB_SIZE, "mean_audio_z": schema.AUDIO_SIZE}
+                              if launch.get("standardized_features") else {})},
         "transform_fn": preprocess.TRANSFORM_DIR if written else None,
         "report": preprocess.REPORT_FILE,
         "counts_file": "counts.json",
@@ -346,6 +364,7 @@ def register_dataset(output_dir: str, num_classes: int, folds: int, holdout_frac
     t = counts["total"]
     return {"source": ds.info.get("input_pattern"), "source_fingerprint": data_fingerprint,
             "num_classes": int(num_classes), "folds": int(folds), "holdout_fraction": float(holdout_fraction),
+            "standardized_features": "mean_rgb_z" in (ds.info.get("video_features") or {}),
             "records_read": t["read"], "records_written": t["written_total"],
             "records_quarantined": t["quarantined_total"], "written_per_split": t["written"],
             "quarantined_per_reason": t["quarantined"], "runner": counts.get("runner"),
