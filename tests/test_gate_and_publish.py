@@ -223,7 +223,30 @@ def test_the_logistic_baseline_learns_separable_data_and_not_random_labels(tmp_p
     chance = baseline.logistic_baseline_gap([str(tmp_path / "noise.tfrecord")],
                                             [str(tmp_path / "noise_holdout.tfrecord")], NUM_CLASSES, 200)
     assert learned > 0.7 and chance < 0.4, (learned, chance)  # chance: ~0.25 with 1-3 of 10 labels
-    assert baseline.passes_for(200) == baseline.MAX_PASSES and baseline.passes_for(5_000_000) == 1
+    # tiny data: validation every EVAL_EXAMPLES examples; 5M videos: one pass, one evaluation
+    assert baseline.evaluation_schedule(200) == (79, baseline.MAX_EXAMPLES // (79 * 128))
+    assert baseline.evaluation_schedule(5_000_000) == (39063, 1)
+
+
+def test_the_logistic_baseline_trains_until_its_validation_gap_stops_improving(tmp_path, caplog):
+    """Converged, not a fixed count: it stops PATIENCE evaluations after its best validation GAP, far below
+    the cap, and reports the evaluation it kept."""
+    import logging
+
+    from yt8m import baseline, schema, writers
+
+    rng = np.random.default_rng(6)
+    records = [writers.video_level_example(vid, labels, schema.dequantize(rgb).mean(0),
+                                           schema.dequantize(audio).mean(0)).SerializeToString()
+               for vid, labels, rgb, audio in _separable_videos(rng, 200, "t")]
+    writers.write_tfrecords(str(tmp_path / "train.tfrecord"), records)
+    with caplog.at_level(logging.INFO, logger="yt8m.baseline"):
+        baseline.logistic_baseline_gap([str(tmp_path / "train.tfrecord")], [str(tmp_path / "train.tfrecord")],
+                                       NUM_CLASSES, 200)
+    import re
+
+    best, stopped, allowed = map(int, re.search(r"at evaluation (\d+) of (\d+), at most (\d+)", caplog.text).groups())
+    assert stopped == best + baseline.PATIENCE < allowed, caplog.text
 
 
 @pytest.mark.parametrize("limits, failing", [({"max_load_seconds": 1e-6}, "load_seconds"),
