@@ -40,7 +40,8 @@ def test_the_console_is_short_and_the_noise_is_in_per_task_log_files(local_run):
     text = "\n".join(console)
     for noise in ("executor_input", "oneDNN", "cuInit", "absl::InitializeLog", "apache_beam", "UserWarning"):
         assert noise not in text, noise
-    assert any(line.strip().startswith("done     train moe") for line in console)
+    first_member = config.load_run_config(local_run_lib.default_config_path()).models[0].name
+    assert any(line.strip().startswith(f"done     train {first_member}") for line in console)
     logs = [line for line in console if "task logs in" in line][0].rsplit(" ", 1)[-1]
     names = sorted(os.listdir(logs))
     assert {"preprocess-op.log", "ensemble-op.log", "gate-op.log", "publish-op.log"} <= set(names), names
