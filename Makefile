@@ -22,7 +22,7 @@ run: setup
 PYTEST_PARALLEL := -n 2 --dist loadfile
 
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) --durations=20
 
 # The fast tests only, for a developer loop.
 test-fast: setup
