@@ -366,3 +366,77 @@ def test_published_presets_carry_their_team_recipe_and_the_yaml_training_fields_
     assert config.model_config_from_dict({"name": "m", "family": "netvlad"}).training == config.TrainingConfig()
     run = config.run_config_from_dict({"models": [{"name": "v", "family": "vlad_bow", "preset": "published"}]})
     assert run.models[0].training.batch_size == 128  # twoleggedeye configs/config91.yaml
+
+
+# BatchNormalization moving-average momentum of each family's published preset, from its reference code
+# (yt8m/models/layers.py): TF-slim slim.batch_norm's default decay 0.999 (Youtube-8M-WILLOW
+# frame_level_models.py / video_level_models.py, google/youtube-8m frame_level_models.py DbofModel: no call
+# passes a decay); PyTorch nn.BatchNorm1d's default momentum 0.1, i.e. Keras 0.9 (twoleggedeye/youtube8m
+# ResNetLike.FCBlock and sequence_models/models.py); the transformer has no reference code: Keras' 0.99.
+# logistic has no BN.
+PUBLISHED_BN_MOMENTUM = {
+    **dict.fromkeys(["netvlad", "netrvlad", "netfv", "soft_dbof", "gated_soft_dbof", "dbof", "lstm", "gru", "moe"],
+                    0.999),
+    **dict.fromkeys(["resnet_like", "attention_net", "bilstm_attention", "frame_conv_max", "vlad_bow"], 0.9),
+    "transformer": 0.99,
+}
+# Every optional BN switched on (where the family has the switch), so that each BN site is checked ...
+BN_SITES_ON = {"input_bn": True, "hidden_bn": True, "context_gating": True, "output_gating": True}
+# ... and the published presets built at small widths (their other parameters kept).
+NARROW = {
+    **dict.fromkeys(["netvlad", "netrvlad", "netfv", "soft_dbof", "gated_soft_dbof"],
+                    {"clusters": 4, "audio_clusters": 2, "hidden": 8}),
+    "dbof": {"clusters": 4, "hidden": 8, "sample_frames_at_inference": 2},
+    "lstm": {"units": 4}, "gru": {"units": 4}, "moe": {},
+    "transformer": {"width": 8, "layers": 1, "num_heads": 2, "ff_dim": 8},
+    "resnet_like": {"inner": 8, "branch_blocks": 1, "fused_blocks": 1},
+    "attention_net": {"layers": 1, "hidden": 8, "fc_sizes": [8]},
+    "bilstm_attention": {"rgb_projection": 8, "audio_projection": 4, "rgb_units": 4, "audio_units": 2, "fc_sizes": [8]},
+    "frame_conv_max": {"rgb_units": 8, "audio_units": 4, "inner": 8, "branch_blocks": 1, "fused_blocks": 1},
+    "vlad_bow": {"clusters": 4, "audio_clusters": 4, "inner": 8, "branch_blocks": 1, "fused_blocks": 1},
+}
+
+
+def _batch_norm_momenta(family: str, preset: str, overrides: dict) -> list[float]:
+    """The momentum of every BatchNormalization in the built model, those inside custom layers included."""
+    import keras
+
+    params = registry.resolve_params(family, preset)
+    overrides = {**{k: v for k, v in BN_SITES_ON.items() if k in params}, **overrides}
+    model = registry.build_model(family, NUM_CLASSES, preset, overrides)
+    return [layer.momentum for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def test_every_family_with_batch_norm_has_a_bn_momentum_parameter():
+    registry._load_families()
+    for name in FAMILIES:
+        has_bn = bool(_batch_norm_momenta(name, "small", {}))
+        assert has_bn == (name in PUBLISHED_BN_MOMENTUM), name
+        for preset, params in registry.get_family(name).presets.items():
+            assert ("bn_momentum" in params) == has_bn, (name, preset)
+
+
+@pytest.mark.parametrize("family", sorted(PUBLISHED_BN_MOMENTUM))
+def test_published_presets_use_the_reference_bn_momentum_and_small_ones_keras(family):
+    """Published: the reference code's BN moving average; small / cpu / local: Keras' 0.99 (a few hundred steps
+    would leave a 0.999 average near its initial statistics)."""
+    expected = PUBLISHED_BN_MOMENTUM[family]
+    assert registry.resolve_params(family, "published")["bn_momentum"] == expected
+    published = _batch_norm_momenta(family, "published", NARROW[family])
+    assert published and all(m == pytest.approx(expected) for m in published), published
+    small = _batch_norm_momenta(family, "small", {})
+    assert small and all(m == pytest.approx(0.99) for m in small), small
+    for preset in set(registry.get_family(family).presets) - {"published"}:
+        assert registry.resolve_params(family, preset)["bn_momentum"] == 0.99, preset
+
+
+def test_custom_layers_keep_their_bn_momentum_through_their_config():
+    from yt8m.models import second_place
+
+    for layer in [layers.FrameBatchNorm(0.9), layers.ContextGating(0.9), layers.NetVLAD(3, bn_momentum=0.9),
+                  layers.NetFV(3, bn_momentum=0.9), layers.SoftDBoF(3, True, 0.9), layers.GatedSoftDBoF(3, 0.9),
+                  layers.DBoF(3, "max", 0.9), second_place.FrameProjectionMax(3, 1, 0.9)]:
+        assert type(layer).from_config(layer.get_config()).bn_momentum == 0.9, type(layer).__name__
+    with pytest.raises(ValueError, match="bn_momentum"):
+        layers.batch_norm(1.0)

@@ -12,7 +12,9 @@ Published presets follow the winners' code and commands (WILLOW 2017, antoine773
 split, rgb K clusters and audio K/2 (VLAD/FV) or K/8 (Soft-DBoF), hidden 1024 without ReLU (a bias,
 no BN: WILLOW's ``relu=False`` branch), context gating, MoE with 2 mixtures and gating on the output
 probabilities. ``sizes`` checks their sizes; each published preset's training recipe (optimizer
-settings, batch, frames sampled, steps) is registered beside it (``registry.Family.recipes``).
+settings, batch, frames sampled, steps) is registered beside it (``registry.Family.recipes``). The BNs of
+these published presets average their moving statistics as TF-slim's ``slim.batch_norm`` (``bn_momentum``
+0.999, its default decay: layers.SLIM_BN_MOMENTUM); the small / cpu / local presets keep Keras' 0.99.
 
 ``netvlad``, ``gru`` and ``lstm`` also have a "cpu" preset (recipe ``CPU_TRAINING``): tuned so that
 they beat the mean-pooled logistic baseline on synthetic data with segment-local evidence within
@@ -28,9 +30,10 @@ import keras
 from yt8m import schema
 from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import frame_inputs
-from yt8m.models.layers import (DBoF, ContextGating, FeatureSlice, FrameBatchNorm, FrameL2Normalize, FrameMask,
-                                GatedSoftDBoF, InferenceFrameSample, MaskedMaxPool, MaskedMeanPool, NetFV, NetRVLAD,
-                                NetVLAD, SinusoidalPositions, SoftDBoF, TemporalMeanPool, TransformerEncoderBlock)
+from yt8m.models.layers import (KERAS_BN_MOMENTUM, SLIM_BN_MOMENTUM, DBoF, ContextGating, FeatureSlice, FrameBatchNorm,
+                                FrameL2Normalize, FrameMask, GatedSoftDBoF, InferenceFrameSample, MaskedMaxPool,
+                                MaskedMeanPool, NetFV, NetRVLAD, NetVLAD, SinusoidalPositions, SoftDBoF,
+                                TemporalMeanPool, TransformerEncoderBlock, batch_norm)
 from yt8m.models.registry import register
 from yt8m.models.video_level import STARTER_RECIPE, STARTER_SOURCE
 
@@ -71,7 +74,7 @@ def _check_input_params(input_l2: str) -> None:
         raise ValueError(f"input_l2 must be one of {', '.join(INPUT_L2)}; got {input_l2!r}")
 
 
-def _willow_inputs(inputs, num_frames, input_l2: str, input_bn: bool):
+def _willow_inputs(inputs, num_frames, input_l2: str, input_bn: bool, bn_momentum: float):
     """rgb ``[B, F, 1024]`` and audio ``[B, F, 128]`` frames as WILLOW's models see them.
 
     ``input_l2="joint"``: WILLOW's train.py L2-normalises the joint frame vector
@@ -86,13 +89,13 @@ def _willow_inputs(inputs, num_frames, input_l2: str, input_bn: bool):
     else:
         x = keras.layers.Concatenate()(list(_late_fusion(inputs)))
     if input_bn:
-        x = FrameBatchNorm(name="input_bn")(x, num_frames)
+        x = FrameBatchNorm(bn_momentum, name="input_bn")(x, num_frames)
     rgb_size, total = schema.RGB_SIZE, schema.RGB_SIZE + schema.AUDIO_SIZE
     return FeatureSlice(0, rgb_size, name="rgb_frames")(x), FeatureSlice(rgb_size, total, name="audio_frames")(x)
 
 
-def _hidden(x, hidden: int, relu: bool, batch_norm: bool, context_gating: bool, dropout: float):
-    """Pooled features -> hidden FC -> BN (``batch_norm``) or a bias [-> relu6] [-> context gating].
+def _hidden(x, hidden: int, relu: bool, hidden_bn: bool, context_gating: bool, dropout: float, bn_momentum: float):
+    """Pooled features -> hidden FC -> BN (``hidden_bn``) or a bias [-> relu6] [-> context gating].
 
     WILLOW's ``*ModelLF``: ``if add_batch_norm and relu: slim.batch_norm(..., scope="hidden1_bn")
     else: activation += hidden1_biases`` (biases ~ N(0, 0.01)); the published commands pass
@@ -101,16 +104,16 @@ def _hidden(x, hidden: int, relu: bool, batch_norm: bool, context_gating: bool, 
     """
     if dropout:
         x = keras.layers.Dropout(dropout)(x)
-    if batch_norm:
+    if hidden_bn:
         x = keras.layers.Dense(hidden, use_bias=False, name="hidden")(x)
-        x = keras.layers.BatchNormalization(name="hidden_bn")(x)
+        x = batch_norm(bn_momentum, name="hidden_bn")(x)
     else:
         x = keras.layers.Dense(hidden, bias_initializer=keras.initializers.RandomNormal(stddev=0.01),
                                name="hidden")(x)
     if relu:
         x = keras.layers.Activation("relu6")(x)
     if context_gating:
-        x = ContextGating(name="context_gating")(x)
+        x = ContextGating(bn_momentum, name="context_gating")(x)
     return x
 
 
@@ -131,13 +134,14 @@ def _vlad_presets(small_clusters: int, small_audio: int, small_hidden: int, publ
         "small": {"clusters": small_clusters, "audio_clusters": small_audio, "hidden": small_hidden,
                   "input_l2": "joint", "input_bn": True, "hidden_relu": True, "hidden_bn": True,
                   "context_gating": True, "dropout": 0.0, "frame_pool": 1,
-                  **HEAD_SMALL, "output_gating": small_output_gating},
+                  **HEAD_SMALL, "output_gating": small_output_gating, "bn_momentum": KERAS_BN_MOMENTUM},
         # NetVLADModelLF / NetFVModelLF: audio cluster_size/2; --netvlad_relu=False / --fv_relu=False
-        # (hidden bias, no BN), --gating=True, --moe_prob_gating=True, --moe_l2=1e-6.
+        # (hidden bias, no BN), --gating=True, --moe_prob_gating=True, --moe_l2=1e-6. BN: slim.batch_norm's
+        # default decay 0.999 (input_bn, cluster_bn, gating_bn, gating_prob_bn; no call passes a decay).
         "published": {"clusters": published_clusters, "audio_clusters": published_clusters // 2, "hidden": 1024,
                       "input_l2": "joint", "input_bn": True, "hidden_relu": False, "hidden_bn": False,
                       "context_gating": True, "dropout": 0.0, "frame_pool": 1,
-                      **HEAD_PUBLISHED, "output_gating": True},
+                      **HEAD_PUBLISHED, "output_gating": True, "bn_momentum": SLIM_BN_MOMENTUM},
     }
 
 
@@ -176,21 +180,21 @@ WILLOW_README = "antoine77340/Youtube-8M-WILLOW README.md + train.py"
 def _vlad_model(name: str, pooling, num_classes: int, clusters: int, audio_clusters: int, hidden: int,
                 input_l2: str, input_bn: bool, hidden_relu: bool, hidden_bn: bool, context_gating: bool,
                 dropout: float, frame_pool: int, head: str, num_mixtures: int, l2: float, label_dim: int,
-                output_gating: bool):
+                output_gating: bool, bn_momentum: float):
     check_head(head)
     inputs = frame_inputs()
     num_frames = inputs["num_frames"]
-    rgb, audio = _willow_inputs(inputs, num_frames, input_l2, input_bn)
+    rgb, audio = _willow_inputs(inputs, num_frames, input_l2, input_bn, bn_momentum)
     if frame_pool > 1:  # mean of each window of frame_pool frames (after the per-frame normalisation)
         rgb, pooled_frames = TemporalMeanPool(frame_pool, name="rgb_frame_pool")(rgb, num_frames)
         audio, _ = TemporalMeanPool(frame_pool, name="audio_frame_pool")(audio, num_frames)
         num_frames = pooled_frames
     pooled = keras.layers.Concatenate()([
-        pooling(clusters, name="rgb_pool")(rgb, num_frames),
-        pooling(audio_clusters, name="audio_pool")(audio, num_frames),
+        pooling(clusters, bn_momentum=bn_momentum, name="rgb_pool")(rgb, num_frames),
+        pooling(audio_clusters, bn_momentum=bn_momentum, name="audio_pool")(audio, num_frames),
     ])
-    x = _hidden(pooled, hidden, hidden_relu, hidden_bn, context_gating, dropout)
-    out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
+    x = _hidden(pooled, hidden, hidden_relu, hidden_bn, context_gating, dropout, bn_momentum)
+    out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum)
     return keras.Model(inputs, out, name=name)
 
 
@@ -224,12 +228,14 @@ DBOF_PRESETS = {
     # small keeps what the local run's dbof member was tuned with: no input BN, every frame at inference.
     "small": {"clusters": 64, "hidden": 32, "pooling": "max", "input_bn": False, "hidden_relu": True,
               "hidden_bn": True, "context_gating": False, "dropout": 0.0, "sample_frames_at_inference": 0,
-              **HEAD_SMALL},
+              **HEAD_SMALL, "bn_momentum": KERAS_BN_MOMENTUM},
     # Starter code DbofModel: input BN, 8192 clusters, 1024 hidden (BN then the activation), max pool, MoE
-    # (37.6M); 30 frames sampled (--iterations=30) at training AND at evaluation (inside the model).
+    # (37.6M); 30 frames sampled (--iterations=30) at training AND at evaluation (inside the model). BN:
+    # slim.batch_norm's default decay 0.999 (google/youtube-8m frame_level_models.py DbofModel input_bn,
+    # cluster_bn, hidden1_bn: no decay passed).
     "published": {"clusters": 8192, "hidden": 1024, "pooling": "max", "input_bn": True, "hidden_relu": True,
                   "hidden_bn": True, "context_gating": False, "dropout": 0.0, "sample_frames_at_inference": 30,
-                  **HEAD_PUBLISHED},
+                  **HEAD_PUBLISHED, "bn_momentum": SLIM_BN_MOMENTUM},
 }
 
 # The starter's train.py defaults (video_level.STARTER_RECIPE) and frame_level_models.py --iterations 30.
@@ -243,7 +249,7 @@ DBOF_RECIPES = {"published": {**STARTER_RECIPE, "num_samples": 30}}
                                                                                "--iterations 30)"})
 def dbof(num_classes: int, clusters: int, hidden: int, pooling: str, input_bn: bool, hidden_relu: bool,
          hidden_bn: bool, context_gating: bool, dropout: float, sample_frames_at_inference: int, head: str,
-         num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+         num_mixtures: int, l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     if sample_frames_at_inference < 0:
         raise ValueError(f"sample_frames_at_inference must be >= 0 (0: every frame), got {sample_frames_at_inference}")
@@ -253,23 +259,25 @@ def dbof(num_classes: int, clusters: int, hidden: int, pooling: str, input_bn: b
         frames, num_frames = InferenceFrameSample(sample_frames_at_inference, name="inference_frame_sample")(
             frames, num_frames)
     if input_bn:
-        frames = FrameBatchNorm(name="input_bn")(frames, num_frames)
-    pooled = DBoF(clusters, pooling, name="dbof_pool")(frames, num_frames)
-    x = _hidden(pooled, hidden, hidden_relu, hidden_bn, context_gating, dropout)
-    out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
+        frames = FrameBatchNorm(bn_momentum, name="input_bn")(frames, num_frames)
+    pooled = DBoF(clusters, pooling, bn_momentum, name="dbof_pool")(frames, num_frames)
+    x = _hidden(pooled, hidden, hidden_relu, hidden_bn, context_gating, dropout, bn_momentum)
+    out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum)
     return keras.Model(inputs, out, name="dbof")
 
 
 _SOFT_DBOF_SMALL = {"clusters": 64, "audio_clusters": 8, "hidden": 32, "max_pool": False, "input_l2": "joint",
-                    "input_bn": True, "hidden_relu": False, "hidden_bn": True, "dropout": 0.0, **HEAD_SMALL}
+                    "input_bn": True, "hidden_relu": False, "hidden_bn": True, "dropout": 0.0, **HEAD_SMALL,
+                    "bn_momentum": KERAS_BN_MOMENTUM}
 SOFT_DBOF_PRESETS = {
     "small": {**_SOFT_DBOF_SMALL, "context_gating": False, "gated_pooling": False},
     # SoftDbofModelLF, README command: --dbof_cluster_size=8000 --dbof_hidden_size=1024 --dbof_relu=False and
     # no --moe_l2 (train.py default 1e-8); audio SoftDBoF cluster_size/8 = 1000 (the code; YT8M_FACTS' 40.8M
-    # is the audio-K/2 figure, see sizes.CODE_PARAMETERS).
+    # is the audio-K/2 figure, see sizes.CODE_PARAMETERS). BN: slim.batch_norm's default decay 0.999 (input_bn,
+    # SoftDBoF cluster_bn; no call passes a decay).
     "published": {"clusters": 8000, "audio_clusters": 1000, "hidden": 1024, "max_pool": False, "input_l2": "joint",
                   "input_bn": True, "hidden_relu": False, "hidden_bn": False, "dropout": 0.0, "context_gating": False,
-                  "gated_pooling": False, **HEAD_PUBLISHED, "l2": 1e-8},
+                  "gated_pooling": False, **HEAD_PUBLISHED, "l2": 1e-8, "bn_momentum": SLIM_BN_MOMENTUM},
 }
 GATED_SOFT_DBOF_PRESETS = {
     "small": {**_SOFT_DBOF_SMALL, "context_gating": False, "gated_pooling": True, "output_gating": True},
@@ -277,10 +285,11 @@ GATED_SOFT_DBOF_PRESETS = {
     # README: --dbof_cluster_size=4096 --dbof_hidden_size=1024 --moe_l2=1e-6 --dbof_relu=False. Gating on the
     # output probabilities as the README's inference command (--moe_prob_gating=True, train_dir
     # "gateddboflf-4096-1024-80-0002-300iter-gatedmoe": the member of the published ensemble); the README's
-    # training command omits it (see sizes.CODE_PARAMETERS).
+    # training command omits it (see sizes.CODE_PARAMETERS). BN: slim.batch_norm's default decay 0.999 (input_bn,
+    # GatedDBoF cluster_bn / gating_bn, gating_prob_bn; no call passes a decay).
     "published": {"clusters": 4096, "audio_clusters": 512, "hidden": 1024, "max_pool": False, "input_l2": "joint",
                   "input_bn": True, "hidden_relu": False, "hidden_bn": False, "dropout": 0.0, "context_gating": False,
-                  "gated_pooling": True, **HEAD_PUBLISHED, "output_gating": True},
+                  "gated_pooling": True, **HEAD_PUBLISHED, "output_gating": True, "bn_momentum": SLIM_BN_MOMENTUM},
 }
 # README: Soft-DBoF --max_step=800000, gated Soft-DBoF 1000000; both --batch_size=80 --iterations=300 and
 # the default --learning_rate_decay 0.9.
@@ -291,19 +300,19 @@ GATED_SOFT_DBOF_RECIPES = {"published": _willow_recipe(80, 0.9, 300, 1_000_000)}
 def _soft_dbof_model(name: str, num_classes: int, clusters: int, audio_clusters: int, hidden: int, max_pool: bool,
                      input_l2: str, input_bn: bool, hidden_relu: bool, hidden_bn: bool, dropout: float,
                      context_gating: bool, gated_pooling: bool, head: str, num_mixtures: int, l2: float,
-                     label_dim: int, output_gating: bool):
+                     label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     inputs = frame_inputs()
     num_frames = inputs["num_frames"]
-    rgb, audio = _willow_inputs(inputs, num_frames, input_l2, input_bn)
+    rgb, audio = _willow_inputs(inputs, num_frames, input_l2, input_bn, bn_momentum)
     if gated_pooling:  # WILLOW's GatedDBoF on the rgb frames (GatedDbofModelLF)
-        rgb_pool = GatedSoftDBoF(clusters, name="rgb_pool")(rgb, num_frames)
+        rgb_pool = GatedSoftDBoF(clusters, bn_momentum, name="rgb_pool")(rgb, num_frames)
     else:
-        rgb_pool = SoftDBoF(clusters, max_pool, name="rgb_pool")(rgb, num_frames)
-    audio_pool = SoftDBoF(audio_clusters, max_pool, name="audio_pool")(audio, num_frames)
+        rgb_pool = SoftDBoF(clusters, max_pool, bn_momentum, name="rgb_pool")(rgb, num_frames)
+    audio_pool = SoftDBoF(audio_clusters, max_pool, bn_momentum, name="audio_pool")(audio, num_frames)
     x = _hidden(keras.layers.Concatenate()([rgb_pool, audio_pool]), hidden, hidden_relu, hidden_bn, context_gating,
-                dropout)
-    out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
+                dropout, bn_momentum)
+    out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum)
     return keras.Model(inputs, out, name=name)
 
 
@@ -340,19 +349,21 @@ def _rnn_presets(published_units: int, published_l2: float, gru: bool) -> dict:
 
     return {
         "small": {"units": 32, "layers": 2, "bidirectional": False, "state": "last", "dropout": 0.0,
-                  **_RNN_INPUT_OFF, **cell(False), **HEAD_SMALL},
+                  **_RNN_INPUT_OFF, **cell(False), **HEAD_SMALL, "bn_momentum": KERAS_BN_MOMENTUM},
         # WILLOW's LstmModel / GruModel: 2 layers, the final state of every layer (TF1 MultiRNNCell with
         # state_is_tuple=False) into MoE: LSTM 2x1024 96.4M, GRU 2x1200 63.5M; state="last" (top layer's
         # final output only, as the starter code) gives 37.1M / 40.3M. MoE L2 as the README commands: GRU
-        # --moe_l2=1e-6; LSTM none, so WILLOW's default 1e-8 (video_level_models.py).
+        # --moe_l2=1e-6; LSTM none, so WILLOW's default 1e-8 (video_level_models.py). BN only in the optional
+        # output gating (WILLOW's MoeModel gating_prob_bn, slim.batch_norm's default decay 0.999).
         "published": {"units": published_units, "layers": 2, "bidirectional": False, "state": "all",
-                      "dropout": 0.0, **_RNN_INPUT_OFF, **cell(True), **HEAD_PUBLISHED, "l2": published_l2},
+                      "dropout": 0.0, **_RNN_INPUT_OFF, **cell(True), **HEAD_PUBLISHED, "l2": published_l2,
+                      "bn_momentum": SLIM_BN_MOMENTUM},
         # "cpu": tuned to beat mean pooling on synthetic data with segment-local evidence on a 2-core CPU
         # (benchmarks/bench_family_gap.py): 4-frame window means (75 steps for 300 frames), a 64-d
         # projection + LayerNorm, one 64-unit layer, max over its outputs, MoE; train with
         # CPU_TRAINING (every frame, num_samples 0), its recipe.
         "cpu": {"units": 64, "layers": 1, "bidirectional": False, "state": "max", "dropout": 0.0,
-                "frame_pool": 4, "input_projection": 64, **cell(False), **HEAD_SMALL},
+                "frame_pool": 4, "input_projection": 64, **cell(False), **HEAD_SMALL, "bn_momentum": KERAS_BN_MOMENTUM},
     }
 
 
@@ -364,7 +375,7 @@ LSTM_RECIPES = {"published": _willow_recipe(128, 0.9, 150, 400_000), "cpu": CPU_
 
 def _rnn_model(name: str, cell, num_classes: int, units: int, layers: int, bidirectional: bool, state: str,
                dropout: float, frame_pool: int, input_projection: int, head: str, num_mixtures: int, l2: float,
-               label_dim: int, output_gating: bool, **cell_params):
+               label_dim: int, output_gating: bool, bn_momentum: float, **cell_params):
     check_head(head)
     if state not in ("last", "all", "max"):
         raise ValueError(f"state must be 'last' (top layer's final output), 'all' (every layer's final "
@@ -399,7 +410,7 @@ def _rnn_model(name: str, cell, num_classes: int, units: int, layers: int, bidir
     features = keras.layers.Concatenate()(features) if len(features) > 1 else features[0]
     if dropout:
         features = keras.layers.Dropout(dropout)(features)
-    out = classifier_head(features, num_classes, head, num_mixtures, l2, label_dim, output_gating)
+    out = classifier_head(features, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum)
     return keras.Model(inputs, out, name=name)
 
 
@@ -425,17 +436,19 @@ def gru(num_classes: int, **params):
 
 TRANSFORMER_PRESETS = {
     "small": {"width": 32, "layers": 1, "num_heads": 2, "ff_dim": 64, "dropout": 0.0, "positional": True,
-              **HEAD_SMALL},
-    # No published YT8M figure: a mid-size encoder (~23M parameters at 3,862 classes).
+              **HEAD_SMALL, "bn_momentum": KERAS_BN_MOMENTUM},
+    # No published YT8M figure: a mid-size encoder (~23M parameters at 3,862 classes). No reference code either,
+    # so Keras' BN momentum (BN only in the optional output gating).
     "published": {"width": 512, "layers": 4, "num_heads": 8, "ff_dim": 2048, "dropout": 0.1, "positional": True,
-                  **HEAD_PUBLISHED},
+                  **HEAD_PUBLISHED, "bn_momentum": KERAS_BN_MOMENTUM},
 }
 
 
 @register("transformer", "frame", TRANSFORMER_PRESETS,
           "transformer encoder over the frames (padding masked as attention keys), masked mean pool, MoE")
 def transformer(num_classes: int, width: int, layers: int, num_heads: int, ff_dim: int, dropout: float,
-                positional: bool, head: str, num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+                positional: bool, head: str, num_mixtures: int, l2: float, label_dim: int, output_gating: bool,
+                bn_momentum: float):
     check_head(head)
     inputs = frame_inputs()
     x = keras.layers.Dense(width)(_early_fusion(inputs))
@@ -445,5 +458,5 @@ def transformer(num_classes: int, width: int, layers: int, num_heads: int, ff_di
         x = TransformerEncoderBlock(num_heads, ff_dim, dropout, name=f"encoder_{i}")(x, inputs["num_frames"])
     x = keras.layers.LayerNormalization(epsilon=1e-6)(x)
     pooled = MaskedMeanPool()(x, inputs["num_frames"])
-    out = classifier_head(pooled, num_classes, head, num_mixtures, l2, label_dim, output_gating)
+    out = classifier_head(pooled, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum)
     return keras.Model(inputs, out, name="transformer")

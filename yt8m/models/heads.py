@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from yt8m.models.layers import ContextGating, LabelEmbeddingHead, MixtureOfExperts, slim_l2
+from yt8m.models.layers import KERAS_BN_MOMENTUM, ContextGating, LabelEmbeddingHead, MixtureOfExperts, slim_l2
 
 HEADS = ("moe", "logistic", "label_embedding")
 
@@ -15,10 +15,11 @@ def check_head(head: str) -> None:
 
 
 def classifier_head(x, num_classes: int, head: str = "moe", num_mixtures: int = 2, l2: float = 1e-6,
-                    label_dim: int = 256, output_gating: bool = False):
+                    label_dim: int = 256, output_gating: bool = False, bn_momentum: float = KERAS_BN_MOMENTUM):
     """``moe`` (softmax-gated sigmoid experts + dummy expert), ``logistic`` (sigmoid FC) or
     ``label_embedding`` (sigmoid of dot products with learned class embeddings); then, with
-    ``output_gating``, WILLOW's context gating on the output probabilities (``C x C`` weights)."""
+    ``output_gating``, WILLOW's context gating on the output probabilities (``C x C`` weights, its BN at
+    ``bn_momentum``)."""
     check_head(head)
     if head == "moe":
         probs = MixtureOfExperts(num_classes, num_mixtures, l2, name="moe")(x)
@@ -28,5 +29,5 @@ def classifier_head(x, num_classes: int, head: str = "moe", num_mixtures: int = 
     else:
         probs = LabelEmbeddingHead(num_classes, label_dim, l2, name="label_embedding")(x)
     if output_gating:
-        probs = ContextGating(name="output_gating")(probs)
+        probs = ContextGating(bn_momentum, name="output_gating")(probs)
     return probs

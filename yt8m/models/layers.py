@@ -34,6 +34,31 @@ def slim_l2(l2: float):
     return keras.regularizers.L2(l2 / 2) if l2 else None
 
 
+# BatchNormalization's moving-average momentum (Keras: ``moving = momentum * moving + (1 - momentum) * batch``),
+# a parameter of every family with BN (``bn_momentum``); the published presets use their reference code's:
+# * SLIM_BN_MOMENTUM: TF-slim ``slim.batch_norm`` (``tf.contrib.layers.batch_norm``), default ``decay=0.999``;
+#   every BN of WILLOW (antoine77340/Youtube-8M-WILLOW frame_level_models.py ``*ModelLF`` input_bn / cluster_bn /
+#   hidden1_bn / gating_bn, video_level_models.py MoeModel gating_prob_bn) and of the starter's DbofModel
+#   (google/youtube-8m frame_level_models.py input_bn / cluster_bn / hidden1_bn) is ``slim.batch_norm(x,
+#   center=True, scale=True, is_training=..., scope=...)`` without a ``decay`` (and no arg_scope sets one).
+# * TORCH_BN_MOMENTUM: PyTorch ``nn.BatchNorm1d`` default ``momentum=0.1`` (``moving = 0.9 * moving + 0.1 *
+#   batch``); the 2018 2nd place (twoleggedeye/youtube8m) never passes a momentum.
+# * KERAS_BN_MOMENTUM: Keras' default, kept by the small / cpu / local presets: they train a few hundred
+#   steps, and a 0.999 average (a ~1,000-step memory) would leave the inference statistics near their
+#   initial values (mean 0, variance 1).
+KERAS_BN_MOMENTUM = 0.99
+SLIM_BN_MOMENTUM = 0.999
+TORCH_BN_MOMENTUM = 0.9
+
+
+def batch_norm(momentum: float = KERAS_BN_MOMENTUM, **kwargs) -> keras.layers.BatchNormalization:
+    """The zoo's BatchNormalization (every BN of every family is made here) with this moving-average
+    ``momentum``; Keras' epsilon 1e-3 equals slim's default."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1), got {momentum}")
+    return keras.layers.BatchNormalization(momentum=momentum, **kwargs)
+
+
 def _normal(dim: int, mean: float = 0.0):
     return keras.initializers.RandomNormal(mean=mean, stddev=1.0 / math.sqrt(dim))
 
@@ -75,9 +100,13 @@ class FrameBatchNorm(keras.layers.Layer):
     equals slim's default.
     """
 
+    def __init__(self, bn_momentum: float = KERAS_BN_MOMENTUM, **kwargs):
+        super().__init__(**kwargs)
+        self.bn_momentum = bn_momentum
+
     def build(self, input_shape):
         self.dim = int(input_shape[-1])
-        self.norm = keras.layers.BatchNormalization()
+        self.norm = batch_norm(self.bn_momentum)
         self.norm.build((None, self.dim))
 
     def call(self, x, num_frames, training=None):
@@ -90,6 +119,9 @@ class FrameBatchNorm(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "bn_momentum": self.bn_momentum}
 
 
 @keras.saving.register_keras_serializable("yt8m")
@@ -222,15 +254,22 @@ class ContextGating(keras.layers.Layer):
     ``moe_prob_gating``) it captures label correlations and keeps scores in [0, 1].
     """
 
+    def __init__(self, bn_momentum: float = KERAS_BN_MOMENTUM, **kwargs):
+        super().__init__(**kwargs)
+        self.bn_momentum = bn_momentum
+
     def build(self, input_shape):
         dim = input_shape[-1]
         self.dense = keras.layers.Dense(dim, use_bias=False)
         self.dense.build(input_shape)
-        self.norm = keras.layers.BatchNormalization()
+        self.norm = batch_norm(self.bn_momentum)
         self.norm.build(input_shape)
 
     def call(self, x, training=None):
         return x * ops.sigmoid(self.norm(self.dense(x), training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "bn_momentum": self.bn_momentum}
 
 
 @keras.saving.register_keras_serializable("yt8m")
@@ -291,15 +330,15 @@ class LabelEmbeddingHead(keras.layers.Layer):
 class _SoftAssignment(keras.layers.Layer):
     """Shared part of the VLAD / FV / soft-DBoF poolings: ``softmax(BN(x W))`` per frame, masked."""
 
-    def __init__(self, num_clusters: int, **kwargs):
+    def __init__(self, num_clusters: int, bn_momentum: float = KERAS_BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
-        self.num_clusters = num_clusters
+        self.num_clusters, self.bn_momentum = num_clusters, bn_momentum
 
     def build(self, input_shape):
         self.dim = int(input_shape[-1])
         self.cluster_weights = self.add_weight(name="cluster_weights", shape=(self.dim, self.num_clusters),
                                                initializer=_normal(self.dim))
-        self.norm = keras.layers.BatchNormalization()
+        self.norm = batch_norm(self.bn_momentum)
         self.norm.build((None, self.num_clusters))
 
     def assign(self, x, num_frames, training=None):
@@ -313,7 +352,7 @@ class _SoftAssignment(keras.layers.Layer):
         return activation * ops.expand_dims(mask, -1), mask
 
     def get_config(self):
-        return {**super().get_config(), "num_clusters": self.num_clusters}
+        return {**super().get_config(), "num_clusters": self.num_clusters, "bn_momentum": self.bn_momentum}
 
 
 @keras.saving.register_keras_serializable("yt8m")
@@ -376,8 +415,8 @@ class SoftDBoF(_SoftAssignment):
     """Soft deep bag of frames (WILLOW): softmax cluster assignments, sum-pooled over the real
     frames, L2-normalised -> ``[B, K]`` (``max_pool`` appends the normalised max -> ``[B, 2K]``)."""
 
-    def __init__(self, num_clusters: int, max_pool: bool = False, **kwargs):
-        super().__init__(num_clusters, **kwargs)
+    def __init__(self, num_clusters: int, max_pool: bool = False, bn_momentum: float = KERAS_BN_MOMENTUM, **kwargs):
+        super().__init__(num_clusters, bn_momentum, **kwargs)
         self.max_pool = max_pool
 
     def call(self, x, num_frames, training=None):
@@ -402,7 +441,7 @@ class GatedSoftDBoF(_SoftAssignment):
                                        initializer=_normal(self.dim))
         self.gate_weights = self.add_weight(name="gate_weights", shape=(self.dim, self.num_clusters),
                                             initializer=_normal(self.dim))
-        self.gate_norm = keras.layers.BatchNormalization()
+        self.gate_norm = batch_norm(self.bn_momentum)
         self.gate_norm.build((None, self.num_clusters))
 
     def call(self, x, num_frames, training=None):
@@ -419,17 +458,17 @@ class DBoF(keras.layers.Layer):
     """The starter code's deep bag of frames: ``relu6(BN(x W))`` per frame into ``num_clusters``
     dims, max- (or mean-) pooled over the real frames -> ``[B, K]``."""
 
-    def __init__(self, num_clusters: int, pooling: str = "max", **kwargs):
+    def __init__(self, num_clusters: int, pooling: str = "max", bn_momentum: float = KERAS_BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         if pooling not in ("max", "mean"):
             raise ValueError(f"DBoF pooling must be 'max' or 'mean', got {pooling!r}")
-        self.num_clusters, self.pooling = num_clusters, pooling
+        self.num_clusters, self.pooling, self.bn_momentum = num_clusters, pooling, bn_momentum
 
     def build(self, input_shape):
         self.dim = int(input_shape[-1])
         self.cluster_weights = self.add_weight(name="cluster_weights", shape=(self.dim, self.num_clusters),
                                                initializer=_normal(self.dim))
-        self.norm = keras.layers.BatchNormalization()
+        self.norm = batch_norm(self.bn_momentum)
         self.norm.build((None, self.num_clusters))
 
     def call(self, x, num_frames, training=None):
@@ -444,7 +483,8 @@ class DBoF(keras.layers.Layer):
         return total / ops.maximum(ops.sum(mask, axis=1, keepdims=True), 1.0)
 
     def get_config(self):
-        return {**super().get_config(), "num_clusters": self.num_clusters, "pooling": self.pooling}
+        return {**super().get_config(), "num_clusters": self.num_clusters, "pooling": self.pooling,
+                "bn_momentum": self.bn_momentum}
 
 
 @keras.saving.register_keras_serializable("yt8m")

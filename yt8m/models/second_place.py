@@ -23,6 +23,9 @@ Deviations from the team's code, all on purpose:
   ``binary_cross_entropy_with_logits``. The head is the zoo's ``classifier_head``: "logistic" is
   their final ``nn.Linear`` + sigmoid (published presets); the small presets use the MoE head.
 * LeakyReLU slope 0.01 (PyTorch's default, which the team used).
+* BN moving averages as PyTorch's default ``nn.BatchNorm1d`` (``momentum=0.1``, which no call of the
+  team's changes) in the published presets: ``bn_momentum`` 0.9 (layers.TORCH_BN_MOMENTUM); the small
+  presets keep Keras' 0.99.
 
 Published presets reproduce the team's layer sizes at 3,862 classes (parameter counts of their
 modules in ``sizes.SECOND_PLACE_CODE_PARAMETERS``; the team published no sizes of their own).
@@ -35,7 +38,8 @@ from keras import ops
 
 from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import frame_inputs
-from yt8m.models.layers import FrameMask, MaskedMeanPool, frame_mask, masked_max
+from yt8m.models.layers import (KERAS_BN_MOMENTUM, TORCH_BN_MOMENTUM, FrameMask, MaskedMeanPool, batch_norm, frame_mask,
+                                masked_max)
 from yt8m.models.registry import register
 from yt8m.models.video_level import resnet_trunk
 
@@ -43,6 +47,12 @@ from yt8m.models.video_level import resnet_trunk
 # (+ sigmoid), without weight decay (their configs leave Adam's weight_decay off).
 HEAD_SMALL = {"head": "moe", "num_mixtures": 2, "l2": 1e-6, "label_dim": 16, "output_gating": False}
 HEAD_TEAM = {"head": "logistic", "num_mixtures": 2, "l2": 0.0, "label_dim": 256, "output_gating": False}
+# BN moving-average momentum: Keras' 0.99 for the small presets' few hundred steps; the team's PyTorch default
+# (nn.BatchNorm1d momentum=0.1, i.e. Keras 0.9) for the published ones. Their BNs: AttentionModel ``self._bn``,
+# EarlyConcatLSTM4 ``self._bn``, EarlyConcatAlternate.AlternateFC ``bn_feature`` (sequence_models/models.py) and
+# ResNetLike.FCBlock ``batch_norm`` (video_level_nn_models/models.py), all ``nn.BatchNorm1d(size)``.
+BN_SMALL = {"bn_momentum": KERAS_BN_MOMENTUM}
+BN_TEAM = {"bn_momentum": TORCH_BN_MOMENTUM}
 
 
 
@@ -101,11 +111,11 @@ class FrameProjectionMax(keras.layers.Layer):
     holds) and BN's training statistics use the real frames only.
     """
 
-    def __init__(self, units: int, kernel_size: int = 1, **kwargs):
+    def __init__(self, units: int, kernel_size: int = 1, bn_momentum: float = KERAS_BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         if units < 1 or kernel_size < 1:
             raise ValueError(f"need units >= 1 and kernel_size >= 1, got {units}, {kernel_size}")
-        self.units, self.kernel_size = units, kernel_size
+        self.units, self.kernel_size, self.bn_momentum = units, kernel_size, bn_momentum
 
     def build(self, x_shape, num_frames_shape=None):
         if self.kernel_size == 1:
@@ -113,7 +123,7 @@ class FrameProjectionMax(keras.layers.Layer):
         else:
             self.project = keras.layers.Conv1D(self.units, self.kernel_size, padding="same", name="project")
         self.project.build(x_shape)
-        self.norm = keras.layers.BatchNormalization(name="norm")
+        self.norm = batch_norm(self.bn_momentum, name="norm")
         self.norm.build((None, self.units))
 
     def call(self, x, num_frames, training=None):
@@ -128,7 +138,8 @@ class FrameProjectionMax(keras.layers.Layer):
         return keras.KerasTensor((x.shape[0], self.units), dtype=x.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "kernel_size": self.kernel_size}
+        return {**super().get_config(), "units": self.units, "kernel_size": self.kernel_size,
+                "bn_momentum": self.bn_momentum}
 
 
 @keras.saving.register_keras_serializable("yt8m_second_place")
@@ -182,14 +193,15 @@ def _fcn(x, sizes, dropout: float, name: str):
     return x
 
 
-def _resnet_trunk(video, audio, inner: int, branch_blocks: int, fused_blocks: int, dropout: float):
+def _resnet_trunk(video, audio, inner: int, branch_blocks: int, fused_blocks: int, dropout: float,
+                  bn_momentum: float):
     """The team's ``video_level_nn_models.models.ResNetLike`` up to its output Linear (``video_part ==
     audio_part``), concatenating [audio, video] as they do; the blocks are the zoo's ResNet-like ones."""
-    return resnet_trunk([audio, video], inner, branch_blocks, fused_blocks, dropout)
+    return resnet_trunk([audio, video], inner, branch_blocks, fused_blocks, dropout, bn_momentum)
 
 
-def _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating):
-    return classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
+def _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum):
+    return classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum)
 
 
 # ---------------------------------------------------------------- attention_net
@@ -222,9 +234,9 @@ RECIPE_SOURCES = {
 
 
 ATTENTION_NET_PRESETS = {
-    "small": {"layers": 2, "hidden": 64, "fc_sizes": [256], "fc_dropout": 0.0, **HEAD_SMALL},
+    "small": {"layers": 2, "hidden": 64, "fc_sizes": [256], "fc_dropout": 0.0, **HEAD_SMALL, **BN_SMALL},
     # AttentionModel defaults (config21: model_kwargs {}): 3 layers of 1024, FCN (4096, 4096), no dropout.
-    "published": {"layers": 3, "hidden": 1024, "fc_sizes": [4096, 4096], "fc_dropout": 0.0, **HEAD_TEAM},
+    "published": {"layers": 3, "hidden": 1024, "fc_sizes": [4096, 4096], "fc_dropout": 0.0, **HEAD_TEAM, **BN_TEAM},
 }
 
 
@@ -234,7 +246,7 @@ ATTENTION_NET_PRESETS = {
           "FC 4096x2 (published 3x1024)",
           recipes=ATTENTION_NET_RECIPES, recipe_sources={"published": RECIPE_SOURCES["attention_net"]})
 def attention_net(num_classes: int, layers: int, hidden: int, fc_sizes, fc_dropout: float, head: str,
-                  num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+                  num_mixtures: int, l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     if layers < 1:
         raise ValueError(f"layers must be >= 1, got {layers}")
@@ -249,22 +261,22 @@ def attention_net(num_classes: int, layers: int, hidden: int, fc_sizes, fc_dropo
         if i + 1 < layers:
             x = BroadcastOverFrames()(x, vector)
     features = keras.layers.Concatenate()(pooled)
-    features = keras.layers.BatchNormalization()(features)
+    features = batch_norm(bn_momentum)(features)
     features = _fcn(features, fc_sizes, fc_dropout, "fc")
-    return keras.Model(inputs, _head(features, num_classes, head, num_mixtures, l2, label_dim, output_gating),
-                       name="attention_net")
+    return keras.Model(inputs, _head(features, num_classes, head, num_mixtures, l2, label_dim, output_gating,
+                                     bn_momentum), name="attention_net")
 
 
 # ---------------------------------------------------------------- bilstm_attention
 
 BILSTM_ATTENTION_PRESETS = {
     "small": {"rgb_projection": 64, "audio_projection": 16, "rgb_units": 32, "audio_units": 8, "layers": 1,
-              "fc_sizes": [256], "fc_dropout": 0.0, **HEAD_SMALL},
+              "fc_sizes": [256], "fc_dropout": 0.0, **HEAD_SMALL, **BN_SMALL},
     # EarlyConcatLSTM4 defaults (config27/28: model_kwargs {}): Linear(1024,1024)+ReLU / Linear(128,128)+ReLU,
     # one densely connected bi-LSTM layer (rgb 1024, audio 128 units per direction), attention over
     # [projection, LSTM outputs], BN, FCN (4096, 4096).
     "published": {"rgb_projection": 1024, "audio_projection": 128, "rgb_units": 1024, "audio_units": 128,
-                  "layers": 1, "fc_sizes": [4096, 4096], "fc_dropout": 0.0, **HEAD_TEAM},
+                  "layers": 1, "fc_sizes": [4096, 4096], "fc_dropout": 0.0, **HEAD_TEAM, **BN_TEAM},
 }
 
 
@@ -284,7 +296,7 @@ def _bilstm_branch(x, num_frames, projection: int, units: int, layers: int, name
           recipes=BILSTM_ATTENTION_RECIPES, recipe_sources={"published": RECIPE_SOURCES["bilstm_attention"]})
 def bilstm_attention(num_classes: int, rgb_projection: int, audio_projection: int, rgb_units: int,
                      audio_units: int, layers: int, fc_sizes, fc_dropout: float, head: str, num_mixtures: int,
-                     l2: float, label_dim: int, output_gating: bool):
+                     l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     if layers < 1:
         raise ValueError(f"layers must be >= 1, got {layers}")
@@ -292,22 +304,22 @@ def bilstm_attention(num_classes: int, rgb_projection: int, audio_projection: in
     num_frames = inputs["num_frames"]
     video = _bilstm_branch(inputs["rgb"], num_frames, rgb_projection, rgb_units, layers, "rgb")
     audio = _bilstm_branch(inputs["audio"], num_frames, audio_projection, audio_units, layers, "audio")
-    features = keras.layers.BatchNormalization()(keras.layers.Concatenate()([video, audio]))
+    features = batch_norm(bn_momentum)(keras.layers.Concatenate()([video, audio]))
     features = _fcn(features, fc_sizes, fc_dropout, "fc")
-    return keras.Model(inputs, _head(features, num_classes, head, num_mixtures, l2, label_dim, output_gating),
-                       name="bilstm_attention")
+    return keras.Model(inputs, _head(features, num_classes, head, num_mixtures, l2, label_dim, output_gating,
+                                     bn_momentum), name="bilstm_attention")
 
 
 # ---------------------------------------------------------------- frame_conv_max
 
 FRAME_CONV_MAX_PRESETS = {
     "small": {"rgb_units": 64, "audio_units": 16, "kernel_size": 1, "inner": 128, "branch_blocks": 1,
-              "fused_blocks": 1, "dropout": 0.0, **HEAD_SMALL},
+              "fused_blocks": 1, "dropout": 0.0, **HEAD_SMALL, **BN_SMALL},
     # EarlyConcatAlternate (config19): AlternateFC rgb 1024 / audio 128, ResNetLike(inner_size=1024,
     # av_id_block_num=2, concat_id_block_num=2, dropout 0.5 -- their default; config19's dropout 0.5
     # is not passed on).
     "published": {"rgb_units": 1024, "audio_units": 128, "kernel_size": 1, "inner": 1024, "branch_blocks": 2,
-                  "fused_blocks": 2, "dropout": 0.5, **HEAD_TEAM},
+                  "fused_blocks": 2, "dropout": 0.5, **HEAD_TEAM, **BN_TEAM},
 }
 
 
@@ -318,14 +330,14 @@ FRAME_CONV_MAX_PRESETS = {
           recipes=FRAME_CONV_MAX_RECIPES, recipe_sources={"published": RECIPE_SOURCES["frame_conv_max"]})
 def frame_conv_max(num_classes: int, rgb_units: int, audio_units: int, kernel_size: int, inner: int,
                    branch_blocks: int, fused_blocks: int, dropout: float, head: str, num_mixtures: int, l2: float,
-                   label_dim: int, output_gating: bool):
+                   label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     inputs = frame_inputs()
     num_frames = inputs["num_frames"]
-    video = FrameProjectionMax(rgb_units, kernel_size, name="rgb_frames")(inputs["rgb"], num_frames)
-    audio = FrameProjectionMax(audio_units, kernel_size, name="audio_frames")(inputs["audio"], num_frames)
-    x = _resnet_trunk(video, audio, inner, branch_blocks, fused_blocks, dropout)
-    return keras.Model(inputs, _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating),
+    video = FrameProjectionMax(rgb_units, kernel_size, bn_momentum, name="rgb_frames")(inputs["rgb"], num_frames)
+    audio = FrameProjectionMax(audio_units, kernel_size, bn_momentum, name="audio_frames")(inputs["audio"], num_frames)
+    x = _resnet_trunk(video, audio, inner, branch_blocks, fused_blocks, dropout, bn_momentum)
+    return keras.Model(inputs, _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum),
                        name="frame_conv_max")
 
 
@@ -333,12 +345,12 @@ def frame_conv_max(num_classes: int, rgb_units: int, audio_units: int, kernel_si
 
 VLAD_BOW_PRESETS = {
     "small": {"clusters": 64, "audio_clusters": 16, "power": 3.0, "learnable_power": True, "bow_dropout": 0.0,
-              "inner": 128, "branch_blocks": 1, "fused_blocks": 1, "dropout": 0.0, **HEAD_SMALL},
+              "inner": 128, "branch_blocks": 1, "fused_blocks": 1, "dropout": 0.0, **HEAD_SMALL, **BN_SMALL},
     # BoWResnetLike (config91): n_clusters 4096 (rgb and audio), softmax_power 3, learnable_power, dropout
     # 0.1 on the bags; ResNetLike(inner_size=1024, av_id 1, concat_id 1, its default dropout 0.5).
     "published": {"clusters": 4096, "audio_clusters": 4096, "power": 3.0, "learnable_power": True,
                   "bow_dropout": 0.1, "inner": 1024, "branch_blocks": 1, "fused_blocks": 1, "dropout": 0.5,
-                  **HEAD_TEAM},
+                  **HEAD_TEAM, **BN_TEAM},
 }
 
 
@@ -348,13 +360,13 @@ VLAD_BOW_PRESETS = {
           recipes=VLAD_BOW_RECIPES, recipe_sources={"published": RECIPE_SOURCES["vlad_bow"]})
 def vlad_bow(num_classes: int, clusters: int, audio_clusters: int, power: float, learnable_power: bool,
              bow_dropout: float, inner: int, branch_blocks: int, fused_blocks: int, dropout: float, head: str,
-             num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+             num_mixtures: int, l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     inputs = frame_inputs()
     video, audio = PowerSoftBoW(clusters, audio_clusters, power, learnable_power, name="bow")(
         inputs["rgb"], inputs["audio"], inputs["num_frames"])
     if bow_dropout:
         video, audio = keras.layers.Dropout(bow_dropout)(video), keras.layers.Dropout(bow_dropout)(audio)
-    x = _resnet_trunk(video, audio, inner, branch_blocks, fused_blocks, dropout)
-    return keras.Model(inputs, _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating),
+    x = _resnet_trunk(video, audio, inner, branch_blocks, fused_blocks, dropout, bn_momentum)
+    return keras.Model(inputs, _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum),
                        name="vlad_bow")

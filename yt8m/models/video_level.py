@@ -7,7 +7,8 @@ import keras
 from yt8m import schema
 from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import video_inputs
-from yt8m.models.layers import ContextGating, FeatureSlice, MixtureOfExperts, slim_l2
+from yt8m.models.layers import (KERAS_BN_MOMENTUM, SLIM_BN_MOMENTUM, TORCH_BN_MOMENTUM, ContextGating, FeatureSlice,
+                                MixtureOfExperts, batch_norm, slim_l2)
 from yt8m.models.registry import register
 
 
@@ -37,9 +38,12 @@ def logistic(num_classes: int, l2: float):
 
 
 MOE_PRESETS = {
-    "small": {"num_mixtures": 2, "l2": 1e-6, "output_gating": False},
-    # The starter-code baseline (22.3M parameters); ``output_gating`` adds WILLOW's C x C gating.
-    "published": {"num_mixtures": 2, "l2": 1e-6, "output_gating": False},
+    # bn_momentum: of the BN in the optional output gating; Keras' 0.99 for the few-hundred-step runs
+    "small": {"num_mixtures": 2, "l2": 1e-6, "output_gating": False, "bn_momentum": KERAS_BN_MOMENTUM},
+    # The starter-code baseline (22.3M parameters, no BN); ``output_gating`` adds WILLOW's C x C gating, whose BN
+    # is slim's (Youtube-8M-WILLOW video_level_models.py MoeModel ``slim.batch_norm(gates, ...,
+    # scope="gating_prob_bn")``, default decay 0.999).
+    "published": {"num_mixtures": 2, "l2": 1e-6, "output_gating": False, "bn_momentum": SLIM_BN_MOMENTUM},
 }
 
 
@@ -47,11 +51,12 @@ MOE_PRESETS = {
           "Mixture-of-Experts: softmax gates over sigmoid experts + dummy expert (starter-code baseline); "
           "optional context gating on the output probabilities",
           recipes={"published": STARTER_RECIPE}, recipe_sources={"published": STARTER_SOURCE})
-def moe(num_classes: int, num_mixtures: int, l2: float, output_gating: bool = False):
+def moe(num_classes: int, num_mixtures: int, l2: float, output_gating: bool = False,
+        bn_momentum: float = KERAS_BN_MOMENTUM):
     inputs = video_inputs()
     out = MixtureOfExperts(num_classes, num_mixtures, l2)(_normalized_video_vector(inputs))
     if output_gating:
-        out = ContextGating(name="output_gating")(out)
+        out = ContextGating(bn_momentum, name="output_gating")(out)
     return keras.Model(inputs, out, name="moe")
 
 
@@ -59,11 +64,13 @@ _HEAD_DEFAULTS = {"num_mixtures": 2, "l2": 1e-6, "label_dim": 256, "output_gatin
 
 RESNET_PRESETS = {
     "small": {"inner": 48, "branch_blocks": 1, "fused_blocks": 1, "dropout": 0.4, "head": "logistic",
-              **_HEAD_DEFAULTS, "label_dim": 16},
+              **_HEAD_DEFAULTS, "label_dim": 16, "bn_momentum": KERAS_BN_MOMENTUM},
     # Samsung AI Moscow (2018 2nd place): width 2048, 4 identity blocks in each of the rgb and audio
     # branches and 4 after fusing them, dropout 0.4, sigmoid output: 153.1M parameters at 3,862 classes.
+    # BN: PyTorch's default momentum 0.1 = Keras 0.9 (twoleggedeye/youtube8m video_level_nn_models/models.py
+    # ResNetLike.FCBlock ``nn.BatchNorm1d(output_size)``).
     "published": {"inner": 2048, "branch_blocks": 4, "fused_blocks": 4, "dropout": 0.4, "head": "logistic",
-                  **_HEAD_DEFAULTS},
+                  **_HEAD_DEFAULTS, "bn_momentum": TORCH_BN_MOMENTUM},
 }
 
 
@@ -72,34 +79,35 @@ RESNET_PRESETS = {
 LEAKY_SLOPE = 0.01
 
 
-def fc_block(x, units: int, dropout: float):
+def fc_block(x, units: int, dropout: float, bn_momentum: float):
     """``ResNetLike.FCBlock``: Dense -> BN -> LeakyReLU(0.01) -> Dropout."""
     x = keras.layers.Dense(units)(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = batch_norm(bn_momentum)(x)
     x = keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)(x)
     return keras.layers.Dropout(dropout)(x) if dropout else x
 
 
-def identity_block(x, inner: int, dropout: float):
+def identity_block(x, inner: int, dropout: float, bn_momentum: float):
     """``ResNetLike.Identity``: ``leaky_relu(x + Dense_out(fc_block(x)))``, a residual MLP block."""
-    y = fc_block(x, inner, dropout)
+    y = fc_block(x, inner, dropout, bn_momentum)
     y = keras.layers.Dense(int(x.shape[-1]))(y)
     return keras.layers.LeakyReLU(negative_slope=LEAKY_SLOPE)(keras.layers.Add()([x, y]))
 
 
-def resnet_trunk(branches: list, inner: int, branch_blocks: int, fused_blocks: int, dropout: float):
+def resnet_trunk(branches: list, inner: int, branch_blocks: int, fused_blocks: int, dropout: float,
+                 bn_momentum: float):
     """The ResNet-like trunk up to the classifier: per branch fc_block to ``inner`` + ``branch_blocks``
     identity blocks; concatenated in the given order; ``fused_blocks`` identity blocks; fc_block to ``inner``."""
     processed = []
     for branch in branches:
-        b = fc_block(branch, inner, dropout)
+        b = fc_block(branch, inner, dropout, bn_momentum)
         for _ in range(branch_blocks):
-            b = identity_block(b, inner, dropout)
+            b = identity_block(b, inner, dropout, bn_momentum)
         processed.append(b)
     x = keras.layers.Concatenate()(processed)
     for _ in range(fused_blocks):
-        x = identity_block(x, inner, dropout)
-    return fc_block(x, inner, dropout)
+        x = identity_block(x, inner, dropout, bn_momentum)
+    return fc_block(x, inner, dropout, bn_momentum)
 
 
 # The team's recipe for it (twoleggedeye/youtube8m configs/config0.yaml): Adam lr 5e-3, batch 4096,
@@ -117,12 +125,12 @@ RESNET_RECIPES = {"published": {"learning_rate": 5e-3, "batch_size": 4096, "epoc
           recipe_sources={"published": "twoleggedeye/youtube8m configs/config0.yaml (ReduceLROnPlateau factor 0.5 "
                                        "patience 1 not reproduced)"})
 def resnet_like(num_classes: int, inner: int, branch_blocks: int, fused_blocks: int, dropout: float, head: str,
-                num_mixtures: int, l2: float, label_dim: int, output_gating: bool):
+                num_mixtures: int, l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     inputs = video_inputs()
     x = _normalized_video_vector(inputs)
     rgb = FeatureSlice(0, schema.RGB_SIZE)(x)
     audio = FeatureSlice(schema.RGB_SIZE, schema.RGB_SIZE + schema.AUDIO_SIZE)(x)
-    x = resnet_trunk([rgb, audio], inner, branch_blocks, fused_blocks, dropout)
-    out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating)
+    x = resnet_trunk([rgb, audio], inner, branch_blocks, fused_blocks, dropout, bn_momentum)
+    out = classifier_head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum)
     return keras.Model(inputs, out, name="resnet_like")
