@@ -46,6 +46,7 @@ def _cfg(family="moe", **training_fields):
     ("moe", {"examples_to_see": "many"}, "training.examples_to_see: expected int"),
     ("moe", {"video_features": "zscore"}, "training.video_features: must be 'mean' or 'standardized', got 'zscore'"),
     ("dbof", {"video_features": "standardized"}, "training.video_features: a video-level input, but family 'dbof'"),
+    ("moe", {"clip_gradient_norm": -1.0}, "training.clip_gradient_norm: must be >= 0 (0 = no clipping)"),
 ])
 def test_new_training_fields_are_validated_with_the_field_named(family, fields, message):
     with pytest.raises(config_lib.ConfigError) as info:
@@ -548,3 +549,8 @@ def test_full_predictions_are_every_class_of_the_same_scores_as_the_topk_files(t
         dense = np.asarray(full["scores"], np.float32)[rows]
         np.testing.assert_allclose(np.take_along_axis(dense, topk["classes"].astype(np.int64), axis=1),
                                    topk["scores"], atol=1e-3, err_msg=split)  # the same scores, float16
+
+
+def test_clip_gradient_norm_zero_turns_clipping_off_and_the_default_clips_at_the_references_1():
+    assert model_setup.adam(config_lib.TrainingConfig(clip_gradient_norm=0)).clipnorm is None
+    assert model_setup.adam(config_lib.TrainingConfig()).clipnorm == 1.0

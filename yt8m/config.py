@@ -29,7 +29,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     lr_decay: float = 0.8  # WILLOW: multiply the learning rate by this ...
     lr_decay_examples: int = 4_000_000  # ... every this many examples
-    clip_gradient_norm: float = 1.0
+    clip_gradient_norm: float = 1.0  # per-tensor clip by norm; 0 = no clipping
     num_samples: int = 0  # frames sampled with replacement per video at training time (0 = all)
     max_frames: int = 300
     eval_batch_size: int = 64
@@ -363,8 +363,8 @@ def _check_recipes(t: TrainingConfig, input_level: str, family: str, where: str)
     for name in ("checkpoint_every_steps", "lr_decay_examples"):
         if getattr(t, name) < 1:
             raise ConfigError(f"{where}.{name}: must be >= 1, got {getattr(t, name)}")
-    if t.clip_gradient_norm <= 0:
-        raise ConfigError(f"{where}.clip_gradient_norm: must be > 0, got {t.clip_gradient_norm}")
+    if t.clip_gradient_norm < 0:
+        raise ConfigError(f"{where}.clip_gradient_norm: must be >= 0 (0 = no clipping), got {t.clip_gradient_norm}")
     for name in ("half_video_prob", "reverse_prob", "mixup_prob", "distill_weight"):
         if not 0.0 <= getattr(t, name) <= 1.0:
             raise ConfigError(f"{where}.{name}: must be in [0, 1], got {getattr(t, name)}")

@@ -28,8 +28,8 @@ def adam(t: config_lib.TrainingConfig) -> keras.optimizers.Adam:
     """Adam as the references use it: ``tf.train.AdamOptimizer`` (TF1 epsilon 1e-8; Keras' default is
     1e-7), WILLOW's schedule, and per-tensor clipping at ``clip_gradient_norm`` (WILLOW train.py
     ``slim.learning.create_train_op(..., clip_gradient_norm=1.0)`` clips each gradient by its norm, on
-    the loss summed over classes)."""
-    return keras.optimizers.Adam(learning_rate_schedule(t), epsilon=1e-8, clipnorm=t.clip_gradient_norm)
+    the loss summed over classes); ``clip_gradient_norm: 0`` turns clipping off."""
+    return keras.optimizers.Adam(learning_rate_schedule(t), epsilon=1e-8, clipnorm=t.clip_gradient_norm or None)
 
 
 
