@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -36,7 +37,12 @@ _CONSOLE = {}
 def test_the_console_is_short_and_the_noise_is_in_per_task_log_files(local_run):
     workdir, lines = local_run
     console = _CONSOLE["stdout"].splitlines() + _CONSOLE["stderr"].splitlines()
-    assert len(console) <= 80, "\n".join(console)
+    # Progress lines are throttled by time (one per task per PROGRESS_INTERVAL_SECONDS, plus each fit's
+    # last), so their count grows on a loaded machine (22 quiet, 36 at load 8); everything else is fixed
+    # (43 lines). A line per epoch would be hundreds (the logistic member runs 178 epochs per fold).
+    progress = [line for line in console if re.search(r": epoch \d+/\d+, loss ", line)]
+    assert len(console) - len(progress) <= 60, "\n".join(console)
+    assert len(progress) <= 80, "\n".join(progress)
     text = "\n".join(console)
     for noise in ("executor_input", "oneDNN", "cuInit", "absl::InitializeLog", "apache_beam", "UserWarning"):
         assert noise not in text, noise
