@@ -82,6 +82,11 @@ def test_launch_main_hands_the_standardized_parameter_to_the_jobs_graph(monkeypa
         raise ValueError("stop before pipeline.run()")
 
     monkeypatch.setattr(dataflow, "attach_job", attach)
+    # A real Pipeline with Dataflow options looks up GCP credentials (network timeouts here: ~200 s a call);
+    # the hand-off to attach_job is what this test checks.
+    import apache_beam
+
+    monkeypatch.setattr(apache_beam, "Pipeline", lambda options: object())
     assert dataflow.launch_main([*LAUNCHER_ARGV, "--standardized=true"]) == 2
     assert seen["standardized_features"] is True and seen["job"]["name"] == "yt8m-preprocess-r1"
     assert dataflow.launch_main(LAUNCHER_ARGV) == 2 and seen["standardized_features"] is False
