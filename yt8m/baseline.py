@@ -9,9 +9,9 @@ order, so the same ones every run) is held back, GAP@20 on them is measured afte
 rest (or every ``EVAL_EXAMPLES`` examples when a pass is shorter), and the weights of the best
 evaluation are scored on the holdout; training stops after ``PATIENCE`` evaluations without a better
 one, or at ``MAX_EXAMPLES`` examples seen (at least one pass). A logistic
-stopped after a fixed 30 passes sat 0.06-0.12 GAP below its converged self on generated data (200
-classes, 2,500 videos: 0.32 at 75,000 examples, 0.42 at 200,000; benchmarks/results/sweep.md), so
-the gate compared releases with a baseline weaker than a user's own.
+stopped after a fixed 30 passes sat 0.11-0.15 GAP below its converged self on four generated
+datasets (200 noisy classes: 0.319 vs 0.427; benchmarks/results/video_members.md), so the gate
+compared releases with a baseline weaker than a user's own.
 """
 
 from __future__ import annotations
