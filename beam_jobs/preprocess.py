@@ -1131,6 +1131,15 @@ def _raise_if_nothing_valid(files: Sequence[str], num_classes: int) -> None:
                      f"nothing to preprocess{detail}")
 
 
+
+def video_feature_sizes(standardized: bool) -> dict[str, int]:
+    """dataset.json's ``video_features``: each video-level feature the job wrote and its size (the z-scored
+    means only when asked for)."""
+    sizes = {"mean_rgb": schema.RGB_SIZE, "mean_audio": schema.AUDIO_SIZE}
+    if standardized:
+        sizes.update({transform_lib.MEAN_RGB_Z: schema.RGB_SIZE, transform_lib.MEAN_AUDIO_Z: schema.AUDIO_SIZE})
+    return sizes
+
 def run_preprocess(
     input_pattern: str,
     output_dir: str,
@@ -1241,9 +1250,7 @@ def run_preprocess(
         "paths_relative_to": "the directory of this file",
         "splits": {s: {"num_videos": total["written"][s], "frame_files": out_files["frame"][s],
                        "video_files": out_files["video"][s]} for s in splits},
-        "video_features": {"mean_rgb": schema.RGB_SIZE, "mean_audio": schema.AUDIO_SIZE,
-                           **({"mean_rgb_z": schema.RGB_SIZE, "mean_audio_z": schema.AUDIO_SIZE}
-                              if standardized_features else {})},
+        "video_features": video_feature_sizes(standardized_features),
         "transform_fn": TRANSFORM_DIR if total["written_total"] else None,
         "report": REPORT_FILE if write_report else None,
         "counts_file": "counts.json",

@@ -280,9 +280,7 @@ def finalize(output_dir: str, data_fingerprint: str | None = None) -> dict:
         "paths_relative_to": "the directory of this file",
         "splits": {s: {"num_videos": total["written"][s], "frame_files": out_files["frame"][s],
                        "video_files": out_files["video"][s]} for s in splits},
-        "video_features": {"mean_rgb": schema.RGB_SIZE, "mean_audio": schema.AUDIO_SIZE,
-                           **({"mean_rgb_z": schema.RGB_SIZE, "mean_audio_z": schema.AUDIO_SIZE}
-                              if launch.get("standardized_features") else {})},
+        "video_features": preprocess.video_feature_sizes(bool(launch.get("standardized_features"))),
         "transform_fn": preprocess.TRANSFORM_DIR if written else None,
         "report": preprocess.REPORT_FILE,
         "counts_file": "counts.json",
