@@ -20,17 +20,22 @@ run: setup
 # Every test, the slow end-to-end ones included (what CI runs). Two pytest-xdist workers, one test file
 # per worker at a time (--dist loadfile keeps a file's module fixtures in one process).
 PYTEST_PARALLEL := -n 2 --dist loadfile
+# The tests' temporary files (pytest's tmp_path, whatever a library leaves in TMPDIR) go to .tmp/ in this
+# checkout, emptied at the start of each run, never piling up in the machine's /tmp.
+TEST_TMP := $(CURDIR)/.tmp
 
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) --durations=20
+	rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
+	TMPDIR=$(TEST_TMP) $(BIN)/python -m pytest -q $(PYTEST_PARALLEL) --durations=20
 
 # The fast tests only, for a developer loop.
 test-fast: setup
-	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow"
+	rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
+	TMPDIR=$(TEST_TMP) $(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_reader.py
 	$(BIN)/python benchmarks/bench_gap.py
 
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) runs *.egg-info $(TEST_TMP)

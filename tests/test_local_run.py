@@ -22,9 +22,9 @@ def _tiny_config(path, min_gap, epochs=2):
     return str(path)
 
 
-def _yt8m_popen(*args, cwd):
+def _yt8m_popen(*args, cwd, env=None):
     return subprocess.Popen([sys.executable, "-P", "-m", "yt8m_pipeline.cli", *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
 def test_run_ids_are_unique_within_one_second():
@@ -77,8 +77,11 @@ def test_bad_paths_are_one_line_errors_before_anything_runs(tmp_path, args, mess
 def test_two_concurrent_runs_in_one_folder_each_report_their_own_result(tmp_path):
     refuse = _tiny_config(tmp_path / "refuse.yaml", min_gap=0.99)
     accept = _tiny_config(tmp_path / "accept.yaml", min_gap=0.0)
-    runs = [_yt8m_popen("run", "--local", "--config", refuse, cwd=tmp_path),
-            _yt8m_popen("run", "--local", "--config", accept, cwd=tmp_path)]
+    machine_tmp = tmp_path / "machine_tmp"  # stands for /tmp: a run leaves nothing there
+    machine_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(machine_tmp)}
+    runs = [_yt8m_popen("run", "--local", "--config", refuse, cwd=tmp_path, env=env),
+            _yt8m_popen("run", "--local", "--config", accept, cwd=tmp_path, env=env)]
     (out_r, err_r), (out_a, err_a) = [p.communicate(timeout=900) for p in runs]
     assert runs[0].returncode == 1, out_r + err_r
     assert runs[1].returncode == 0, out_a + err_a
@@ -89,6 +92,11 @@ def test_two_concurrent_runs_in_one_folder_each_report_their_own_result(tmp_path
     published = out_a.strip().splitlines()[-1]
     assert published.startswith(str(tmp_path / "runs" / id_a / "published" / "versions"))
     assert not os.path.exists(tmp_path / "runs" / id_r / "published" / "LATEST")
+    # kfp.local's workspace, its `mktemp -d` per task, Beam's and TF's temporary files: all in each run's
+    # scratch folder, removed when the run ends; nothing in the machine's temporary folder.
+    for run_id in (id_r, id_a):
+        assert os.listdir(tmp_path / "runs" / run_id / local_run.SCRATCH_FOLDER) == []
+    assert os.listdir(machine_tmp) == []
 
 
 @pytest.mark.slow

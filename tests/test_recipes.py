@@ -145,12 +145,16 @@ def test_a_recipe_trains_on_its_headers_accelerator_and_a_contradicting_vertex_s
 @pytest.mark.slow
 def test_submit_dry_run_of_a_recipe_has_its_members_fan_out_and_gpus(tmp_path):
     out = tmp_path / "job.json"
+    machine_tmp = tmp_path / "machine_tmp"  # stands for /tmp
+    machine_tmp.mkdir()
     result = subprocess.run([sys.executable, "-m", "yt8m_pipeline.cli", "submit", "--recipe", "willow-2017",
                              "--project", "my-project", "--region", "us-central1", "--pipeline-root",
                              "gs://bucket/root", "--data", "gs://bucket/train*.tfrecord", "--dataflow-template",
                              "gs://bucket/templates/preprocess.json", "--dry-run", str(out)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=900)
+                            capture_output=True, text=True, cwd=ROOT, timeout=900,
+                            env={**os.environ, "TMPDIR": str(machine_tmp)})
     assert result.returncode == 0, result.stderr[-2000:]
+    assert os.listdir(machine_tmp) == []  # the recipe's run config (a temporary file) is removed at exit
     assert "GPU-hours on NVIDIA_L4" in result.stderr and "recipe willow-2017: 7 members" in result.stderr
     spec = json.loads(out.read_text())["pipelineJob"]
     params = spec["runtimeConfig"]["parameterValues"]

@@ -6,6 +6,8 @@ Every verb has ``--help`` and exits non-zero with a one-line reason on bad input
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import logging
 import os
@@ -434,8 +436,14 @@ def _recipe_config(args, local: bool) -> None:
               f"(~${estimated['estimated_cost_usd']:,}; {estimated['assumptions']})", file=sys.stderr)
     handle, path = tempfile.mkstemp(prefix=f"yt8m-recipe-{chosen.name}-", suffix=".yaml")
     os.close(handle)
+    atexit.register(_remove_quietly, path)  # the run keeps the config as its run_config parameter
     recipe_lib.write_yaml(cfg, path)
     args.config = path
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
 
 
 def cmd_recipes(args) -> int:

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -40,6 +41,7 @@ LOCK_FILE = ".yt8m-run.lock"
 # Beside each task's log: its exact command and executor input (what `yt8m component` reruns and
 # `yt8m lineage` reads), its return code and duration.
 TASK_RECORD_SUFFIX = ".task.json"
+SCRATCH_FOLDER = "scratch"  # WORKDIR/scratch/<run id>: the run's temporary files, removed when it ends
 PROGRESS_INTERVAL_SECONDS = 45.0  # at most one progress line per training task this often (plus each fit's last)
 # Environment of every local task (the user's own environment wins). kfp.local runs two tasks at once on a machine
 # shared with everything else: OpenMP threads (LightGBM's, in the ensemble task's stacker) that spin while they
@@ -198,7 +200,7 @@ def _wait_with_cpu_time(process: subprocess.Popen) -> tuple[int, float]:
     return process.returncode, usage.ru_utime + usage.ru_stime
 
 
-def make_task_runner(console: Console, logs_dir: str):
+def make_task_runner(console: Console, logs_dir: str, scratch_dir: str | None = None):
     """A replacement for kfp.local's ``run_local_subprocess``: same contract (command -> return code),
     but the output goes to a per-task log file and the console, and the task dies with this process."""
     used: set[str] = set()
@@ -214,6 +216,8 @@ def make_task_runner(console: Console, logs_dir: str):
             used.add(name)
         log_path = os.path.join(logs_dir, f"{name}.log")
         env = {**LOCAL_TASK_ENV, **os.environ, **(env_vars or {})}
+        if scratch_dir is not None:  # kfp's `mktemp -d` per task, Beam and TF temp files: in the run's scratch
+            env["TMPDIR"] = scratch_dir
         started = time.time()
         record = {"task": name, "folder": folder, "label": label, "command": list(full_command),
                   "env": dict(env_vars or {}), "log": log_path, "started": started}
@@ -304,7 +308,12 @@ def run_local(arguments: dict, workdir: str, console: Console | None = None, run
     logs_dir = os.path.join(workdir, "logs", run_id)
     os.makedirs(pipeline_root)  # exist_ok=False: a run id is never reused
     os.makedirs(logs_dir, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
+    # Temporary files of the run (kfp.local's workspace, each task's TMPDIR) live in the workdir, not in the
+    # machine's /tmp, and go when the run ends (a killed run leaves them here, never in /tmp).
+    scratch_dir = os.path.join(workdir, SCRATCH_FOLDER, run_id)
+    os.makedirs(os.path.join(scratch_dir, "workspace"))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True,
+               workspace_root=os.path.join(scratch_dir, "workspace"))
     started = time.time()
     # kfp.local indents task logs by swapping builtins.print per task; with ParallelFor tasks in
     # threads the swaps can interleave and leave print indented: restore it afterwards.
@@ -312,7 +321,7 @@ def run_local(arguments: dict, workdir: str, console: Console | None = None, run
     root_logger = logging.getLogger()
     original_handlers, original_level = root_logger.handlers[:], root_logger.level
     try:
-        with _kfp_task_runner(make_task_runner(console, logs_dir)), \
+        with _kfp_task_runner(make_task_runner(console, logs_dir, scratch_dir)), \
                 _stdout_to(None if console.verbose else os.path.join(logs_dir, "kfp-local.log")):
             yt8m_pipeline(**arguments)
     except RuntimeError as exc:  # kfp.local: "Pipeline ... finished with status FAILURE. Inner task failed: ..."
@@ -321,6 +330,7 @@ def run_local(arguments: dict, workdir: str, console: Console | None = None, run
         builtins.print = original_print
         root_logger.handlers[:] = original_handlers  # kfp.local may leave a handler on the redirected stdout
         root_logger.setLevel(original_level)
+        shutil.rmtree(scratch_dir, ignore_errors=True)
     log.info("pipeline %s finished in %.0fs", run_id, time.time() - started)
     runs = [d for d in os.listdir(pipeline_root) if d.startswith(PIPELINE_NAME)]
     if len(runs) != 1:
