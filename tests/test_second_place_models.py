@@ -64,6 +64,25 @@ def test_learnable_power_is_learned_and_shared():
     assert not [w for w in frozen.trainable_weights if w.name == "power"]
 
 
+def test_frame_conv_max_frame_pool_projects_window_means_of_the_real_frames():
+    """frame_pool 2 on 5 real frames (+ 2 padding) == frame_pool 1 on their 3 window means, same weights."""
+    rng = np.random.default_rng(0)
+    frames = rng.normal(size=(2, 7, 1152)).astype(np.float32)
+    frames[:, 5:] = 9.0  # padding: never in a window
+    means = np.stack([frames[:, 0:2].mean(1), frames[:, 2:4].mean(1), frames[:, 4]], axis=1)
+    pooled = registry.build_model("frame_conv_max", NUM_CLASSES, "small", {"frame_pool": 2})
+    plain = registry.build_model("frame_conv_max", NUM_CLASSES, "small")
+    plain.set_weights(pooled.get_weights())
+
+    def scores(model, x, n):
+        return np.asarray(model({"rgb": x[..., :1024], "audio": x[..., 1024:],
+                                 "num_frames": np.full(2, n, np.int32)}, training=False))
+
+    np.testing.assert_allclose(scores(pooled, frames, 5), scores(plain, means, 3), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(scores(plain, frames, 5), scores(plain, means, 3), atol=1e-4)  # pooling matters
+    assert registry.get_family("frame_conv_max").presets["published"]["frame_pool"] == 1  # the team's model
+
+
 @pytest.fixture(scope="module")
 def synthetic_train_files(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("synth"))

@@ -38,8 +38,8 @@ from keras import ops
 
 from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import frame_inputs
-from yt8m.models.layers import (KERAS_BN_MOMENTUM, TORCH_BN_MOMENTUM, FrameMask, MaskedMeanPool, batch_norm, frame_mask,
-                                masked_max)
+from yt8m.models.layers import (KERAS_BN_MOMENTUM, TORCH_BN_MOMENTUM, FrameMask, MaskedMeanPool, TemporalMeanPool,
+                                batch_norm, frame_mask, masked_max)
 from yt8m.models.registry import register
 from yt8m.models.video_level import resnet_trunk
 
@@ -314,12 +314,12 @@ def bilstm_attention(num_classes: int, rgb_projection: int, audio_projection: in
 
 FRAME_CONV_MAX_PRESETS = {
     "small": {"rgb_units": 64, "audio_units": 16, "kernel_size": 1, "inner": 128, "branch_blocks": 1,
-              "fused_blocks": 1, "dropout": 0.0, **HEAD_SMALL, **BN_SMALL},
+              "fused_blocks": 1, "dropout": 0.0, "frame_pool": 1, **HEAD_SMALL, **BN_SMALL},
     # EarlyConcatAlternate (config19): AlternateFC rgb 1024 / audio 128, ResNetLike(inner_size=1024,
     # av_id_block_num=2, concat_id_block_num=2, dropout 0.5 -- their default; config19's dropout 0.5
     # is not passed on).
     "published": {"rgb_units": 1024, "audio_units": 128, "kernel_size": 1, "inner": 1024, "branch_blocks": 2,
-                  "fused_blocks": 2, "dropout": 0.5, **HEAD_TEAM, **BN_TEAM},
+                  "fused_blocks": 2, "dropout": 0.5, "frame_pool": 1, **HEAD_TEAM, **BN_TEAM},
 }
 
 
@@ -329,13 +329,18 @@ FRAME_CONV_MAX_PRESETS = {
           "blocks)",
           recipes=FRAME_CONV_MAX_RECIPES, recipe_sources={"published": RECIPE_SOURCES["frame_conv_max"]})
 def frame_conv_max(num_classes: int, rgb_units: int, audio_units: int, kernel_size: int, inner: int,
-                   branch_blocks: int, fused_blocks: int, dropout: float, head: str, num_mixtures: int, l2: float,
-                   label_dim: int, output_gating: bool, bn_momentum: float):
+                   branch_blocks: int, fused_blocks: int, dropout: float, frame_pool: int, head: str,
+                   num_mixtures: int, l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     inputs = frame_inputs()
-    num_frames = inputs["num_frames"]
-    video = FrameProjectionMax(rgb_units, kernel_size, bn_momentum, name="rgb_frames")(inputs["rgb"], num_frames)
-    audio = FrameProjectionMax(audio_units, kernel_size, bn_momentum, name="audio_frames")(inputs["audio"], num_frames)
+    rgb, audio, num_frames = inputs["rgb"], inputs["audio"], inputs["num_frames"]
+    if frame_pool > 1:  # not in the team's model (1 in both presets): means of frame_pool-frame windows first,
+        # so a CPU run sees every frame at 1/frame_pool of the projection cost
+        rgb, pooled_frames = TemporalMeanPool(frame_pool, name="rgb_frame_pool")(rgb, num_frames)
+        audio, _ = TemporalMeanPool(frame_pool, name="audio_frame_pool")(audio, num_frames)
+        num_frames = pooled_frames
+    video = FrameProjectionMax(rgb_units, kernel_size, bn_momentum, name="rgb_frames")(rgb, num_frames)
+    audio = FrameProjectionMax(audio_units, kernel_size, bn_momentum, name="audio_frames")(audio, num_frames)
     x = _resnet_trunk(video, audio, inner, branch_blocks, fused_blocks, dropout, bn_momentum)
     return keras.Model(inputs, _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum),
                        name="frame_conv_max")
