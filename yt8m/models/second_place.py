@@ -321,13 +321,26 @@ FRAME_CONV_MAX_PRESETS = {
     "published": {"rgb_units": 1024, "audio_units": 128, "kernel_size": 1, "inner": 1024, "branch_blocks": 2,
                   "fused_blocks": 2, "dropout": 0.5, "frame_pool": 1, **HEAD_TEAM, **BN_TEAM},
 }
+# "local": the default local run's frame-level member (yt8m_pipeline/configs/local.yaml). Screened against the
+# previous one (netvlad "local") and the gate's converged logistic on three generator settings
+# (benchmarks/results/family_gap_screen.md, 3 folds, holdout GAP): 100 classes 0.651 vs NetVLAD 0.558, logistic
+# 0.598; 200 noisy 0.418 vs 0.391 (NetVLAD local at 30,000 examples), 0.422; 400 classes 0.397 vs 0.296, 0.469;
+# in about half NetVLAD's training time. Under the logistic at 200-400 classes: not converged there. 512 rgb detectors (one per direction of ~256 classes' conjunctions), 8-frame window
+# means (every frame seen at 1/8 of the projection cost), dropout 0.3; recipe FRAME_CONV_MAX_LOCAL_TRAINING
+# (30,000 examples: 0.374 at 200 classes; 60,000: 0.418).
+FRAME_CONV_MAX_PRESETS["local"] = {**FRAME_CONV_MAX_PRESETS["small"], "rgb_units": 512, "audio_units": 64,
+                                   "inner": 256, "frame_pool": 8, "dropout": 0.3}
+FRAME_CONV_MAX_LOCAL_TRAINING = {"examples_to_see": 60_000, "batch_size": 32, "learning_rate": 1e-3,
+                                 "num_samples": 0, "eval_batch_size": 64}
+FRAME_CONV_MAX_RECIPES["local"] = FRAME_CONV_MAX_LOCAL_TRAINING
 
 
 @register("frame_conv_max", "frame", FRAME_CONV_MAX_PRESETS,
           "2018 2nd place EarlyConcatAlternate: time-distributed FC (kernel_size 1) or temporal conv per "
           "modality, BN, ReLU, masked max over frames, ResNet-like trunk (published: 1024/128, inner 1024, 2+2 "
           "blocks)",
-          recipes=FRAME_CONV_MAX_RECIPES, recipe_sources={"published": RECIPE_SOURCES["frame_conv_max"]})
+          recipes=FRAME_CONV_MAX_RECIPES, recipe_sources={"published": RECIPE_SOURCES["frame_conv_max"],
+                                                          "local": "benchmarks/bench_family_gap.py --screen"})
 def frame_conv_max(num_classes: int, rgb_units: int, audio_units: int, kernel_size: int, inner: int,
                    branch_blocks: int, fused_blocks: int, dropout: float, frame_pool: int, head: str,
                    num_mixtures: int, l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
