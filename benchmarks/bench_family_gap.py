@@ -145,6 +145,7 @@ def oracle_gaps(dataset_dir: str, classes: int, seed: int) -> dict:
 
 # Candidates for the default local run's members (issue 14), screened with --screen.
 _NV_LOCAL = {"clusters": 64, "audio_clusters": 32, "hidden": 256, "dropout": 0.3}
+_FCM_LOCAL = {"rgb_units": 512, "audio_units": 64, "inner": 256, "dropout": 0.3}
 SCREEN_CANDIDATES = [
     {"name": "nv-64-fp4-lr1e-3", "family": "netvlad", "preset": "small", "overrides": {**_NV_LOCAL, "frame_pool": 4},
      "training": {"examples_to_see": 30000, "batch_size": 32, "learning_rate": 0.001, "num_samples": 0}},
@@ -159,6 +160,16 @@ SCREEN_CANDIDATES = [
      "training": {"examples_to_see": 30000, "batch_size": 32, "learning_rate": 0.0005, "num_samples": 64}},
     {"name": "moe-lr3e-3", "family": "moe", "preset": "small",
      "training": {"examples_to_see": 100000, "batch_size": 32, "learning_rate": 0.003}},
+    # The fifth session's screen (frame_conv_max, now the default frame-level member, against NetVLAD local):
+    *[{"name": name, "family": "frame_conv_max", "preset": "small", "overrides": {**_FCM_LOCAL, "frame_pool": pool},
+       "training": {"examples_to_see": examples, "batch_size": 32, "learning_rate": lr, "num_samples": 0,
+                    "eval_batch_size": 64}}
+      for name, pool, lr, examples in [("fcm-512-fp8-lr1e-3", 8, 1e-3, 30000), ("fcm-512-fp4-lr1e-3", 4, 1e-3, 30000),
+                                       ("fcm-512-fp8-lr3e-3", 8, 3e-3, 30000),
+                                       ("fcm-512-fp8-lr1e-3-60k", 8, 1e-3, 60000)]],
+    {"name": "netvlad-local", "family": "netvlad", "preset": "local",
+     "training": {"examples_to_see": 20000, "batch_size": 32, "learning_rate": 0.0005, "num_samples": 0,
+                  "eval_batch_size": 64}},
 ]
 
 
