@@ -1131,7 +1131,6 @@ def _raise_if_nothing_valid(files: Sequence[str], num_classes: int) -> None:
                      f"nothing to preprocess{detail}")
 
 
-
 def video_feature_sizes(standardized: bool) -> dict[str, int]:
     """dataset.json's ``video_features``: each video-level feature the job wrote and its size (the z-scored
     means only when asked for)."""
@@ -1139,6 +1138,7 @@ def video_feature_sizes(standardized: bool) -> dict[str, int]:
     if standardized:
         sizes.update({transform_lib.MEAN_RGB_Z: schema.RGB_SIZE, transform_lib.MEAN_AUDIO_Z: schema.AUDIO_SIZE})
     return sizes
+
 
 def run_preprocess(
     input_pattern: str,

@@ -33,7 +33,7 @@ from yt8m.models.inputs import frame_inputs
 from yt8m.models.layers import (KERAS_BN_MOMENTUM, SLIM_BN_MOMENTUM, DBoF, ContextGating, FeatureSlice, FrameBatchNorm,
                                 FrameL2Normalize, FrameMask, GatedSoftDBoF, InferenceFrameSample, MaskedMaxPool,
                                 MaskedMeanPool, NetFV, NetRVLAD, NetVLAD, SinusoidalPositions, SoftDBoF,
-                                TemporalMeanPool, TransformerEncoderBlock, batch_norm)
+                                TemporalMeanPool, TransformerEncoderBlock, batch_norm, window_means)
 from yt8m.models.registry import register
 from yt8m.models.video_level import STARTER_RECIPE, STARTER_SOURCE
 
@@ -186,10 +186,7 @@ def _vlad_model(name: str, pooling, num_classes: int, clusters: int, audio_clust
     inputs = frame_inputs()
     num_frames = inputs["num_frames"]
     rgb, audio = _willow_inputs(inputs, num_frames, input_l2, input_bn, bn_momentum)
-    if frame_pool > 1:  # mean of each window of frame_pool frames (after the per-frame normalisation)
-        rgb, pooled_frames = TemporalMeanPool(frame_pool, name="rgb_frame_pool")(rgb, num_frames)
-        audio, _ = TemporalMeanPool(frame_pool, name="audio_frame_pool")(audio, num_frames)
-        num_frames = pooled_frames
+    rgb, audio, num_frames = window_means(rgb, audio, num_frames, frame_pool)  # after the per-frame normalisation
     pooled = keras.layers.Concatenate()([
         pooling(clusters, bn_momentum=bn_momentum, name="rgb_pool")(rgb, num_frames),
         pooling(audio_clusters, bn_momentum=bn_momentum, name="audio_pool")(audio, num_frames),

@@ -221,6 +221,16 @@ class TemporalMeanPool(keras.layers.Layer):
         return {**super().get_config(), "window": self.window}
 
 
+def window_means(rgb, audio, num_frames, frame_pool: int):
+    """``(rgb, audio, num_frames)`` as means of ``frame_pool``-frame windows (unchanged for 1): a frame-level
+    model sees every frame at 1/``frame_pool`` of its per-frame cost."""
+    if frame_pool <= 1:
+        return rgb, audio, num_frames
+    rgb, pooled_frames = TemporalMeanPool(frame_pool, name="rgb_frame_pool")(rgb, num_frames)
+    audio, _ = TemporalMeanPool(frame_pool, name="audio_frame_pool")(audio, num_frames)
+    return rgb, audio, pooled_frames
+
+
 @keras.saving.register_keras_serializable("yt8m")
 class MaskedMaxPool(keras.layers.Layer):
     """Max over the first ``num_frames`` frames of ``[B, F, D]`` (0 for an empty video).

@@ -38,8 +38,8 @@ from keras import ops
 
 from yt8m.models.heads import check_head, classifier_head
 from yt8m.models.inputs import frame_inputs
-from yt8m.models.layers import (KERAS_BN_MOMENTUM, TORCH_BN_MOMENTUM, FrameMask, MaskedMeanPool, TemporalMeanPool,
-                                batch_norm, frame_mask, masked_max)
+from yt8m.models.layers import (KERAS_BN_MOMENTUM, TORCH_BN_MOMENTUM, FrameMask, MaskedMeanPool, batch_norm, frame_mask,
+                                masked_max, window_means)
 from yt8m.models.registry import register
 from yt8m.models.video_level import resnet_trunk
 
@@ -325,9 +325,10 @@ FRAME_CONV_MAX_PRESETS = {
 # previous one (netvlad "local") and the gate's converged logistic on three generator settings
 # (benchmarks/results/family_gap_screen.md, 3 folds, holdout GAP): 100 classes 0.651 vs NetVLAD 0.558, logistic
 # 0.598; 200 noisy 0.418 vs 0.391 (NetVLAD local at 30,000 examples), 0.422; 400 classes 0.397 vs 0.296, 0.469;
-# in about half NetVLAD's training time. Under the logistic at 200-400 classes: not converged there. 512 rgb detectors (one per direction of ~256 classes' conjunctions), 8-frame window
-# means (every frame seen at 1/8 of the projection cost), dropout 0.3; recipe FRAME_CONV_MAX_LOCAL_TRAINING
-# (30,000 examples: 0.374 at 200 classes; 60,000: 0.418).
+# in about half NetVLAD's training time. Under the logistic at 200-400 classes: not converged there.
+# 512 rgb detectors (one per direction of ~256 classes' conjunctions), 8-frame window means (every frame seen at
+# 1/8 of the projection cost), dropout 0.3; recipe FRAME_CONV_MAX_LOCAL_TRAINING (30,000 examples: 0.374 at 200
+# classes; 60,000: 0.418).
 FRAME_CONV_MAX_PRESETS["local"] = {**FRAME_CONV_MAX_PRESETS["small"], "rgb_units": 512, "audio_units": 64,
                                    "inner": 256, "frame_pool": 8, "dropout": 0.3}
 FRAME_CONV_MAX_LOCAL_TRAINING = {"examples_to_see": 60_000, "batch_size": 32, "learning_rate": 1e-3,
@@ -346,12 +347,8 @@ def frame_conv_max(num_classes: int, rgb_units: int, audio_units: int, kernel_si
                    num_mixtures: int, l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     inputs = frame_inputs()
-    rgb, audio, num_frames = inputs["rgb"], inputs["audio"], inputs["num_frames"]
-    if frame_pool > 1:  # not in the team's model (1 in both presets): means of frame_pool-frame windows first,
-        # so a CPU run sees every frame at 1/frame_pool of the projection cost
-        rgb, pooled_frames = TemporalMeanPool(frame_pool, name="rgb_frame_pool")(rgb, num_frames)
-        audio, _ = TemporalMeanPool(frame_pool, name="audio_frame_pool")(audio, num_frames)
-        num_frames = pooled_frames
+    # frame_pool is not in the team's model (1 in both presets)
+    rgb, audio, num_frames = window_means(inputs["rgb"], inputs["audio"], inputs["num_frames"], frame_pool)
     video = FrameProjectionMax(rgb_units, kernel_size, bn_momentum, name="rgb_frames")(rgb, num_frames)
     audio = FrameProjectionMax(audio_units, kernel_size, bn_momentum, name="audio_frames")(audio, num_frames)
     x = _resnet_trunk(video, audio, inner, branch_blocks, fused_blocks, dropout, bn_momentum)
