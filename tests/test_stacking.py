@@ -110,3 +110,13 @@ def test_the_run_configs_stacking_settings_reach_the_stacker(tmp_path):
     stacker = ensemble.StackerCache(table, labels, C, settings).get(range(table.num_members))
     assert stacker.report["params"]["learning_rate"] == 0.3
     assert max(stacker.report["best_iterations_per_half"]) <= 4
+
+
+def test_small_fits_run_on_one_lightgbm_thread_and_large_ones_on_every_core():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(500, 4))
+    targets = (features[:, 0] > 0).astype(np.float64)
+    booster = stacking._train(features, targets, None, None, dict(stacking.DEFAULT_PARAMS), rounds=3)
+    assert booster.params["num_threads"] == 1  # an OpenMP barrier per histogram stalls on a busy machine
+    assert stacking.lightgbm_threads(stacking.SINGLE_THREAD_ROWS) == stacking.DEFAULT_PARAMS["num_threads"] == 0
+    assert stacking.lightgbm_threads(10 ** 7, 8) == 8 and stacking.lightgbm_threads(10, 8) == 1

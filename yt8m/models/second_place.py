@@ -314,12 +314,12 @@ def bilstm_attention(num_classes: int, rgb_projection: int, audio_projection: in
 
 FRAME_CONV_MAX_PRESETS = {
     "small": {"rgb_units": 64, "audio_units": 16, "kernel_size": 1, "inner": 128, "branch_blocks": 1,
-              "fused_blocks": 1, "dropout": 0.0, "frame_pool": 1, **HEAD_SMALL, **BN_SMALL},
+              "fused_blocks": 1, "dropout": 0.0, "frame_pool": 1, "mean_skip": False, **HEAD_SMALL, **BN_SMALL},
     # EarlyConcatAlternate (config19): AlternateFC rgb 1024 / audio 128, ResNetLike(inner_size=1024,
     # av_id_block_num=2, concat_id_block_num=2, dropout 0.5 -- their default; config19's dropout 0.5
     # is not passed on).
     "published": {"rgb_units": 1024, "audio_units": 128, "kernel_size": 1, "inner": 1024, "branch_blocks": 2,
-                  "fused_blocks": 2, "dropout": 0.5, "frame_pool": 1, **HEAD_TEAM, **BN_TEAM},
+                  "fused_blocks": 2, "dropout": 0.5, "frame_pool": 1, "mean_skip": False, **HEAD_TEAM, **BN_TEAM},
 }
 # "local": the default local run's frame-level member (yt8m_pipeline/configs/local.yaml). Screened against the
 # previous one (netvlad "local") and the gate's converged logistic on three generator settings
@@ -343,15 +343,19 @@ FRAME_CONV_MAX_RECIPES["local"] = FRAME_CONV_MAX_LOCAL_TRAINING
           recipes=FRAME_CONV_MAX_RECIPES, recipe_sources={"published": RECIPE_SOURCES["frame_conv_max"],
                                                           "local": "benchmarks/bench_family_gap.py --screen"})
 def frame_conv_max(num_classes: int, rgb_units: int, audio_units: int, kernel_size: int, inner: int,
-                   branch_blocks: int, fused_blocks: int, dropout: float, frame_pool: int, head: str,
-                   num_mixtures: int, l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
+                   branch_blocks: int, fused_blocks: int, dropout: float, frame_pool: int, mean_skip: bool,
+                   head: str, num_mixtures: int, l2: float, label_dim: int, output_gating: bool, bn_momentum: float):
     check_head(head)
     inputs = frame_inputs()
-    # frame_pool is not in the team's model (1 in both presets)
+    # frame_pool and mean_skip are not in the team's model (1 and off in both presets)
     rgb, audio, num_frames = window_means(inputs["rgb"], inputs["audio"], inputs["num_frames"], frame_pool)
     video = FrameProjectionMax(rgb_units, kernel_size, bn_momentum, name="rgb_frames")(rgb, num_frames)
-    audio = FrameProjectionMax(audio_units, kernel_size, bn_momentum, name="audio_frames")(audio, num_frames)
-    x = _resnet_trunk(video, audio, inner, branch_blocks, fused_blocks, dropout, bn_momentum)
+    audio_max = FrameProjectionMax(audio_units, kernel_size, bn_momentum, name="audio_frames")(audio, num_frames)
+    x = _resnet_trunk(video, audio_max, inner, branch_blocks, fused_blocks, dropout, bn_momentum)
+    if mean_skip:  # the mean-pooled frames straight into the head: the video-level logistic's input beside the trunk
+        means = keras.layers.Concatenate(name="frame_means")([MaskedMeanPool()(inputs["rgb"], inputs["num_frames"]),
+                                                             MaskedMeanPool()(inputs["audio"], inputs["num_frames"])])
+        x = keras.layers.Concatenate(name="trunk_and_means")([x, batch_norm(bn_momentum, name="means_norm")(means)])
     return keras.Model(inputs, _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_momentum),
                        name="frame_conv_max")
 
