@@ -2,6 +2,12 @@
 
     python benchmarks/bench_distill.py [--settings c50-v2500,c100-v2500-noisy] [--work-dir DIR]
                                        [--out-dir benchmarks/results] [--students NAME,...]
+    python benchmarks/bench_distill.py --teacher default --settings c100-v4000 \
+                                       --students fcm-local-w0.5-full,fcm-local-w0.8-full --out-name distill_default
+
+``--teacher video`` (the default): two video-level members (moe, resnet_like), trainable in seconds.
+``--teacher default``: the members and combiner of the default local run (``yt8m_pipeline/configs/local.yaml``,
+what ``make run`` trains: the logistic and frame_conv_max), on ``c100-v4000``, the data ``make run`` generates.
 
 Per generator setting (``yt8m.synth``): generate, preprocess with the pipeline's Beam job
 (``run_preprocess``, 2 folds + holdout), then the PRODUCTION library calls of the components:
@@ -44,6 +50,7 @@ SETTINGS = {
     "c50-v2500": (2500, 50, 21, {}),
     "c100-v2500-noisy": (2500, 100, 22, {"miss_prob": 0.2, "spurious_prob": 0.2}),
     "smoke": (400, 12, 3, {}),
+    "c100-v4000": (4000, 100, 7, {}),  # make run's data (local.yaml synth: 4,000 videos, 100 classes, seed 7)
 }
 
 VIDEO = {"batch_size": 128, "learning_rate": 0.01, "full_predictions": True}  # full: every class kept
@@ -56,6 +63,22 @@ TEACHER_MEMBERS = [
 ]
 TEACHER_COMBINER = "weighted"
 
+
+def default_run_teacher() -> tuple[list[dict], str]:
+    """The default local run's members (every class kept in their predictions, as the pipeline does for full soft
+    labels) and its combiner."""
+    from yt8m import config as config_lib
+    from yt8m_pipeline import local_run
+
+    cfg = config_lib.load_run_config(local_run.default_config_path())
+    members = []
+    for m in config_lib.to_dict(cfg)["models"]:
+        members.append({**m, "training": {**m["training"], "full_predictions": True}})
+    return members, cfg.ensemble.combiner
+
+
+FCM_LOCAL = {"name": "frame_conv_max", "family": "frame_conv_max", "preset": "local"}
+
 # name -> (student config, soft labels) ; each student also trains without a teacher (the control).
 STUDENTS = {
     "moe-w0.5-top20": ({"name": "moe", "family": "moe", "training": {**VIDEO, "examples_to_see": EXAMPLES,
@@ -67,6 +90,9 @@ STUDENTS = {
     "resnet-w0.8-full": ({"name": "resnet", "family": "resnet_like",
                           "training": {**VIDEO, "learning_rate": 0.003, "examples_to_see": EXAMPLES,
                                        "distill_weight": 0.8}}, "full"),
+    # students of the default run's teacher: its frame-level member (recipe: 60,000 examples, Adam 1e-3, batch 32)
+    **{f"fcm-local-w{w}-full": ({**FCM_LOCAL, "training": {"examples_to_see": 60_000, "distill_weight": w}}, "full")
+       for w in (0.5, 0.8)},
 }
 
 
@@ -86,7 +112,7 @@ def prepare_data(name: str, work: str) -> str:
     synth.generate(raw, videos=videos, classes=classes, seed=seed, splits=(("train", 1.0),), progress=False,
                    params=synth.SynthParams(**overrides))
     run_preprocess(os.path.join(raw, "train", "*.tfrecord"), ds_dir, classes, FOLDS, HOLDOUT, runner="local",
-                   write_report=False)
+                   write_report=False, standardized_features=True)  # the default run's logistic trains on them
     return ds_dir
 
 
@@ -108,7 +134,7 @@ def train(spec: dict, ds_dir: str, out: str, teacher_dir: str | None = None) -> 
     return kfold.train_member(cfg, ds_dir, out)
 
 
-def run_setting(name: str, work: str, students: list[str]) -> dict:
+def run_setting(name: str, work: str, students: list[str], teacher_kind: str = "video") -> dict:
     from yt8m import ensemble, readers, training
 
     started = time.time()
@@ -116,44 +142,52 @@ def run_setting(name: str, work: str, students: list[str]) -> dict:
     ds = training.open_dataset(ds_dir)
     labels = {split: readers.read_id_labels(training.dataset_files(ds, "video", names))
               for split, names in (("oof", ds.fold_names), ("holdout", [ds.holdout]))}
+    members, combiner = default_run_teacher() if teacher_kind == "default" else (TEACHER_MEMBERS, TEACHER_COMBINER)
     member_dirs = []
-    for spec in TEACHER_MEMBERS:
-        member_dirs.append(os.path.join(work, name, "members", spec["name"]))
+    for spec in members:
+        member_dirs.append(os.path.join(work, name, f"{teacher_kind}-members", spec["name"]))
         train(spec, ds_dir, member_dirs[-1])
     teachers = {}
     for kind in ("topk", "full"):
-        out = os.path.join(work, name, f"teacher-{kind}")
+        out = os.path.join(work, name, f"{teacher_kind}-teacher-{kind}")
         if REPORT_ONLY or os.path.exists(os.path.join(out, "ensemble.json")):
             teachers[kind] = {"dir": os.path.join(out, "soft_labels"),
                               "report": json.load(open(os.path.join(out, "ensemble.json")))}
             continue
         shutil.rmtree(out, ignore_errors=True)
         report = ensemble.build_ensemble(member_dirs, out, ds.num_classes, labels["holdout"], labels["oof"],
-                                         transform_dir=ds.transform_path, combiner=TEACHER_COMBINER,
+                                         transform_dir=ds.transform_path, combiner=combiner,
                                          compression="none", soft_labels=kind, soft_label_top_k=20,
                                          soft_label_dir=os.path.join(out, "soft_labels"))
         teachers[kind] = {"dir": os.path.join(out, "soft_labels"), "report": report}
     teacher = teachers["topk"]["report"]
     row = {"setting": name, "videos": SETTINGS[name][0], "classes": SETTINGS[name][1],
            "synth_overrides": SETTINGS[name][3], "holdout_videos": ds.num_videos([ds.holdout]),
-           "teacher": {"combiner": TEACHER_COMBINER, "holdout_gap": teacher["holdout_gap"],
+           "teacher": {"kind": teacher_kind, "combiner": combiner, "holdout_gap": teacher["holdout_gap"],
                        "oof_gap": teacher["oof_gap"], "weights": teacher["weights"],
                        "members": {m["name"]: m["holdout_gap"] for m in teacher["members"]},
                        "soft_labels": {k: {key: v["report"]["soft_labels"][key]
                                            for key in v["report"]["soft_labels"] if key != "files"}
                                        for k, v in teachers.items()}},
            "students": {}}
-    print(f"[{name}] teacher ({TEACHER_COMBINER} of {', '.join(row['teacher']['members'])}) holdout GAP@20 "
+    print(f"[{name}] teacher ({combiner} of {', '.join(row['teacher']['members'])}) holdout GAP@20 "
           f"{teacher['holdout_gap']:.4f}; members " +
           ", ".join(f"{k} {v:.4f}" for k, v in row["teacher"]["members"].items()), flush=True)
     controls = {}
     for student in students:
         spec, kind = STUDENTS[student]
-        taught = train(spec, ds_dir, os.path.join(work, name, "students", student), teachers[kind]["dir"])
+        taught = train(spec, ds_dir, os.path.join(work, name, f"{teacher_kind}-students", student),
+                       teachers[kind]["dir"])
         if taught is None:
             continue
         control_key = json.dumps({**spec, "training": {k: v for k, v in spec["training"].items()
                                                        if k != "distill_weight"}}, sort_keys=True)
+        same_as_member = [d for m, d in zip(members, member_dirs)
+                          if (m["family"], m["preset"], m.get("overrides") or {})
+                          == (spec["family"], spec.get("preset"), spec.get("overrides") or {})]
+        if control_key not in controls and same_as_member and teacher_kind == "default":
+            # the student's config is a teacher member's (the recipe's length): that member is the control
+            controls[control_key] = json.load(open(os.path.join(same_as_member[0], "metrics.json")))["holdout"]["gap"]
         if control_key not in controls:
             control_dir = os.path.join(work, name, "controls", f"{student}-control")
             control = train(spec, ds_dir, control_dir)
@@ -174,8 +208,8 @@ def run_setting(name: str, work: str, students: list[str]) -> dict:
 
 def write_markdown(rows: list[dict], path: str) -> None:
     lines = ["# A distilled student next to its teacher (`benchmarks/bench_distill.py`)", "",
-             f"Generated data, {FOLDS} folds + {int(HOLDOUT * 100)}% holdout; the teacher is the `{TEACHER_COMBINER}` "
-             "ensemble of the members below (build_ensemble), students train on its OOF soft labels "
+             f"Generated data, {FOLDS} folds + {int(HOLDOUT * 100)}% holdout; the teacher is the "
+             "ensemble of the members below (build_ensemble, the combiner named per setting), students train on its OOF soft labels "
              "(kfold.train_member with the teacher; distill_weight w). Holdout GAP@20; 'without' is the same "
              "student config trained without a teacher. Machine: "
              f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs (load average 11-19 while "
@@ -210,20 +244,24 @@ def main(argv=None) -> int:
                         help="only read the teachers and students a run left in --work-dir (nothing is trained)")
     parser.add_argument("--work-dir", help="keep data and models here (reused when present); default a temp dir")
     parser.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--out-name", default="distill", help="writes OUT_NAME.json and OUT_NAME.md")
+    parser.add_argument("--teacher", choices=("video", "default"), default="video",
+                        help="video: moe + resnet_like (weighted); default: the default local run's members and "
+                             "combiner (yt8m_pipeline/configs/local.yaml)")
     args = parser.parse_args(argv)
     global SCALE, REPORT_ONLY
     SCALE, REPORT_ONLY = args.examples_scale, args.report_only
     work = args.work_dir or tempfile.mkdtemp(prefix="bench-distill-")
     rows = []
     for name in args.settings.split(","):
-        rows.append(run_setting(name, work, args.students.split(",")))
+        rows.append(run_setting(name, work, args.students.split(","), args.teacher))
         os.makedirs(args.out_dir, exist_ok=True)
-        with open(os.path.join(args.out_dir, "distill.json"), "w") as f:
+        with open(os.path.join(args.out_dir, f"{args.out_name}.json"), "w") as f:
             json.dump(rows, f, indent=1)
-        write_markdown(rows, os.path.join(args.out_dir, "distill.md"))
+        write_markdown(rows, os.path.join(args.out_dir, f"{args.out_name}.md"))
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
-    print(os.path.join(args.out_dir, "distill.md"), f"(load average now {_load()})")
+    print(os.path.join(args.out_dir, f"{args.out_name}.md"), f"(load average now {_load()})")
     return 0
 
 

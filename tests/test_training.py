@@ -554,3 +554,17 @@ def test_full_predictions_are_every_class_of_the_same_scores_as_the_topk_files(t
 def test_clip_gradient_norm_zero_turns_clipping_off_and_the_default_clips_at_the_references_1():
     assert model_setup.adam(config_lib.TrainingConfig(clip_gradient_norm=0)).clipnorm is None
     assert model_setup.adam(config_lib.TrainingConfig()).clipnorm == 1.0
+
+
+def test_examples_per_class_lengthens_a_run_over_more_classes_and_never_shortens_one(tmp_path):
+    t = _cfg("moe", batch_size=10, examples_to_see=1000, examples_per_class=20).training
+    assert train_loop.plan_steps(t, 7, num_classes=25) == (100, 15)  # 1,000 > 20 x 25
+    assert train_loop.plan_steps(t, 7, num_classes=100) == (200, 29)  # 20 x 100 = 2,000
+    assert train_loop.plan_steps(_cfg("moe", batch_size=10, examples_per_class=20).training, 7, 100) == (200, 29)
+    with pytest.raises(config_lib.ConfigError, match="examples_per_class: must be >= 0"):
+        _cfg("moe", examples_per_class=-1)
+    data = _video_records(tmp_path / "small.tfrecord", 20)
+    per_class = _cfg("moe", batch_size=8, examples_to_see=8, examples_per_class=10)  # 10 x NUM_CLASSES examples
+    summary = train_loop.Trainer(per_class, NUM_CLASSES, str(tmp_path / "ck")).fit([data])
+    assert summary["total_steps"] == summary["trained_steps"] == -(-10 * NUM_CLASSES // 8) > 1
+    assert summary["examples_to_see"] == 10 * NUM_CLASSES

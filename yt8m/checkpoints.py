@@ -83,7 +83,7 @@ class ResumeMismatchError(ValueError):
 
 # Fields a user may change and still resume: more epochs or examples continue the run, the checkpoint cadence
 # is bookkeeping.
-_RESUMABLE_CHANGES = ("epochs", "examples_to_see", "checkpoint_every_steps")
+_RESUMABLE_CHANGES = ("epochs", "examples_to_see", "examples_per_class", "checkpoint_every_steps")
 
 
 def run_signature(files: list[str], num_classes: int, model_config: config_lib.ModelConfig) -> dict:

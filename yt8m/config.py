@@ -40,6 +40,10 @@ class TrainingConfig:
     # checkpoint_every_steps steps (and at the end) lets a killed run resume.
     steps_per_epoch: int = 0
     examples_to_see: int = 0
+    # ... or at least examples_per_class x num_classes examples (the larger of the two): a run over more classes
+    # sees each class's positives about as often (frame_conv_max local: 0.397 / 0.452 holdout GAP at 400 classes
+    # after 60,000 / 120,000 examples; benchmarks/results/family_gap_screen.md)
+    examples_per_class: int = 0
     checkpoint_every_steps: int = 1000
     mixed_precision: str = "auto"  # "auto": mixed_float16 when a GPU is visible (float32 on CPU); "off"
     # Recipes (off by default). Frame-level families: per video, with this probability keep one
@@ -68,6 +72,10 @@ class TrainingConfig:
     # Frame-level families: 6-way test-time augmentation (full, halves, each reversed; their mean) in
     # this member's OOF / holdout predictions and in the served graph alike.
     tta: bool = False
+
+    def examples_target(self, num_classes: int) -> int:
+        """The examples a run over ``num_classes`` classes sees (0: epochs x steps_per_epoch decide)."""
+        return max(self.examples_to_see, self.examples_per_class * num_classes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,7 +365,7 @@ def _check_model(model: ModelConfig, where: str) -> ModelConfig:
 
 def _check_recipes(t: TrainingConfig, input_level: str, family: str, where: str) -> None:
     """The trainer's fields: ranges, and recipes that only make sense at one input level."""
-    for name in ("num_samples", "steps_per_epoch", "ema_start_step", "examples_to_see"):
+    for name in ("num_samples", "steps_per_epoch", "ema_start_step", "examples_to_see", "examples_per_class"):
         if getattr(t, name) < 0:
             raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(t, name)}")
     for name in ("checkpoint_every_steps", "lr_decay_examples"):

@@ -239,9 +239,9 @@ def _model_size(family: str, preset: str, num_classes: int, overrides: tuple) ->
     return sizes.model_size(family, preset, num_classes, dict(overrides) or None)
 
 
-def _training_examples(t: config_lib.TrainingConfig, train_videos: int) -> int:
-    if t.examples_to_see:
-        return t.examples_to_see
+def _training_examples(t: config_lib.TrainingConfig, train_videos: int, num_classes: int) -> int:
+    if t.examples_target(num_classes):
+        return t.examples_target(num_classes)
     steps = t.steps_per_epoch or math.ceil(train_videos / t.batch_size)
     return t.epochs * steps * t.batch_size
 
@@ -269,7 +269,7 @@ def estimate(recipe: Recipe, size_limit: int | None = None, train_videos: int = 
         fp32 = int(size["fp32_mib"] * sizes.MIB)
         stored = {"none": fp32, "float16": fp32 // 2, "uint8": int(size["uint8_export_mib"] * sizes.MIB),
                   "codebook": int(size["uint8_mib"] * sizes.MIB)}[method if method in compression.METHODS else "none"]
-        examples = _training_examples(m.training, train_videos)
+        examples = _training_examples(m.training, train_videos, cfg.data.num_classes)
         runs = (cfg.data.folds + 1) * trained_rounds
         hours = runs * examples / (ASSUMED_EXAMPLES_PER_SECOND.get(m.family, 500) * speed) / 3600
         members.append({"name": m.name, "family": m.family, "preset": m.preset, "parameters": size["parameters"],

@@ -8,7 +8,8 @@ strategy (``yt8m.model_setup``), fed by the readers' training batches (``readers
 - EMA of the weights after ``ema_start_step`` (the evaluated and exported weights are then the EMA
   weights: ``inference_model``).
 - A deterministic number of steps, fixed up front (``plan_steps``): ``epochs * steps_per_epoch``, or
-  ``ceil(examples_to_see / batch_size)`` when ``examples_to_see`` is set, whatever the dataset size
+  ``ceil(examples / batch_size)`` when an examples target is set (``TrainingConfig.examples_target``:
+  ``examples_to_see``, or ``examples_per_class`` x the number of classes when larger), whatever the dataset size
   (a small dataset then gets enough steps: its record stream repeats, the last epoch is partial).
   ``steps_per_epoch`` comes from the config or ``ceil(records / batch_size)`` (every batch is full).
 - Checkpoints every ``checkpoint_every_steps`` steps and at the end (``yt8m.checkpoints``): a killed
@@ -35,12 +36,13 @@ from yt8m.models import registry
 log = logging.getLogger(__name__)
 
 
-def plan_steps(t: config_lib.TrainingConfig, steps_per_epoch: int) -> tuple[int, int]:
-    """``(total steps, epochs)`` of a run: ``ceil(examples_to_see / batch_size)`` steps when
-    ``examples_to_see`` is set (epochs of ``steps_per_epoch``, the last one partial), else
-    ``epochs * steps_per_epoch``."""
-    if t.examples_to_see:
-        total = math.ceil(t.examples_to_see / t.batch_size)
+def plan_steps(t: config_lib.TrainingConfig, steps_per_epoch: int, num_classes: int = 0) -> tuple[int, int]:
+    """``(total steps, epochs)`` of a run: ``ceil(examples / batch_size)`` steps when an examples target is set
+    (``examples_to_see``, or ``examples_per_class`` x ``num_classes`` when larger; epochs of
+    ``steps_per_epoch``, the last one partial), else ``epochs * steps_per_epoch``."""
+    examples = t.examples_target(num_classes)
+    if examples:
+        total = math.ceil(examples / t.batch_size)
         return total, math.ceil(total / steps_per_epoch)
     return t.epochs * steps_per_epoch, t.epochs
 
@@ -173,7 +175,7 @@ class Trainer:
         if self.keeper is not None and self.keeper.latest:
             checkpoints.check_resumable(self.keeper.read_state(), signature, self.keeper.directory)
         steps_per_epoch, records = self._steps_per_epoch(files, records)
-        total, epochs = plan_steps(t, steps_per_epoch)
+        total, epochs = plan_steps(t, steps_per_epoch, self.num_classes)
         restored = self.keeper.restore() if self.keeper else None
         start = int(self.step.numpy())
         state = self.keeper.read_state() if self.keeper else {}
@@ -182,7 +184,7 @@ class Trainer:
             resumed_from.append(start)
             log.info("%s: resumed from checkpoint %s at step %d/%d", self.label, restored, start, total)
         state.update(total_steps=total, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                     examples_to_see=t.examples_to_see, batch_size=t.batch_size, records=records,
+                     examples_to_see=t.examples_target(self.num_classes), batch_size=t.batch_size, records=records,
                      data_signature=checkpoints.files_signature(files, t.batch_size), run_signature=signature,
                      resumed_from=resumed_from, finished=False)
         if start > total:
@@ -238,7 +240,7 @@ class Trainer:
         seconds = time.time() - started
         self.summary = {
             "steps": step, "total_steps": total, "steps_per_epoch": steps_per_epoch, "epochs": epochs,
-            "examples_to_see": t.examples_to_see,
+            "examples_to_see": t.examples_target(self.num_classes),
             "batch_size": t.batch_size, "records": records, "resumed_from_step": start if restored else 0,
             "trained_steps": trained_steps, "final_loss": loss, "train_seconds": round(seconds, 1),
             "examples_per_second": round(trained_steps * t.batch_size / max(seconds, 1e-9), 1),
