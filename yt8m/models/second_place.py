@@ -325,14 +325,16 @@ FRAME_CONV_MAX_PRESETS = {
 # previous one (netvlad "local") and the gate's converged logistic on three generator settings
 # (benchmarks/results/family_gap_screen.md, 3 folds, holdout GAP): 100 classes 0.651 vs NetVLAD 0.558, logistic
 # 0.598; 200 noisy 0.418 vs 0.391 (NetVLAD local at 30,000 examples), 0.422; 400 classes 0.397 vs 0.296, 0.469;
-# in about half NetVLAD's training time. Under the logistic at 200-400 classes: not converged there.
+# in about half NetVLAD's training time. Under the logistic at 200-400 classes at 60,000 examples: not converged.
 # 512 rgb detectors (one per direction of ~256 classes' conjunctions), 8-frame window means (every frame seen at
-# 1/8 of the projection cost), dropout 0.3; recipe FRAME_CONV_MAX_LOCAL_TRAINING (30,000 examples: 0.374 at 200
-# classes; 60,000: 0.418).
+# 1/8 of the projection cost), dropout 0.3; recipe FRAME_CONV_MAX_LOCAL_TRAINING: 60,000 examples, or 600 per
+# class when more (the sixth session's screen: 200 noisy classes 0.374 / 0.418 / 0.435 after 30,000 / 60,000 /
+# 120,000 examples, logistic 0.422; 400 classes 0.397 / 0.452 / 0.489 after 60,000 / 120,000 / 240,000, logistic
+# 0.469). A mean-pooled skip into the head (mean_skip) did not help: 0.398 at 400 classes, 0.371 at 200 (60,000).
 FRAME_CONV_MAX_PRESETS["local"] = {**FRAME_CONV_MAX_PRESETS["small"], "rgb_units": 512, "audio_units": 64,
                                    "inner": 256, "frame_pool": 8, "dropout": 0.3}
-FRAME_CONV_MAX_LOCAL_TRAINING = {"examples_to_see": 60_000, "batch_size": 32, "learning_rate": 1e-3,
-                                 "num_samples": 0, "eval_batch_size": 64}
+FRAME_CONV_MAX_LOCAL_TRAINING = {"examples_to_see": 60_000, "examples_per_class": 600, "batch_size": 32,
+                                 "learning_rate": 1e-3, "num_samples": 0, "eval_batch_size": 64}
 FRAME_CONV_MAX_RECIPES["local"] = FRAME_CONV_MAX_LOCAL_TRAINING
 
 
