@@ -170,6 +170,12 @@ SCREEN_CANDIDATES = [
     {"name": "netvlad-local", "family": "netvlad", "preset": "local",
      "training": {"examples_to_see": 20000, "batch_size": 32, "learning_rate": 0.0005, "num_samples": 0,
                   "eval_batch_size": 64}},
+    # The sixth session's: training length at 200 and 400 classes (-> examples_per_class 600), a mean-pooled skip.
+    *[{"name": name, "family": "frame_conv_max", "preset": "local", "overrides": overrides,
+       "training": {"examples_to_see": examples, "batch_size": 32, "learning_rate": 0.001, "num_samples": 0,
+                    "eval_batch_size": 64}}
+      for name, overrides, examples in [("fcm-local-meanskip-60k", {"mean_skip": True}, 60000),
+                                        ("fcm-local-120k", {}, 120000), ("fcm-local-240k", {}, 240000)]],
 ]
 
 

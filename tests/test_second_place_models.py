@@ -83,6 +83,30 @@ def test_frame_conv_max_frame_pool_projects_window_means_of_the_real_frames():
     assert registry.get_family("frame_conv_max").presets["published"]["frame_pool"] == 1  # the team's model
 
 
+def test_frame_conv_max_mean_skip_feeds_the_real_frames_means_to_the_head():
+    """With mean_skip the head also sees BN(mean of the real frames): padding changes nothing, the mean does."""
+    model = registry.build_model("frame_conv_max", NUM_CLASSES, "small", {"mean_skip": True})
+    plain = registry.build_model("frame_conv_max", NUM_CLASSES, "small")
+    inner = registry.get_family("frame_conv_max").presets["small"]["inner"]
+    assert model.get_layer("trunk_and_means").output.shape[-1] == inner + 1152
+    rng = np.random.default_rng(1)
+    frames = rng.normal(size=(2, 6, 1152)).astype(np.float32)
+    padded = frames.copy()
+    padded[:, 4:] = 7.0  # after the 4 real frames
+
+    def scores(m, x):
+        return np.asarray(m({"rgb": x[..., :1024], "audio": x[..., 1024:], "num_frames": np.full(2, 4, np.int32)},
+                            training=False))
+
+    np.testing.assert_allclose(scores(model, frames), scores(model, padded), rtol=1e-5, atol=1e-6)
+    before = scores(model, frames)
+    norm = model.get_layer("means_norm")
+    norm.gamma.assign(np.zeros(1152, np.float32))
+    norm.beta.assign(np.zeros(1152, np.float32))  # the skip now adds zeros to the head's input
+    assert not np.allclose(before, scores(model, frames), atol=1e-4)
+    assert len(model.get_weights()) > len(plain.get_weights())
+
+
 @pytest.fixture(scope="module")
 def synthetic_train_files(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("synth"))
