@@ -93,6 +93,12 @@ STUDENTS = {
     # students of the default run's teacher: its frame-level member (recipe: 60,000 examples, Adam 1e-3, batch 32)
     **{f"fcm-local-w{w}-full": ({**FCM_LOCAL, "training": {"examples_to_see": 60_000, "distill_weight": w}}, "full")
        for w in (0.5, 0.8)},
+    # ... trained twice as long; with the mean-pooled frames beside its trunk (mean_skip: a path to mimic the
+    # teacher's logistic member)
+    "fcm-local-120k-w0.5-full": ({**FCM_LOCAL, "training": {"examples_to_see": 120_000, "distill_weight": 0.5}},
+                                 "full"),
+    "fcm-local-meanskip-w0.5-full": ({**FCM_LOCAL, "overrides": {"mean_skip": True},
+                                      "training": {"examples_to_see": 60_000, "distill_weight": 0.5}}, "full"),
 }
 
 
@@ -117,6 +123,7 @@ def prepare_data(name: str, work: str) -> str:
 
 
 REPORT_ONLY = False  # --report-only: read what a run left in --work-dir, train nothing
+SKIP_CONTROLS = False  # --skip-controls: no teacher-less control for a student unless a teacher member is one
 
 
 def train(spec: dict, ds_dir: str, out: str, teacher_dir: str | None = None) -> dict | None:
@@ -183,11 +190,14 @@ def run_setting(name: str, work: str, students: list[str], teacher_kind: str = "
         control_key = json.dumps({**spec, "training": {k: v for k, v in spec["training"].items()
                                                        if k != "distill_weight"}}, sort_keys=True)
         same_as_member = [d for m, d in zip(members, member_dirs)
-                          if (m["family"], m["preset"], m.get("overrides") or {})
-                          == (spec["family"], spec.get("preset"), spec.get("overrides") or {})]
+                          if (m["family"], m["preset"], m.get("overrides") or {}, m["training"]["examples_to_see"])
+                          == (spec["family"], spec.get("preset"), spec.get("overrides") or {},
+                              spec["training"]["examples_to_see"])]
         if control_key not in controls and same_as_member and teacher_kind == "default":
             # the student's config is a teacher member's (the recipe's length): that member is the control
             controls[control_key] = json.load(open(os.path.join(same_as_member[0], "metrics.json")))["holdout"]["gap"]
+        if control_key not in controls and SKIP_CONTROLS:
+            controls[control_key] = float("nan")
         if control_key not in controls:
             control_dir = os.path.join(work, name, "controls", f"{student}-control")
             control = train(spec, ds_dir, control_dir)
@@ -244,13 +254,15 @@ def main(argv=None) -> int:
                         help="only read the teachers and students a run left in --work-dir (nothing is trained)")
     parser.add_argument("--work-dir", help="keep data and models here (reused when present); default a temp dir")
     parser.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--skip-controls", action="store_true",
+                        help="train no teacher-less control per student (a teacher member with its config still is one)")
     parser.add_argument("--out-name", default="distill", help="writes OUT_NAME.json and OUT_NAME.md")
     parser.add_argument("--teacher", choices=("video", "default"), default="video",
                         help="video: moe + resnet_like (weighted); default: the default local run's members and "
                              "combiner (yt8m_pipeline/configs/local.yaml)")
     args = parser.parse_args(argv)
-    global SCALE, REPORT_ONLY
-    SCALE, REPORT_ONLY = args.examples_scale, args.report_only
+    global SCALE, REPORT_ONLY, SKIP_CONTROLS
+    SCALE, REPORT_ONLY, SKIP_CONTROLS = args.examples_scale, args.report_only, args.skip_controls
     work = args.work_dir or tempfile.mkdtemp(prefix="bench-distill-")
     rows = []
     for name in args.settings.split(","):
