@@ -222,8 +222,8 @@ def write_markdown(rows: list[dict], path: str) -> None:
              "ensemble of the members below (build_ensemble, the combiner named per setting), students train on its OOF soft labels "
              "(kfold.train_member with the teacher; distill_weight w). Holdout GAP@20; 'without' is the same "
              "student config trained without a teacher. Machine: "
-             f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs (load average 11-19 while "
-             "measured: the seconds are indicative only).", ""]
+             f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs (the seconds are indicative "
+             "only; distill.md: load average 11-19, distill_default.md: 2.8-9.6).", ""]
     for row in rows:
         t = row["teacher"]
         lines += [f"## {row['setting']} ({row['videos']} videos, {row['classes']} classes, "
