@@ -71,9 +71,7 @@ def default_run_teacher() -> tuple[list[dict], str]:
     from yt8m_pipeline import local_run
 
     cfg = config_lib.load_run_config(local_run.default_config_path())
-    members = []
-    for m in config_lib.to_dict(cfg)["models"]:
-        members.append({**m, "training": {**m["training"], "full_predictions": True}})
+    members = [{**m, "training": {**m["training"], "full_predictions": True}} for m in config_lib.to_dict(cfg)["models"]]
     return members, cfg.ensemble.combiner
 
 

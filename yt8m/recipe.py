@@ -240,8 +240,9 @@ def _model_size(family: str, preset: str, num_classes: int, overrides: tuple) ->
 
 
 def _training_examples(t: config_lib.TrainingConfig, train_videos: int, num_classes: int) -> int:
-    if t.examples_target(num_classes):
-        return t.examples_target(num_classes)
+    target = t.examples_target(num_classes)
+    if target:
+        return target
     steps = t.steps_per_epoch or math.ceil(train_videos / t.batch_size)
     return t.epochs * steps * t.batch_size
 
