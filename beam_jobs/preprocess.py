@@ -53,6 +53,7 @@ Measured (``benchmarks/bench_preprocess.py``): see ``benchmarks/results/preproce
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as _dt
 import hashlib
 import json
@@ -100,6 +101,7 @@ TRANSFORM_DIR = "transform_fn"
 REPORT_FILE = "report.html"
 FRAMES_BUCKET, FRAMES_BUCKETS = 30, 12  # frames-per-video histogram in counts.json: 0-29, ..., 330+
 WRITE_TEMP = "_write_tmp"
+TRANSFORM_BATCH_SIZE = 1024  # videos per RecordBatch into the TFT stages (at most; a bundle's last batch is smaller)
 _TEMP_OUTPUTS = ("_counts", "_tft_tmp", WRITE_TEMP)
 _JOB_OUTPUTS = ("frame", "video", "quarantine", TRANSFORM_DIR, "counts.json", REPORT_FILE, "dataset.json",
                 *_TEMP_OUTPUTS)
@@ -525,14 +527,33 @@ class AssignSplit(beam.PTransform):
                      for i, kept in enumerate(streams))
 
 
-def _transform_row(element):
-    """An assigned record -> the TFT input row (yt8m.transform.record_batch)."""
-    _, _, video_id, _, labels, sums = element
-    return (video_id, labels) + tuple(sums)
+class TransformRowBatchesFn(beam.DoFn):
+    """Assigned records -> Arrow RecordBatches of TFT input rows (``yt8m.transform.record_batch``), per bundle.
 
+    The rows (id, labels and the ~9 KB of frame sums per video) are batched in the stage that
+    produces them, so only whole batches cross to the TFT stages: a batching step of its own
+    (``BatchElements``) starts a new stage on the local runner, and every row would be pickled
+    and unpickled on the way.
+    """
 
-def _to_record_batch(rows):
-    return transform_lib.record_batch(rows)
+    def __init__(self, batch_size: int = TRANSFORM_BATCH_SIZE):
+        super().__init__()
+        self.batch_size = int(batch_size)
+
+    def start_bundle(self):
+        self._rows = []
+
+    def process(self, element):
+        _, _, video_id, _, labels, sums = element
+        self._rows.append((video_id, labels) + tuple(sums))
+        if len(self._rows) >= self.batch_size:
+            yield transform_lib.record_batch(self._rows)
+            self._rows = []
+
+    def finish_bundle(self):
+        if self._rows:
+            yield _windowed(transform_lib.record_batch(self._rows))
+        self._rows = []
 
 
 def _list_values(batch, name: str):
@@ -591,7 +612,7 @@ class AnalyzeAndTransform(beam.PTransform):
 
     tensorflow-transform in the same pipeline, on per-video sufficient statistics (the
     ``FrameSums`` computed while validating; ``yt8m.transform``): rows batched
-    (``BatchElements``) into Arrow RecordBatches -> ``AnalyzeDataset(yt8m.transform
+    (``TransformRowBatchesFn``) into Arrow RecordBatches -> ``AnalyzeDataset(yt8m.transform
     preprocessing_fn)`` -> ``TransformDataset`` (the statistics outputs excluded; RecordBatch
     output) -> one video-level Example per video, routed to its split by the same stable hash
     of its id.
@@ -614,10 +635,7 @@ class AnalyzeAndTransform(beam.PTransform):
         with tft_beam.Context(temp_dir=self.temp_dir):
             # batched into RecordBatches where each stream is produced: only whole batches (a few
             # Arrow buffers each) cross to the TFT stages, never one pickled row per video
-            per_stream = tuple(assigned
-                               | f"ToTransformRows{i or ''}" >> beam.Map(_transform_row)
-                               | f"Batch{i or ''}" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-                               | f"ToRecordBatches{i or ''}" >> beam.Map(_to_record_batch)
+            per_stream = tuple(assigned | f"ToRecordBatches{i or ''}" >> beam.ParDo(TransformRowBatchesFn())
                                for i, assigned in enumerate(streams))
             batches = per_stream[0] if len(per_stream) == 1 else per_stream | "AllBatches" >> beam.Flatten()
             dataset = (batches, transform_lib.tensor_adapter_config())
@@ -853,6 +871,26 @@ def _frames_bucket(num_frames: int) -> str:
     return f"{low}+" if low == (FRAMES_BUCKETS - 1) * FRAMES_BUCKET else f"{low}-{low + FRAMES_BUCKET - 1}"
 
 
+class CountWrittenFn(beam.DoFn):
+    """Assigned records -> (("written", source, split), n) and (("frames_hist", "", bucket), n), summed per bundle.
+
+    Counted where the records are produced and emitted once per bundle, so a handful of
+    pairs, not two per record, cross to the ``CountRecords`` combine.
+    """
+
+    def start_bundle(self):
+        self._counts = collections.Counter()
+
+    def process(self, element):
+        self._counts[("written", element[1], element[0])] += 1
+        self._counts[("frames_hist", "", _frames_bucket(element[5].num_frames))] += 1
+
+    def finish_bundle(self):
+        for key, n in self._counts.items():
+            yield _windowed((key, n))
+        self._counts = collections.Counter()
+
+
 def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: str, num_classes: int, folds: int,
                    holdout_fraction: float, shards: Mapping[str, int], verify_outputs: bool = False, *,
                    temp_dir: str | None = None, standardized_features: bool = False) -> None:
@@ -873,9 +911,7 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str], output_dir: st
     unreadable = set(validation.UNREADABLE_REASONS)
 
     counts = [read[COUNTS_TAG]]
-    counts += [stream | f"CountWritten{i or ''}" >> beam.FlatMap(
-        lambda e: [(("written", e[1], e[0]), 1), (("frames_hist", "", _frames_bucket(e[5].num_frames)), 1)])
-        for i, stream in enumerate(assigned)]
+    counts += [stream | f"CountWritten{i or ''}" >> beam.ParDo(CountWrittenFn()) for i, stream in enumerate(assigned)]
     counts.append(quarantine | "CountQuarantined" >> beam.FlatMap(
         lambda e: [] if e[1] in unreadable else [(("quarantined", e[0], e[1]), 1)]))
     file_lines = []

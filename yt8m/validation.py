@@ -287,8 +287,13 @@ _EXACT_FLOAT32_SQUARES = (1 << 24) // (255 * 255)  # 258 frames
 
 def _sum_and_sum_sq(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = frames.astype(np.float32)
-    sq = f if len(f) <= _EXACT_FLOAT32_SQUARES else frames.astype(np.float64)
-    return f.sum(axis=0).astype(np.int32), np.einsum("ij,ij->j", sq, sq).astype(np.int32)
+    sum_sq = np.zeros(f.shape[1:], np.int32)
+    # squares summed in float32 over chunks short enough to stay exact, the chunks added as integers
+    # (a video of 300 frames costs two float32 passes, not a float64 copy of its frames)
+    for start in range(0, len(f), _EXACT_FLOAT32_SQUARES):
+        chunk = f[start:start + _EXACT_FLOAT32_SQUARES]
+        sum_sq += np.einsum("ij,ij->j", chunk, chunk).astype(np.int32)
+    return f.sum(axis=0).astype(np.int32), sum_sq
 
 
 def frame_sums(video: Video) -> FrameSums:
