@@ -101,7 +101,7 @@ TRANSFORM_DIR = "transform_fn"
 REPORT_FILE = "report.html"
 FRAMES_BUCKET, FRAMES_BUCKETS = 30, 12  # frames-per-video histogram in counts.json: 0-29, ..., 330+
 WRITE_TEMP = "_write_tmp"
-TRANSFORM_BATCH_SIZE = 1024  # videos per RecordBatch into the TFT stages (at most; a bundle's last batch is smaller)
+TRANSFORM_BATCH_SIZE = 256  # videos per RecordBatch into the TFT stages (at most; a bundle's last batch is smaller)
 _TEMP_OUTPUTS = ("_counts", "_tft_tmp", WRITE_TEMP)
 _JOB_OUTPUTS = ("frame", "video", "quarantine", TRANSFORM_DIR, "counts.json", REPORT_FILE, "dataset.json",
                 *_TEMP_OUTPUTS)
