@@ -10,7 +10,8 @@ with the default run config (or ``--config``), as a user would, and reads what t
 
 - the published model's holdout GAP@20 (the gate's) and its TEST-split GAP@20 (``yt8m evaluate`` of
   the Kaggle CSV the publish step wrote);
-- each member's holdout GAP@20 (``ensemble.json``);
+- each member's holdout GAP@20 and every combiner's (average, weighted, stacking: the ensemble step
+  fits and scores all of them whichever it serves) OOF and holdout GAP@20 (``ensemble.json``);
 - the mean-pooled logistic baseline's holdout GAP@20 (the gate's first-release reference,
   ``yt8m.baseline``, trained on the same folds);
 - the oracle: the clean labels (before label noise) scored against the noisy holdout labels, the
@@ -82,6 +83,9 @@ def _one(name: str, work: str, config: str | None) -> dict:
         ens = storage.read_json(os.path.join(merged[0], "ensemble.json"))
         row["members"] = {m["name"]: m.get("holdout_gap") for m in ens.get("members", [])}
         row["ensemble_holdout_gap"] = ens.get("holdout_gap")
+        # every combiner is fitted and scored in each run, whichever one the run config serves
+        row["combiners"] = {name: {"oof_gap": c.get("oof_gap"), "holdout_gap": c.get("holdout_gap")}
+                            for name, c in ens.get("combiners", {}).items()}
     if gate_out:
         gate_metrics = json.load(open(gate_out[0])).get("artifacts", {}).get("metrics", {})
         values = gate_metrics.get("artifacts", [{}])[0].get("metadata", {}) if gate_metrics else {}
@@ -129,7 +133,9 @@ def _gap_cell(gap, oracle) -> str:
 
 def markdown(rows: list[dict], config: str | None) -> str:
     members = sorted({m for r in rows for m in r.get("members", {})})
+    combiners = [c for c in ("average", "weighted", "stacking") if any(c in r.get("combiners", {}) for r in rows)]
     head = (["setting", "classes", "videos", "oracle", "logistic"] + [f"member {m}" for m in members]
+            + [f"{c} (holdout)" for c in combiners]
             + ["published (holdout)", "published (test)", "run s", "load", "gate"])
     lines = [f"# The default local run across generator settings (benchmarks/bench_sweep.py)\n",
              f"Run config: {config or 'the default (yt8m_pipeline/configs/local.yaml)'}; "
@@ -143,6 +149,7 @@ def markdown(rows: list[dict], config: str | None) -> str:
         oracle = r.get("oracle_holdout_gap")
         cells = [r["setting"], r["classes"], r["videos"], _cell(oracle), _gap_cell(r.get("logistic_holdout_gap"), oracle)]
         cells += [_gap_cell(r.get("members", {}).get(m), oracle) for m in members]
+        cells += [_gap_cell(r.get("combiners", {}).get(c, {}).get("holdout_gap"), oracle) for c in combiners]
         cells += [_gap_cell(r.get("published_holdout_gap"), oracle), _cell(r.get("published_test_gap")),
                   r["run_seconds"], _cell(r.get("load_average_1min")),
                   "passed" if r.get("gate_passed") else f"refused / exit {r['exit_status']}"]
