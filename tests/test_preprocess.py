@@ -706,3 +706,30 @@ def test_an_input_without_one_valid_record_is_a_one_line_error(tmp_path):
     message = str(err.value)
     assert message.startswith("no valid record in the 1 input file(s)") and "zero_frames" in message
     assert "\n" not in message
+
+
+def test_rows_and_written_counts_are_gathered_per_bundle_without_losing_a_record():
+    """The per-bundle DoFns: every row lands in exactly one RecordBatch of at most batch_size rows, and the
+    counts summed per bundle equal the per-record counts."""
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(5):
+        video = validation.Video(f"v{i}", (i % 3,), rng.integers(0, 256, (40 + 100 * i, schema.RGB_SIZE), np.uint8),
+                                 rng.integers(0, 256, (40 + 100 * i, schema.AUDIO_SIZE), np.uint8))
+        records.append((f"fold-{i % 2}", "src.tfrecord", video.video_id, b"raw", video.labels,
+                        validation.frame_sums(video)))
+
+    def run(fn):
+        fn.start_bundle()
+        out = [x for r in records for x in (fn.process(r) or [])]
+        return out + [w.value for w in fn.finish_bundle() or []]
+
+    batches = run(preprocess.TransformRowBatchesFn(batch_size=2))
+    assert [b.num_rows for b in batches] == [2, 2, 1]
+    ids = [v.as_py() for b in batches for v in b.column(b.schema.get_field_index("id")).flatten()]
+    assert ids == [b"v0", b"v1", b"v2", b"v3", b"v4"]
+    counts = dict(run(preprocess.CountWrittenFn()))
+    assert counts[("written", "src.tfrecord", "fold-0")] == 3 and counts[("written", "src.tfrecord", "fold-1")] == 2
+    assert sum(n for (kind, _, _), n in counts.items() if kind == "frames_hist") == 5
+    assert counts[("frames_hist", "", preprocess._frames_bucket(40))] == 1  # 340 and 440 frames share "330+"
+    assert counts[("frames_hist", "", preprocess._frames_bucket(440))] == 2
