@@ -52,6 +52,7 @@ PRICE_PD_GB_HOUR = 0.000054
 MACHINE = ("n2-standard-4", 4, 16)  # name, vCPUs, GB
 DISK_GB = 50
 STARTUP_MIN = 6  # worker boot + image pull + graph submission
+FOLDS, HOLDOUT = 5, 0.1  # the split of the full job and of the required-work loop
 
 
 def _timed(fn):
@@ -83,10 +84,8 @@ def bare_beam_copy(files, out_dir):
                                                    num_shards=0))
 
 
-def required_work(files, out_dir, classes, folds=5, holdout=0.1):
+def required_work(files, out_dir, classes):
     """The job's per-record work in one loop (see the module docstring); returns the records written."""
-    import numpy as np
-
     from yt8m import folds as folds_lib
     from yt8m import schema, validation
     from yt8m_pipeline.beam_jobs.preprocess import _write_framed, video_example_bytes
@@ -106,7 +105,7 @@ def required_work(files, out_dir, classes, folds=5, holdout=0.1):
             for item in validation.scan_tfrecord(f, os.path.getsize(path)):
                 video = validation.parse_frame_level(item.data, classes, path)
                 sums = validation.frame_sums(video)
-                split = folds_lib.assign_split(video.video_id, folds, holdout)
+                split = folds_lib.assign_split(video.video_id, FOLDS, HOLDOUT)
                 _write_framed(out("frame", split), item.data)
                 n = max(1, min(sums.num_frames, schema.MAX_FRAMES))
                 means = {"mean_rgb": schema.dequantize(sums.rgb_sum / n), "mean_audio": schema.dequantize(sums.audio_sum / n)}
@@ -121,7 +120,7 @@ def full_job(files, out_dir, classes):
     from yt8m_pipeline.beam_jobs.preprocess import run_preprocess
 
     pattern = os.path.join(os.path.dirname(files[0]), "*.tfrecord")
-    return run_preprocess(pattern, out_dir, classes, 5, 0.1, runner="local", num_shards=0, verify_outputs=False)
+    return run_preprocess(pattern, out_dir, classes, FOLDS, HOLDOUT, runner="local", num_shards=0, verify_outputs=False)
 
 
 def extrapolate(mb_per_cpu_s: float, shuffled_gb: float) -> list[dict]:
@@ -139,7 +138,7 @@ def extrapolate(mb_per_cpu_s: float, shuffled_gb: float) -> list[dict]:
     return rows
 
 
-def _best(fn, repeat: int, before=None):
+def _median_run(fn, repeat: int, before=None):
     """(result, wall s, cpu s) of the MEDIAN run by CPU among ``repeat`` runs; ``before`` runs untimed first.
 
     The median, not the best: the marginal rate is a difference of two measurements, and the least
@@ -196,17 +195,17 @@ def main() -> None:
         bare_beam_copy(small_files, out())
         full_job(small_files, out(), args.classes)
         results = {}
-        (n, _), wall, cpu = _best(lambda: tf_data_scan(files), args.repeat, settle)
+        (n, _), wall, cpu = _median_run(lambda: tf_data_scan(files), args.repeat, settle)
         results["tf_data_scan"] = {"wall_s": wall, "cpu_s": cpu, "videos": n}
-        _, wall, cpu = _best(lambda: bare_beam_copy(files, out()), args.repeat, settle)
+        _, wall, cpu = _median_run(lambda: bare_beam_copy(files, out()), args.repeat, settle)
         results["bare_beam_copy"] = {"wall_s": wall, "cpu_s": cpu, "videos": n}
-        written, wall, cpu = _best(lambda: required_work(files, out(), args.classes), args.repeat, settle)
+        written, wall, cpu = _median_run(lambda: required_work(files, out(), args.classes), args.repeat, settle)
         results["required_work"] = {"wall_s": wall, "cpu_s": cpu, "videos": written}
-        counts, wall, cpu = _best(lambda: full_job(files, out(), args.classes), args.repeat, settle)
+        counts, wall, cpu = _median_run(lambda: full_job(files, out(), args.classes), args.repeat, settle)
         results["full_job"] = {"wall_s": wall, "cpu_s": cpu, "videos": counts["total"]["written_total"]}
-        fixed = {"bare_beam_copy": _best(lambda: bare_beam_copy(small_files, out()), args.repeat, settle)[2],
-                 "required_work": _best(lambda: required_work(small_files, out(), args.classes), args.repeat, settle)[2],
-                 "full_job": _best(lambda: full_job(small_files, out(), args.classes), args.repeat, settle)[2]}
+        fixed = {"bare_beam_copy": _median_run(lambda: bare_beam_copy(small_files, out()), args.repeat, settle)[2],
+                 "required_work": _median_run(lambda: required_work(small_files, out(), args.classes), args.repeat, settle)[2],
+                 "full_job": _median_run(lambda: full_job(small_files, out(), args.classes), args.repeat, settle)[2]}
         for r in results.values():
             r["mb_per_s"] = size / 1e6 / r["wall_s"]
             r["videos_per_s"] = r["videos"] / r["wall_s"]
