@@ -38,7 +38,9 @@ picture: round n repeats the fold loop / collect / final loop over ``student_fol
 ``student_configs`` (the ``distillation.students``), each train task with the optional ``teacher`` input
 = the ``soft_labels`` output of round n-1's ensemble (round 1: the members' ensemble), and ends with an
 ensemble of the students that reports them next to that teacher (``teacher_model``) and writes the soft
-labels of round n+1. The gate and publish take the last round's ensemble. With ``rounds: 0`` (the
+labels of round n+1; under ``distillation.keep: best`` (the default) a round whose students' ensemble
+scores under its teacher (OOF GAP@20) passes the teacher and its soft labels on instead
+(``yt8m.distill_round``). The gate and publish take the last round's ensemble. With ``rounds: 0`` (the
 default) the DAG is the members' alone.
 
 Where the preprocessing Beam job runs is chosen the same way, at compile time, by
@@ -158,7 +160,7 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None, distillation_r
                       gcp_project: str = "", gcp_region: str = "", dataflow_root: str = "",
                       dataflow_job_name: str = "", student_configs: list = [], student_fold_tasks: list = [],
                       soft_labels: str = "", soft_label_top_k: int = 20, stacking: dict = {},
-                      standardized_features: bool = False):
+                      standardized_features: bool = False, distillation_keep: str = "best"):
         raw = dsl.importer(artifact_uri=train_pattern, artifact_class=dsl.Dataset, reimport=False,
                            metadata={"pattern": train_pattern, "fingerprint": data_fingerprint,
                                      "summary": data_summary}).set_display_name("raw data")
@@ -186,8 +188,9 @@ def build_pipeline(vertex: config_lib.VertexConfig | None = None, distillation_r
                                          quantize_min_elements=quantize_min_elements, combiner=combiner,
                                          compression=compression, size_budget_bytes=size_budget_bytes,
                                          soft_label_kind=soft_labels, soft_label_top_k=soft_label_top_k,
-                                         stacking=stacking,
-                                         teacher_model=merged.outputs["merged_model"]), r.ensemble)
+                                         stacking=stacking, teacher_model=merged.outputs["merged_model"],
+                                         teacher_soft_labels=merged.outputs["soft_labels"], distillation_round=n,
+                                         distillation_keep=distillation_keep), r.ensemble)
             merged.set_display_name(f"ensemble of students (round {n})")
         gate = _limits(gate_op(merged_model=merged.outputs["merged_model"], dataset=dataset, gate_config=gate_config,
                                publish_root=publish_root), r.gate).set_display_name("gate")
@@ -269,6 +272,7 @@ def pipeline_arguments(cfg: config_lib.RunConfig, train_pattern: str, test_patte
         "student_fold_tasks": [{"model_config": m, "fold": k} for m in student_configs for k in range(cfg.data.folds)],
         "soft_labels": d.soft_labels if d.rounds else "",
         "soft_label_top_k": d.top_k,
+        "distillation_keep": d.keep,
         "standardized_features": config_lib.needs_standardized_features(cfg),
     }
 

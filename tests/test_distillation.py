@@ -13,7 +13,7 @@ import tensorflow as tf
 import yaml
 
 from yt8m import config as config_lib
-from yt8m import distill, ensemble, kfold, predictions, storage
+from yt8m import distill, distill_round, ensemble, kfold, predictions, storage
 
 
 def test_a_student_trains_on_the_oof_soft_labels_of_its_teacher_ensemble(tmp_path):
@@ -64,6 +64,7 @@ def test_distillation_config_is_validated_on_load():
                               "distillation.soft_labels: expected one of topk, full"),
                              ({"top_k": 0}, "distillation.top_k: must be >= 1"),
                              ({"distill_weight": 1.5}, "distillation.distill_weight: must be"),
+                             ({"keep": "last"}, "distillation.keep: expected one of best, students"),
                              ({"rounds": 1, "students": [{**moe, "training": {"teacher_predictions": "x.npz"}}]},
                               "students\\[0\\].training.teacher_predictions")):
         with pytest.raises(config_lib.ConfigError, match=message):
@@ -74,6 +75,47 @@ def test_distillation_config_is_validated_on_load():
     assert [s.training.distill_weight for s in cfg.distillation.students] == [0.7, 0.2]
     assert config_lib.run_config_from_dict(config_lib.to_dict(cfg)) == cfg  # the pipeline's run_config parameter
     assert config_lib.run_config_from_dict({"models": [moe]}).distillation.rounds == 0  # off by default
+    assert config_lib.DistillationConfig().keep == "best" and config_lib.DISTILLATION_KEEP == distill_round.RULES
+
+
+def _ensemble_dir(path, name: str, oof_gap: float, holdout_gap: float, soft: str):
+    """A round's outputs as the ensemble step leaves them: the merged model folder and its soft labels folder."""
+    storage.gfile.makedirs(str(path / "model" / "saved_model"))
+    (path / "model" / "saved_model" / "saved_model.pb").write_text(name)
+    report = {"members": [{"name": name}], "combiner": "stacking", "oof_gap": oof_gap, "holdout_gap": holdout_gap}
+    storage.write_json(str(path / "model" / "ensemble.json"), report)
+    storage.gfile.makedirs(str(path / "soft"))
+    (path / "soft" / "oof_teacher.npy").write_text(soft)
+    return report
+
+
+@pytest.mark.parametrize("students_oof, rule, kept", [(0.70, "best", "teacher"), (0.76, "best", "students"),
+                                                      (0.75, "best", "students"), (0.70, "students", "students")])
+def test_a_round_passes_on_its_students_only_when_they_beat_their_teacher_out_of_fold(tmp_path, students_oof,
+                                                                                       rule, kept):
+    teacher = _ensemble_dir(tmp_path / "round0", "members", 0.75, 0.74, "teacher labels")
+    students = _ensemble_dir(tmp_path / "round1", "students", students_oof, 0.80, "student labels")
+    out, soft = str(tmp_path / "round1" / "model"), str(tmp_path / "round1" / "soft")
+    report = distill_round.finish_round(out, students, str(tmp_path / "round0" / "model"), 1, rule, soft,
+                                        str(tmp_path / "round0" / "soft"))
+    assert report["distillation"] == {
+        "round": 1, "rule": rule, "kept": kept, "students": ["students"], "students_combiner": "stacking",
+        "students_oof_gap": students_oof, "students_holdout_gap": 0.80, "teacher_combiner": "stacking",
+        "teacher_oof_gap": 0.75, "teacher_holdout_gap": 0.74}
+    assert storage.read_json(os.path.join(out, "ensemble.json")) == report
+    winner = "members" if kept == "teacher" else "students"
+    assert report["members"] == [{"name": winner}]
+    assert open(os.path.join(out, "saved_model", "saved_model.pb")).read() == winner  # the model the gate checks
+    assert open(os.path.join(soft, "oof_teacher.npy")).read() == (  # the next round's teacher
+        "teacher labels" if kept == "teacher" else "student labels")
+    students_report = os.path.join(out, distill_round.STUDENTS_REPORT)
+    assert (storage.read_json(students_report) == students) if kept == "teacher" else not os.path.exists(
+        students_report)
+
+
+def test_an_unknown_round_rule_is_refused():
+    with pytest.raises(ValueError, match="distillation rule: expected one of best, students, got 'last'"):
+        distill_round.keeps_teacher({"oof_gap": 0.5}, {"oof_gap": 0.6}, "last")
 
 
 @pytest.mark.slow
@@ -94,11 +136,18 @@ def test_one_round_of_distillation_runs_end_to_end_and_reports_the_student_next_
                           "--workdir", str(workdir)], capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     [teacher_json] = glob.glob(str(workdir / "**" / "ensemble-op" / "merged_model" / "ensemble.json"), recursive=True)
-    [student_json] = glob.glob(str(workdir / "**" / "ensemble-op-2" / "merged_model" / "ensemble.json"),
-                               recursive=True)
-    teacher, student = json.load(open(teacher_json)), json.load(open(student_json))
+    [round_json] = glob.glob(str(workdir / "**" / "ensemble-op-2" / "merged_model" / "ensemble.json"), recursive=True)
+    teacher, passed_on = json.load(open(teacher_json)), json.load(open(round_json))
+    # distillation.keep best (the default): the round passes on the students' ensemble only when its OOF GAP is
+    # higher than the teacher's; a kept teacher's folder holds the students' report beside its own
+    kept = "teacher" if passed_on["distillation"]["students_oof_gap"] < teacher["oof_gap"] else "students"
+    assert passed_on["distillation"]["kept"] == kept and passed_on["distillation"]["rule"] == "best"
+    students_json = os.path.join(os.path.dirname(round_json), distill_round.STUDENTS_REPORT)
+    student = json.load(open(students_json)) if kept == "teacher" else passed_on
+    assert os.path.exists(students_json) == (kept == "teacher")
+    assert passed_on["oof_gap"] == max(teacher["oof_gap"], student["oof_gap"])
     assert [m["name"] for m in teacher["members"]] == ["moe"] and [m["name"] for m in student["members"]] == ["student"]
-    # the student ensemble reports its teacher (the members' stacked ensemble) beside itself
+    # the students' ensemble reports its teacher (the members' stacked ensemble) beside itself
     assert student["teacher"]["holdout_gap"] == teacher["holdout_gap"] and student["teacher"]["combiner"] == "stacking"
     assert 0 < student["holdout_gap"] <= 1 and "stacking" in student["combiners"]
     # the student was trained on the teacher's OOF soft labels
@@ -107,13 +156,13 @@ def test_one_round_of_distillation_runs_end_to_end_and_reports_the_student_next_
     [student_dir] = [m["dir"] for m in student["members"]]
     student_cfg = config_lib.load_model_config(storage.join(student_dir, "model_config.yaml"))
     assert student_cfg.training.teacher_predictions == storage.join(os.path.dirname(soft), kfold.TEACHER_FILE)
-    # the gate and publish took the students' ensemble
+    # the gate and publish took what the round passed on
     published = run.stdout.strip().splitlines()[-1]
     manifest = storage.read_json(os.path.join(published, "manifest.json"))
     print(json.dumps({"teacher": {k: teacher[k] for k in ("oof_gap", "holdout_gap")},
                       "teacher_combiners": teacher["combiners"], "teacher_members": teacher["members"],
                       "student": {k: student[k] for k in ("oof_gap", "holdout_gap")},
                       "student_members": student["members"], "soft_labels": teacher["soft_labels"],
-                      "manifest_keys": sorted(manifest)}, default=str))
-    assert student_json.rsplit("/", 2)[0] in json.dumps(manifest) or "ensemble-op-2" in json.dumps(manifest)
-
+                      "distillation": passed_on["distillation"], "manifest_keys": sorted(manifest)}, default=str))
+    assert manifest["ensemble"]["distillation"] == passed_on["distillation"]
+    assert manifest["ensemble"]["members"] == passed_on["members"]

@@ -284,6 +284,15 @@ def test_release_report_shows_checks_members_and_per_class_ap(good_and_bad_model
     page = release_report.render(result, str(model_dir))
     assert "<td>big</td><td>0.7000</td><td>0.7100</td>" in page
     assert "<td>teacher ensemble (stacking)</td><td>0.7500</td><td>0.7600</td>" in page
+    assert "Distillation round" not in page
+    ensemble["distillation"] = {"round": 2, "rule": "best", "kept": "teacher", "students": ["s1", "s2"],
+                                "students_combiner": "stacking", "students_oof_gap": 0.5, "students_holdout_gap": 0.52,
+                                "teacher_combiner": "weighted", "teacher_oof_gap": 0.55, "teacher_holdout_gap": 0.56}
+    storage.write_json(str(model_dir / "ensemble.json"), ensemble)
+    page = release_report.render(result, str(model_dir))
+    assert "<h2>Distillation round 2: kept the teacher (rule best)</h2>" in page
+    assert "<td>students (s1, s2)</td><td>stacking</td><td>0.5000</td><td>0.5200</td>" in page
+    assert "<td>teacher</td><td>weighted</td><td>0.5500</td><td>0.5600</td>" in page
 
 
 def test_frequent_and_rare_classes_are_chosen_by_holdout_positives():

@@ -388,6 +388,11 @@ def test_each_distillation_round_trains_students_on_the_previous_ensembles_soft_
         assert tasks[fold_task][0]["taskInfo"]["name"] == f"train fold (student round {n})"
         # the round's ensemble gathers its students and reports them next to the previous ensemble
         assert _artifact_source(ir, ensembles[n], "teacher_model") == (teacher, "merged_model")
+        # ... and passes the teacher and its soft labels on when the students score lower (distillation.keep)
+        assert _artifact_source(ir, ensembles[n], "teacher_soft_labels") == (teacher, "soft_labels")
+        params = tasks[ensembles[n]][0]["inputs"]["parameters"]
+        assert params["distillation_round"]["runtimeValue"]["constant"] == n
+        assert params["distillation_keep"] == {"componentInputParameter": "distillation_keep"}
         loop = next(t for t in ir["root"]["dag"]["tasks"].values()
                     if t["componentRef"]["name"] == tasks[fold_task][1])
         assert loop["parameterIterator"]["items"]["inputParameter"].endswith("student_fold_tasks")
@@ -399,7 +404,7 @@ def test_each_distillation_round_trains_students_on_the_previous_ensembles_soft_
         assert params["soft_label_kind"] == {"componentInputParameter": "soft_labels"}
     args = pipeline_def.pipeline_arguments(_distillation_config(2), "gs://b/t*.tfrecord", "", "/pub", 10,
                                            data_fingerprint=fingerprint.unknown("gs://b/t*.tfrecord", "dry run"))
-    assert (args["soft_labels"], args["soft_label_top_k"]) == ("full", 10)
+    assert (args["soft_labels"], args["soft_label_top_k"], args["distillation_keep"]) == ("full", 10, "best")
     assert [t["fold"] for t in args["student_fold_tasks"]] == list(range(5))
     assert args["student_configs"][0]["training"]["distill_weight"] == 0.5
     assert set(args) == set(ir["root"]["inputDefinitions"]["parameters"])

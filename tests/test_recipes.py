@@ -244,18 +244,25 @@ def test_each_recipe_runs_end_to_end_at_smoke_scale_and_publishes_a_gated_model(
     assert sum(re.match(r"train .* fold \d+$", label) is not None for label in labels) == (
         _training_tasks(cfg) // (cfg.data.folds + 1) * cfg.data.folds)
     assert sum(label == "ensemble" for label in labels) == 1 + rounds and "publish" in labels
-    # the published graph: the last round's members (the students with distillation), the recipe's combiner and
-    # compression; a student ensemble reports its teacher (the previous round's ensemble)
+    # the published graph: the members' ensemble, or with distillation what the last round passed on (its
+    # students' ensemble, or its teacher when that scored higher out of fold), with the recipe's combiner and
+    # compression
     report = manifest["ensemble"]
-    published = cfg.distillation.students if rounds else cfg.models
-    assert [m["name"] for m in report["members"]] == [m.name for m in published]
-    assert set(manifest["model"]["members"]) <= {m.name for m in published}
+    students, members = [m.name for m in cfg.distillation.students], [m.name for m in cfg.models]
+    if rounds:
+        last = report["distillation"]
+        assert (last["round"], last["rule"], last["students"]) == (rounds, cfg.distillation.keep, students)
+        assert last["kept"] == ("teacher" if last["students_oof_gap"] < last["teacher_oof_gap"] else "students")
+        published = [m["name"] for m in report["members"]]
+        assert published == students if last["kept"] == "students" else published in (members, students)
+        if last["kept"] == "students":  # a students' ensemble reports its teacher (the previous round's)
+            assert sorted(report["teacher"]["members"]) in (sorted(members), sorted(students))
+    else:
+        assert [m["name"] for m in report["members"]] == members
+    assert set(manifest["model"]["members"]) <= {m["name"] for m in report["members"]}
     assert (report["combiner"], report["compression"]) == (cfg.ensemble.combiner, cfg.ensemble.compression)
     if cfg.ensemble.combiner == "stacking":
         assert report["stacker"]["rounds"] >= 1
-    if rounds:
-        teacher = cfg.distillation.students if rounds > 1 else cfg.models
-        assert sorted(report["teacher"]["members"]) == sorted(m.name for m in teacher)
     # the recipe's switches reached the members (e.g. TTA, augmentation, EMA, mixup, architecture variants)
     configs = {m["name"]: m for m in manifest["run_config"]["models"]}
     for m in cfg.models:

@@ -231,6 +231,7 @@ class VertexConfig:
 
 
 SOFT_LABELS = ("topk", "full")  # yt8m.ensemble.SOFT_LABELS
+DISTILLATION_KEEP = ("best", "students")  # yt8m.distill_round.RULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +246,9 @@ class DistillationConfig:
     soft_labels: str = "topk"
     top_k: int = 20
     distill_weight: float = 0.5  # the students' training.distill_weight unless they set their own
+    # best: a round's students replace their teacher only when their ensemble's OOF GAP@20 is higher, else the
+    # round passes the teacher on (its model and soft labels) | students: always the students (yt8m/distill_round.py)
+    keep: str = "best"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -442,6 +446,8 @@ def _check_distillation(d: DistillationConfig, where: str) -> DistillationConfig
     _check_range(f"{where}.distill_weight", d.distill_weight, 0, 1)
     if d.soft_labels not in SOFT_LABELS:
         raise ConfigError(f"{where}.soft_labels: expected one of {', '.join(SOFT_LABELS)}, got {d.soft_labels!r}")
+    if d.keep not in DISTILLATION_KEEP:
+        raise ConfigError(f"{where}.keep: expected one of {', '.join(DISTILLATION_KEEP)}, got {d.keep!r}")
     if d.rounds and not d.students:
         raise ConfigError(f"{where}.students: rounds is {d.rounds}, but no student model configs are given")
     students = tuple(_check_model(m, f"{where}.students[{i}]") for i, m in enumerate(d.students))

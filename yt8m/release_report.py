@@ -78,6 +78,15 @@ def render(result, model_dir: str, dataset_path: str = "") -> str:
             rows.append([f"teacher ensemble ({teacher.get('combiner')})", teacher.get("oof_gap"), teacher.get("holdout_gap")])
             parts += ["<h2>Their teacher (the previous round's ensemble, GAP@20)</h2>",
                       _table(["teacher model", "out-of-fold", "holdout"], rows)]
+    round_ = ensemble.get("distillation")
+    if round_:  # the last distillation round: which ensemble it passed on (yt8m/distill_round.py)
+        parts += [f"<h2>Distillation round {round_['round']}: kept the {html.escape(round_['kept'])} "
+                  f"(rule {html.escape(round_['rule'])})</h2>",
+                  _table(["ensemble", "combiner", "out-of-fold", "holdout"],
+                         [["students (" + ", ".join(round_["students"]) + ")", round_["students_combiner"],
+                           round_["students_oof_gap"], round_["students_holdout_gap"]],
+                          ["teacher", round_["teacher_combiner"], round_["teacher_oof_gap"],
+                           round_["teacher_holdout_gap"]]])]
     for name, data in _images(model_dir):
         parts += [f"<h2>{html.escape(name)}</h2>", f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">']
     if result.class_ap:

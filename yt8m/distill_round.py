@@ -1,0 +1,75 @@
+"""What a distillation round passes on (issue 15): its students' ensemble, or its teacher when that is better.
+
+Round n's students train on the soft labels of round n-1's ensemble (their teacher) and are ensembled in turn.
+Under the ``best`` rule (``config.DistillationConfig.keep``, the default) the students' ensemble replaces its
+teacher only when its out-of-fold GAP@20 is higher; otherwise the round passes the teacher on unchanged: its
+merged model (what the gate checks and publishing ships when this is the last round) and its soft labels (the
+next round's teacher). Out-of-fold, not holdout: both GAPs are cross-fitted on the same folds, and the holdout
+stays the gate's untouched measure. The ``students`` rule always passes the students on (the 2018 1st place
+team's published graph was its students; a run without the rule published its students even when they
+scored 0.035 under their stacker teacher, README "Distillation").
+
+Either way ``ensemble.json`` gets a ``distillation`` record: the round, the rule, which ensemble was kept and
+both ensembles' GAPs; a kept teacher's folder also holds the students' report as ``students_ensemble.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from yt8m import storage
+
+log = logging.getLogger(__name__)
+
+RULES = ("best", "students")  # config.DISTILLATION_KEEP
+ENSEMBLE_REPORT = "ensemble.json"
+STUDENTS_REPORT = "students_ensemble.json"
+
+
+def keeps_teacher(students: dict, teacher: dict, rule: str) -> bool:
+    """Whether a round keeps its teacher: under ``best``, when the students' ensemble's OOF GAP@20 is lower."""
+    if rule not in RULES:
+        raise ValueError(f"distillation rule: expected one of {', '.join(RULES)}, got {rule!r}")
+    return rule == "best" and students["oof_gap"] < teacher["oof_gap"]
+
+
+def record(students: dict, teacher: dict, round_number: int, rule: str, kept: str) -> dict:
+    """The ``distillation`` entry of the round's ``ensemble.json``."""
+    return {"round": round_number, "rule": rule, "kept": kept,
+            "students": [m["name"] for m in students.get("members", [])],
+            "students_combiner": students.get("combiner"), "students_oof_gap": students["oof_gap"],
+            "students_holdout_gap": students.get("holdout_gap"),
+            "teacher_combiner": teacher.get("combiner"), "teacher_oof_gap": teacher["oof_gap"],
+            "teacher_holdout_gap": teacher.get("holdout_gap")}
+
+
+def finish_round(output_dir: str, students: dict, teacher_dir: str, round_number: int, rule: str = "best",
+                 soft_label_dir: str | None = None, teacher_soft_label_dir: str | None = None) -> dict:
+    """Decide round ``round_number`` and leave what it passes on in ``output_dir`` (and ``soft_label_dir``).
+
+    ``output_dir`` holds the students' ensemble (``ensemble.build_ensemble``'s output, report ``students``);
+    ``teacher_dir`` the previous round's (its ``ensemble.json`` is the teacher's report). Returns the report
+    now in ``output_dir/ensemble.json``: the students' or the teacher's, with the ``distillation`` record.
+    """
+    teacher = storage.read_json(storage.join(teacher_dir, ENSEMBLE_REPORT))
+    if not keeps_teacher(students, teacher, rule):
+        report = dict(students, distillation=record(students, teacher, round_number, rule, "students"))
+        storage.write_json(storage.join(output_dir, ENSEMBLE_REPORT), report)
+        log.info("distillation round %d: the students' ensemble (OOF GAP@20 %.4f, holdout %.4f) replaces its teacher "
+                 "(OOF %.4f, holdout %.4f)", round_number, students["oof_gap"], students.get("holdout_gap") or 0.0,
+                 teacher["oof_gap"], teacher.get("holdout_gap") or 0.0)
+        return report
+    storage.gfile.rmtree(output_dir)
+    storage.copy_tree(teacher_dir, output_dir)
+    storage.write_json(storage.join(output_dir, STUDENTS_REPORT), students)
+    report = dict(teacher, distillation=record(students, teacher, round_number, rule, "teacher"))
+    storage.write_json(storage.join(output_dir, ENSEMBLE_REPORT), report)
+    if soft_label_dir is not None and teacher_soft_label_dir is not None:
+        if storage.gfile.exists(soft_label_dir):
+            storage.gfile.rmtree(soft_label_dir)
+        storage.copy_tree(teacher_soft_label_dir, soft_label_dir)
+    log.warning("distillation round %d: KEPT THE TEACHER: the students' ensemble (OOF GAP@20 %.4f, holdout %.4f) is "
+                "under its teacher (OOF %.4f, holdout %.4f); the round passes the teacher on (rule %r)", round_number,
+                students["oof_gap"], students.get("holdout_gap") or 0.0, teacher["oof_gap"],
+                teacher.get("holdout_gap") or 0.0, rule)
+    return report
