@@ -39,7 +39,7 @@ picture: round n repeats the fold loop / collect / final loop over ``student_fol
 = the ``soft_labels`` output of round n-1's ensemble (round 1: the members' ensemble), and ends with an
 ensemble of the students that reports them next to that teacher (``teacher_model``) and writes the soft
 labels of round n+1; under ``distillation.keep: best`` (the default) a round whose students' ensemble
-scores under its teacher (OOF GAP@20) passes the teacher and its soft labels on instead
+scores under its teacher (served holdout GAP@20) passes the teacher and its soft labels on instead
 (``yt8m.distill_round``). The gate and publish take the last round's ensemble. With ``rounds: 0`` (the
 default) the DAG is the members' alone.
 

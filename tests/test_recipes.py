@@ -245,14 +245,14 @@ def test_each_recipe_runs_end_to_end_at_smoke_scale_and_publishes_a_gated_model(
         _training_tasks(cfg) // (cfg.data.folds + 1) * cfg.data.folds)
     assert sum(label == "ensemble" for label in labels) == 1 + rounds and "publish" in labels
     # the published graph: the members' ensemble, or with distillation what the last round passed on (its
-    # students' ensemble, or its teacher when that scored higher out of fold), with the recipe's combiner and
+    # students' ensemble, or its teacher when that scored higher on the holdout), with the recipe's combiner and
     # compression
     report = manifest["ensemble"]
     students, members = [m.name for m in cfg.distillation.students], [m.name for m in cfg.models]
     if rounds:
         last = report["distillation"]
         assert (last["round"], last["rule"], last["students"]) == (rounds, cfg.distillation.keep, students)
-        assert last["kept"] == ("teacher" if last["students_oof_gap"] < last["teacher_oof_gap"] else "students")
+        assert last["kept"] == ("teacher" if last["students_holdout_gap"] < last["teacher_holdout_gap"] else "students")
         published = [m["name"] for m in report["members"]]
         assert published == students if last["kept"] == "students" else published in (members, students)
         if last["kept"] == "students":  # a students' ensemble reports its teacher (the previous round's)

@@ -72,6 +72,16 @@ class TrainingConfig:
     # Frame-level families: 6-way test-time augmentation (full, halves, each reversed; their mean) in
     # this member's OOF / holdout predictions and in the served graph alike.
     tta: bool = False
+    # A validation slice (0 = none): 1 in validation_every training records (by a hash of the record's bytes, so
+    # the same ones every epoch and rerun) is held out of training and scored (GAP@20) after every epoch. The
+    # 2018 2nd place's schedule runs on it (yt8m/plateau.py): the learning rate is multiplied by
+    # lr_plateau_factor (0 = off) after more than lr_plateau_patience evaluations without a better GAP, and
+    # training stops after more than early_stopping_patience (0 = never) such epochs. With a slice the member's
+    # result is the weights of its best evaluation.
+    validation_every: int = 0
+    lr_plateau_factor: float = 0.0
+    lr_plateau_patience: int = 1
+    early_stopping_patience: int = 0
 
     def examples_target(self, num_classes: int) -> int:
         """The examples a run over ``num_classes`` classes sees (0: epochs x steps_per_epoch decide)."""
@@ -246,8 +256,9 @@ class DistillationConfig:
     soft_labels: str = "topk"
     top_k: int = 20
     distill_weight: float = 0.5  # the students' training.distill_weight unless they set their own
-    # best: a round's students replace their teacher only when their ensemble's OOF GAP@20 is higher, else the
-    # round passes the teacher on (its model and soft labels) | students: always the students (yt8m/distill_round.py)
+    # best: a round's students replace their teacher only when their ensemble's served holdout GAP@20 is higher,
+    # else the round passes the teacher on (its model and soft labels) | students: always the students
+    # (yt8m/distill_round.py says why holdout: the students' OOF GAP is inflated)
     keep: str = "best"
 
 
@@ -384,6 +395,16 @@ def _check_recipes(t: TrainingConfig, input_level: str, family: str, where: str)
         raise ConfigError(f"{where}.mixup_alpha: must be > 0, got {t.mixup_alpha}")
     if t.ema_halflife != 0 and t.ema_halflife < 1:
         raise ConfigError(f"{where}.ema_halflife: must be 0 (off) or >= 1 step, got {t.ema_halflife}")
+    for name in ("validation_every", "lr_plateau_patience", "early_stopping_patience"):
+        if getattr(t, name) < 0:
+            raise ConfigError(f"{where}.{name}: must be >= 0, got {getattr(t, name)}")
+    if t.validation_every == 1:
+        raise ConfigError(f"{where}.validation_every: 1 would hold out every record; use 0 (no validation) or >= 2")
+    if not 0.0 <= t.lr_plateau_factor < 1.0:
+        raise ConfigError(f"{where}.lr_plateau_factor: must be in [0, 1) (0 = off), got {t.lr_plateau_factor}")
+    if (t.lr_plateau_factor or t.early_stopping_patience) and not t.validation_every:
+        raise ConfigError(f"{where}: lr_plateau_factor and early_stopping_patience follow a validation slice; set "
+                          "validation_every (e.g. 20: 1 in 20 training records)")
     if t.mixed_precision not in ("auto", "off"):
         raise ConfigError(f"{where}.mixed_precision: must be 'auto' or 'off', got {t.mixed_precision!r}")
     if t.video_features not in ("mean", "standardized"):

@@ -24,12 +24,30 @@ def learning_rate_schedule(t: config_lib.TrainingConfig):
         staircase=True)
 
 
-def adam(t: config_lib.TrainingConfig) -> keras.optimizers.Adam:
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``base(step) * scale``: ``scale`` is a variable the trainer lowers on a validation plateau
+    (``yt8m.plateau``; 1.0 without one)."""
+
+    def __init__(self, base, scale: tf.Variable):
+        self.base, self.scale = base, scale
+
+    def __call__(self, step):
+        return self.base(step) * tf.cast(self.scale, tf.float32)
+
+    def get_config(self):
+        return {"base": keras.optimizers.schedules.serialize(self.base)}
+
+
+def adam(t: config_lib.TrainingConfig, lr_scale: tf.Variable | None = None) -> keras.optimizers.Adam:
     """Adam as the references use it: ``tf.train.AdamOptimizer`` (TF1 epsilon 1e-8; Keras' default is
     1e-7), WILLOW's schedule, and per-tensor clipping at ``clip_gradient_norm`` (WILLOW train.py
     ``slim.learning.create_train_op(..., clip_gradient_norm=1.0)`` clips each gradient by its norm, on
-    the loss summed over classes); ``clip_gradient_norm: 0`` turns clipping off."""
-    return keras.optimizers.Adam(learning_rate_schedule(t), epsilon=1e-8, clipnorm=t.clip_gradient_norm or None)
+    the loss summed over classes); ``clip_gradient_norm: 0`` turns clipping off. ``lr_scale``: a
+    variable multiplying the schedule (``ScaledSchedule``)."""
+    schedule = learning_rate_schedule(t)
+    if lr_scale is not None:
+        schedule = ScaledSchedule(schedule, lr_scale)
+    return keras.optimizers.Adam(schedule, epsilon=1e-8, clipnorm=t.clip_gradient_norm or None)
 
 
 

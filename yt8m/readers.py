@@ -65,9 +65,17 @@ def _files(data: str | Sequence[str]) -> list[str]:
     return storage.expand_pattern(data) if isinstance(data, str) else list(data)
 
 
+def in_validation_slice(serialized, every: int):
+    """Whether a record is in the trainer's validation slice of 1 in ``every`` (``training.validation_every``):
+    a hash of its bytes, so the same records whatever the file order, shuffling, epoch or rerun."""
+    return tf.equal(tf.strings.to_hash_bucket_fast(serialized, every), 0)
+
+
 def _records_with_source(files: list[str], shuffle_files: bool, seed: int | None,
-                         deterministic: bool = True) -> tf.data.Dataset:
-    """(source file, serialized record) pairs, interleaved over (up to 8) files.
+                         deterministic: bool = True, validation_every: int = 0,
+                         validation: bool = False) -> tf.data.Dataset:
+    """(source file, serialized record) pairs, interleaved over (up to 8) files. With ``validation_every``
+    only the records out of the validation slice (``in_validation_slice``), or in it with ``validation``.
 
     Remote files (gs://) are read by parallel interleave, which hides the storage latency; local ones
     by the plain interleave: there the parallel one only costs CPU (~8% per thread, measured here).
@@ -77,7 +85,10 @@ def _records_with_source(files: list[str], shuffle_files: bool, seed: int | None
         files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
 
     def read(path):
-        return tf.data.TFRecordDataset(path).map(lambda record: (path, record))
+        records = tf.data.TFRecordDataset(path)
+        if validation_every:
+            records = records.filter(lambda r: tf.equal(in_validation_slice(r, validation_every), validation))
+        return records.map(lambda record: (path, record))
 
     cycle = min(len(files), 8)
     if any("://" in path for path in files):
@@ -87,9 +98,11 @@ def _records_with_source(files: list[str], shuffle_files: bool, seed: int | None
 
 
 def _record_stream(files: list[str], training: bool, shuffle_buffer: int, repeat: bool,
-                   seed: int | None) -> tf.data.Dataset:
-    """(source, record) pairs: file order for evaluation; shuffled files and records for training."""
-    ds = _records_with_source(files, shuffle_files=training, seed=seed, deterministic=not training)
+                   seed: int | None, validation_every: int = 0) -> tf.data.Dataset:
+    """(source, record) pairs: file order for evaluation; shuffled files and records for training; with
+    ``validation_every`` only the validation slice's records."""
+    ds = _records_with_source(files, shuffle_files=training, seed=seed, deterministic=not training,
+                              validation_every=validation_every, validation=True)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     return ds.repeat() if repeat else ds
@@ -252,15 +265,17 @@ def parse_frame_means(source, serialized, num_classes: int):
 def frame_level_dataset(data: str | Sequence[str], num_classes: int, batch_size: int, *, training: bool = False,
                         max_frames: int = schema.MAX_FRAMES, num_samples: int | None = None,
                         include_ids: bool = False, shuffle_buffer: int = FRAME_SHUFFLE_BUFFER, repeat: bool = False,
-                        seed: int | None = None, mean_pool: bool = False) -> tf.data.Dataset:
-    """Batches of frame-level features and multi-hot labels.
+                        seed: int | None = None, mean_pool: bool = False,
+                        validation_every: int = 0) -> tf.data.Dataset:
+    """Batches of frame-level features and multi-hot labels (with ``validation_every``: of the records in
+    that validation slice only, ``in_validation_slice``).
 
     ``training``: shuffle files and records; if ``num_samples`` is set, sample that many
     frames with replacement per video. Evaluation (default) keeps file order and every
     frame up to ``max_frames``. ``mean_pool``: the video-level features of those frames
     (a video-level family on frame-level data, as the serving graph computes them).
     """
-    ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed)
+    ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed, validation_every)
 
     def parse(source, serialized):
         if mean_pool:
@@ -298,9 +313,11 @@ def decode_video_batch(sources, serialized, num_classes: int, video_features: st
 
 def video_level_dataset(data: str | Sequence[str], num_classes: int, batch_size: int, *, training: bool = False,
                         include_ids: bool = False, shuffle_buffer: int = VIDEO_SHUFFLE_BUFFER, repeat: bool = False,
-                        seed: int | None = None, video_features: str = "mean") -> tf.data.Dataset:
-    """Batches of video-level features ``{"mean_rgb", "mean_audio"}`` and multi-hot labels."""
-    ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed).batch(batch_size)
+                        seed: int | None = None, video_features: str = "mean",
+                        validation_every: int = 0) -> tf.data.Dataset:
+    """Batches of video-level features ``{"mean_rgb", "mean_audio"}`` and multi-hot labels (with
+    ``validation_every``: of that validation slice's records only)."""
+    ds = _record_stream(_files(data), training, shuffle_buffer, repeat, seed, validation_every).batch(batch_size)
 
     def decode(sources, serialized):
         ids, features, labels = decode_video_batch(sources, serialized, num_classes, video_features)
@@ -331,7 +348,8 @@ def training_batches(files: list[str], data_format: str, input_level: str, num_c
     seed = t.seed * 1_000_003 + epoch
     buffer = FRAME_SHUFFLE_BUFFER if data_format == "frame" else VIDEO_SHUFFLE_BUFFER
     buffer = min(buffer, records) if records else buffer  # a bigger buffer only holds repeats
-    stream = _records_with_source(list(files), shuffle_files=True, seed=seed)
+    stream = _records_with_source(list(files), shuffle_files=True, seed=seed,
+                                  validation_every=t.validation_every)  # training: the records out of the slice
     stream = stream.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     if skip_batches:
         stream = stream.skip(skip_batches * t.batch_size)
@@ -369,15 +387,17 @@ def training_batches(files: list[str], data_format: str, input_level: str, num_c
 
 
 def evaluation_batches(files: list[str], data_format: str, input_level: str, num_classes: int,
-                       t: "config_lib.TrainingConfig") -> tf.data.Dataset:
+                       t: "config_lib.TrainingConfig", validation: bool = False) -> tf.data.Dataset:
     """Evaluation batches in file order with ``video_id`` among the features; frames are mean-pooled
-    for video-level families on frame-level data."""
+    for video-level families on frame-level data. ``validation``: the trainer's validation slice of
+    ``files`` only (``t.validation_every``)."""
+    every = t.validation_every if validation else 0
     if data_format == "video":
         return video_level_dataset(files, num_classes, t.eval_batch_size, include_ids=True,
-                                   video_features=t.video_features)
+                                   video_features=t.video_features, validation_every=every)
     max_frames = min(t.max_frames, schema.MAX_FRAMES) if input_level == "frame" else schema.MAX_FRAMES
     return frame_level_dataset(files, num_classes, t.eval_batch_size, max_frames=max_frames, include_ids=True,
-                               mean_pool=input_level == "video")
+                               mean_pool=input_level == "video", validation_every=every)
 
 
 def detect_format(files: list[str]) -> str:

@@ -41,7 +41,7 @@ from yt8m.models.inputs import frame_inputs
 from yt8m.models.layers import (KERAS_BN_MOMENTUM, TORCH_BN_MOMENTUM, FrameMask, MaskedMeanPool, batch_norm, frame_mask,
                                 masked_max, window_means)
 from yt8m.models.registry import register
-from yt8m.models.video_level import resnet_trunk
+from yt8m.models.video_level import TEAM_VALIDATION_EVERY, resnet_trunk
 
 # Heads: the small presets as the rest of the zoo; the published ones the team's final nn.Linear
 # (+ sigmoid), without weight decay (their configs leave Adam's weight_decay off).
@@ -208,28 +208,34 @@ def _head(x, num_classes, head, num_mixtures, l2, label_dim, output_gating, bn_m
 
 # The team's training recipes (twoleggedeye/youtube8m, commit c640c50: configs/configNN.yaml
 # ``batch_size`` / ``optimizer_kwargs.lr`` / ``epochs`` x ``max_batches_per_epoch``, youtube8m/utils/training.py
-# ``clip_grad_norm_(..., grad_clip=10)``; their frame reader feeds every frame, no sampling). Not expressible
-# as TrainingConfig fields, so left out (see each RECIPE_SOURCES entry): their ReduceLROnPlateau (halve the
-# lr when the validation loss stops improving) -> here a constant lr (lr_decay 1.0); config27's RMSprop ->
+# ``clip_grad_norm_(..., grad_clip=10)``; their frame reader feeds every frame, no sampling). Their
+# ReduceLROnPlateau (``lr_scheduler_kwargs``: halve the lr when 1 - validation GAP stops improving, after
+# ``patience`` epochs) runs on the trainer's validation slice (yt8m/plateau.py) of 1 in
+# ``video_level.TEAM_VALIDATION_EVERY`` training records; no other decay (lr_decay 1.0). Their early stopping
+# (config19: patience 100 of 30 epochs) never fired: off. Not expressible, so left out: config27's RMSprop ->
 # here the trainer's Adam at their lr.
 
 
-def _team_recipe(learning_rate: float, batch_size: int, epochs: int, batches_per_epoch: int) -> dict:
+def _team_recipe(learning_rate: float, batch_size: int, epochs: int, batches_per_epoch: int,
+                 plateau_patience: int) -> dict:
     return {"learning_rate": learning_rate, "batch_size": batch_size, "epochs": epochs,
-            "steps_per_epoch": batches_per_epoch, "lr_decay": 1.0, "clip_gradient_norm": 10.0, "num_samples": 0}
+            "steps_per_epoch": batches_per_epoch, "lr_decay": 1.0, "clip_gradient_norm": 10.0, "num_samples": 0,
+            "validation_every": TEAM_VALIDATION_EVERY, "lr_plateau_factor": 0.5,
+            "lr_plateau_patience": plateau_patience}
 
 
 _TEAM = "twoleggedeye/youtube8m configs/"
-ATTENTION_NET_RECIPES = {"published": _team_recipe(1e-3, 400, 50, 1000)}
-BILSTM_ATTENTION_RECIPES = {"published": _team_recipe(1e-4, 256, 50, 1000)}
-FRAME_CONV_MAX_RECIPES = {"published": _team_recipe(5e-3, 512, 30, 2000)}
-VLAD_BOW_RECIPES = {"published": _team_recipe(1e-3, 128, 60, 2000)}
+ATTENTION_NET_RECIPES = {"published": _team_recipe(1e-3, 400, 50, 1000, plateau_patience=0)}
+BILSTM_ATTENTION_RECIPES = {"published": _team_recipe(1e-4, 256, 50, 1000, plateau_patience=0)}
+FRAME_CONV_MAX_RECIPES = {"published": _team_recipe(5e-3, 512, 30, 2000, plateau_patience=1)}
+VLAD_BOW_RECIPES = {"published": _team_recipe(1e-3, 128, 60, 2000, plateau_patience=1)}
+_PLATEAU = ("ReduceLROnPlateau factor 0.5 patience {} on a validation slice of 1 in "
+            f"{TEAM_VALIDATION_EVERY} training records")
 RECIPE_SOURCES = {
-    "attention_net": _TEAM + "config21.yaml (Adam 1e-3; ReduceLROnPlateau factor 0.5 patience 0 not reproduced)",
-    "bilstm_attention": _TEAM + "config27.yaml (RMSprop 1e-4 -> Adam 1e-4; ReduceLROnPlateau factor 0.5 "
-                                "patience 0 not reproduced)",
-    "frame_conv_max": _TEAM + "config19.yaml (Adam 5e-3; ReduceLROnPlateau factor 0.5 patience 1 not reproduced)",
-    "vlad_bow": _TEAM + "config91.yaml (Adam 1e-3; ReduceLROnPlateau factor 0.5 patience 1 not reproduced)",
+    "attention_net": _TEAM + f"config21.yaml (Adam 1e-3; {_PLATEAU.format(0)})",
+    "bilstm_attention": _TEAM + f"config27.yaml (RMSprop 1e-4 -> Adam 1e-4; {_PLATEAU.format(0)})",
+    "frame_conv_max": _TEAM + f"config19.yaml (Adam 5e-3; {_PLATEAU.format(1)})",
+    "vlad_bow": _TEAM + f"config91.yaml (Adam 1e-3; {_PLATEAU.format(1)})",
 }
 
 
