@@ -106,7 +106,9 @@ def train_and_score(raw: dict, dataset_dir: str, classes: int, folds: int) -> di
     level = registry.get_family(cfg.family).input_level
     train_files = training.split_files(dataset_dir, level, [f"fold-{k}" for k in range(folds)])
     started = time.time()
-    model = train_loop.fit(cfg, train_files, classes, cfg.name)
+    trainer = train_loop.Trainer(cfg, classes, label=cfg.name)  # what train_loop.fit runs, keeping the summary
+    summary = trainer.fit(train_files)
+    model = trainer.inference_model()
     trained = time.time()
     _, scores, labels = training.predict(model, level, training.split_files(dataset_dir, level, ["holdout"]),
                                          classes, cfg.training)
@@ -115,7 +117,10 @@ def train_and_score(raw: dict, dataset_dir: str, classes: int, folds: int) -> di
            "model_params": registry.resolve_params(cfg.family, cfg.preset, cfg.overrides),
            "training": {k: v for k, v in raw["training"].items()}, "parameters": int(model.count_params()),
            "holdout_gap": round(float(result["gap"]), 4), "holdout_hit_at_1": round(float(result["hit_at_1"]), 4),
-           "train_seconds": round(trained - started, 1), "predict_seconds": round(time.time() - trained, 1)}
+           "train_seconds": round(trained - started, 1), "predict_seconds": round(time.time() - trained, 1),
+           "steps": summary["steps"], "total_steps": summary["total_steps"],
+           **{k: summary[k] for k in ("validation_best_gap", "validation_best_epoch", "validation_evaluations",
+                                      "lr_scale", "stopped_early") if k in summary}}
     keras.backend.clear_session()
     return row
 
@@ -205,11 +210,17 @@ def screen(setting: str, candidates: list[dict], work_dir: str, out_dir: str) ->
     rows.append({"setting": setting, "name": "logistic (gate baseline)", "gap": round(
         baseline.logistic_baseline_gap(folds, holdout, classes, len(train)), 4),
         "train_seconds": round(time.time() - started, 1)})
+    print(f"{setting}: oracle {rows[0]['gap']:.4f}, logistic (gate baseline) {rows[1]['gap']:.4f}", flush=True)
     for raw in candidates:
         row = train_and_score(raw, ds, classes, 3)
+        schedule = {k: row[k] for k in ("steps", "total_steps", "validation_best_epoch", "lr_scale", "stopped_early")
+                    if k in row}
         rows.append({"setting": setting, "name": raw["name"], "gap": row["holdout_gap"],
                      "train_seconds": row["train_seconds"], "parameters": row["parameters"], "config": raw,
-                     "load_average_1min": round(os.getloadavg()[0], 2)})
+                     "load_average_1min": round(os.getloadavg()[0], 2), **schedule})
+        print(f"{setting}: {raw['name']} holdout GAP@20 {row['holdout_gap']:.4f} ({row['train_seconds']:.0f} s; "
+              f"{schedule})", flush=True)
+    os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "family_gap_screen.jsonl"), "a") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
