@@ -87,7 +87,9 @@ def test_two_concurrent_runs_in_one_folder_each_report_their_own_result(tmp_path
     assert runs[1].returncode == 0, out_a + err_a
     id_r, id_a = out_r.split()[1], out_a.split()[1]  # "run <run id> in <workdir>"
     assert id_r != id_a
+    # the refused run: exit 1, the gate's refusal with the value and the limit, nothing published
     assert "PUBLISHED" not in out_r and "Release gate: REFUSED" in out_r and f"run {id_r}" in err_r
+    assert "NOT published" in err_r and "threshold 0.9900" in out_r
     assert "Release gate: PASSED" in out_a and "NOT published" not in err_a
     published = out_a.strip().splitlines()[-1]
     assert published.startswith(str(tmp_path / "runs" / id_a / "published" / "versions"))

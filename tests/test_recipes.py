@@ -31,7 +31,9 @@ def test_every_recipe_validates_and_its_local_profile_keeps_members_and_stages(n
     assert local.ensemble == dataclasses.replace(full.config.ensemble, stacking=stacking)
     assert local.data.folds == recipe.LOCAL_FOLDS
     assert local.synth.videos == scale.videos and local.data.num_classes == local.synth.classes == scale.classes
-    assert local.distillation.rounds == full.config.distillation.rounds
+    rounds = full.config.distillation.rounds  # the smoke scale keeps one round at most (recipe.SMOKE)
+    assert local.distillation.rounds == (rounds if scale.max_distillation_rounds is None
+                                         else min(rounds, scale.max_distillation_rounds))
     assert [m.name for m in local.distillation.students] == [m.name for m in full.config.distillation.students]
     frame_level = [m for m in local.models if registry.get_family(m.family).input_level == "frame"]
     assert all(m.training.max_frames == scale.max_frames for m in frame_level)

@@ -66,13 +66,17 @@ class LocalScale:
     classes: int
     examples: int  # examples each training task sees (examples_to_see)
     max_frames: int  # frames a frame-level member reads per video (training, predictions, serving)
+    max_distillation_rounds: int | None = None  # at most this many of the recipe's rounds (None: all)
 
 
 # `yt8m run --local --recipe NAME`: a few minutes per recipe on 2 cores.
 LOCAL = LocalScale("local", videos=800, classes=20, examples=1000, max_frames=300)
 # The smallest run that still trains and serves every member and stage: the tests run each recipe at this scale
-# (~1-2 minutes each: the cost is then the tasks' fixed start-up, tracing and export, not the data).
-SMOKE = LocalScale("smoke", videos=240, classes=20, examples=128, max_frames=40)
+# (~1-2 minutes each: the cost is then the tasks' fixed start-up, tracing and export, not the data). One
+# distillation round at most: a second round repeats the first's tasks (skalic-2018: 9 of its 27 training
+# tasks) with the previous students' ensemble as teacher, which the compiled DAG (tests/test_pipeline.py) and
+# yt8m/distill_round.py's tests cover.
+SMOKE = LocalScale("smoke", videos=240, classes=20, examples=128, max_frames=40, max_distillation_rounds=1)
 SCALES = {s.name: s for s in (LOCAL, SMOKE)}
 LOCAL_FOLDS = 2
 LOCAL_BATCH = 32
@@ -219,6 +223,8 @@ def local_profile(recipe: Recipe, scale: LocalScale = LOCAL) -> config_lib.RunCo
     distillation = raw.get("distillation")
     if isinstance(distillation, dict) and distillation.get("students"):
         distillation["students"] = [_local_model(m, scale) for m in distillation["students"]]
+        if scale.max_distillation_rounds is not None and isinstance(distillation.get("rounds"), int):
+            distillation["rounds"] = min(distillation["rounds"], scale.max_distillation_rounds)
     raw["data"] = {**raw.get("data", {}), "num_classes": scale.classes,
                    "folds": min(LOCAL_FOLDS, raw.get("data", {}).get("folds", LOCAL_FOLDS))}
     raw["synth"] = {"videos": scale.videos, "classes": scale.classes, "seed": 7}
