@@ -23,7 +23,7 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
     ``{oof,holdout}_teacher.npz`` in soft_labels when ``soft_label_kind`` is topk | full."""
     import logging
 
-    from yt8m import config, distill_round, ensemble, fast_exit, readers, storage, training
+    from yt8m import config, distill_round, ensemble, fast_exit, readers, training
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fast_exit.skip_final_garbage_collection()  # 2-3 s less at this task's exit (yt8m/fast_exit.py)
@@ -33,6 +33,7 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
     ds = training.open_dataset(dataset.path, dataset.metadata.get("num_classes"), dataset.metadata.get("folds"))
     labels = {split: readers.read_id_labels(training.dataset_files(ds, "video", names))
               for split, names in (("oof", ds.fold_names), ("holdout", [ds.holdout]))}
+    teacher = distill_round.teacher_report(teacher_model.path) if teacher_model is not None else None
     report = ensemble.build_ensemble([m.path for m in members], merged_model.path, ds.num_classes,
                                      holdout_labels=labels["holdout"], oof_labels=labels["oof"],
                                      quantize_min_elements=cfg.quantize_min_elements, transform_dir=ds.transform_path,
@@ -41,13 +42,13 @@ def ensemble_op(members: Input[List[Model]], dataset: Input[Dataset], quantize_m
                                      holdout_data=training.dataset_files(ds, "frame", [ds.holdout]),
                                      soft_labels=soft_label_kind, soft_label_top_k=soft_label_top_k,
                                      soft_label_dir=soft_labels.path,
-                                     teacher_report=storage.read_json(storage.join(teacher_model.path, "ensemble.json"))
-                                     if teacher_model is not None else None, stacking_settings=cfg.stacking)
+                                     teacher_report=teacher, stacking_settings=cfg.stacking)
     member_uris, students = [m.uri for m in members], report
     if teacher_model is not None:
         report = distill_round.finish_round(merged_model.path, report, teacher_model.path, distillation_round,
                                             distillation_keep, soft_labels.path if soft_label_kind else None,
-                                            teacher_soft_labels.path if teacher_soft_labels is not None else None)
+                                            teacher_soft_labels.path if teacher_soft_labels is not None else None,
+                                            teacher=teacher)
         if report["distillation"]["kept"] == "teacher":
             member_uris = list(teacher_model.metadata.get("member_uris", []))
         for key, value in report["distillation"].items():

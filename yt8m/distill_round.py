@@ -56,15 +56,23 @@ def record(students: dict, teacher: dict, round_number: int, rule: str, kept: st
             "teacher_holdout_gap": served_holdout_gap(teacher)}
 
 
+def teacher_report(teacher_dir: str) -> dict:
+    """The previous round's ensemble report (``ensemble.json`` in its merged-model folder)."""
+    return storage.read_json(storage.join(teacher_dir, ENSEMBLE_REPORT))
+
+
 def finish_round(output_dir: str, students: dict, teacher_dir: str, round_number: int, rule: str = "best",
-                 soft_label_dir: str | None = None, teacher_soft_label_dir: str | None = None) -> dict:
+                 soft_label_dir: str | None = None, teacher_soft_label_dir: str | None = None,
+                 teacher: dict | None = None) -> dict:
     """Decide round ``round_number`` and leave what it passes on in ``output_dir`` (and ``soft_label_dir``).
 
     ``output_dir`` holds the students' ensemble (``ensemble.build_ensemble``'s output, report ``students``);
     ``teacher_dir`` the previous round's (its ``ensemble.json`` is the teacher's report). Returns the report
     now in ``output_dir/ensemble.json``: the students' or the teacher's, with the ``distillation`` record.
+    ``teacher``: the teacher's report when the caller has already read it.
     """
-    teacher = storage.read_json(storage.join(teacher_dir, ENSEMBLE_REPORT))
+    if teacher is None:
+        teacher = teacher_report(teacher_dir)
     if not keeps_teacher(students, teacher, rule):
         report = dict(students, distillation=record(students, teacher, round_number, rule, "students"))
         storage.write_json(storage.join(output_dir, ENSEMBLE_REPORT), report)
