@@ -93,8 +93,8 @@ STUDENTS = {
        for w in (0.5, 0.8)},
     # ... trained twice as long; with the mean-pooled frames beside its trunk (mean_skip: a path to mimic the
     # teacher's logistic member)
-    "fcm-local-120k-w0.5-full": ({**FCM_LOCAL, "training": {"examples_to_see": 120_000, "distill_weight": 0.5}},
-                                 "full"),
+    **{f"fcm-local-{n // 1000}k-w0.5-full": ({**FCM_LOCAL, "training": {"examples_to_see": n, "distill_weight": 0.5}},
+                                            "full") for n in (120_000, 240_000)},
     "fcm-local-meanskip-w0.5-full": ({**FCM_LOCAL, "overrides": {"mean_skip": True},
                                       "training": {"examples_to_see": 60_000, "distill_weight": 0.5}}, "full"),
 }
