@@ -83,9 +83,9 @@ def test_holdout_has_short_and_long_videos(dataset):
 
 def test_serving_video_features_are_the_transform_means_bit_for_bit(dataset):
     """The serving graph's video-level features (the dataset's transform_fn applied to raw records) ARE the
-    video shards' features (the means and their z-scores), bit for bit, long videos included; the in-graph
-    fallback (``readers.frame_means``,
-    no transform at hand) applies the same first-300-frames rule (equal to float32 rounding)."""
+    video shards' features (the means and their z-scores), bit for bit, long videos included; so do the
+    in-graph fallback (``readers.frame_means``, no transform at hand) and the trainer's reader of frame-level
+    records (``readers.parse_frame_means``): one frames rule, one arithmetic (``schema.dequantized_mean``)."""
     from yt8m.models import registry
 
     records, frames = _holdout_raw(dataset)
@@ -96,6 +96,7 @@ def test_serving_video_features_are_the_transform_means_bit_for_bit(dataset):
         serialized)
     _, rgb, audio, num_frames, _ = readers.decode_frame_batch(serialized)
     fallback = readers.frame_means(rgb, audio, num_frames)
+    reader = {v: readers.parse_frame_means(tf.constant("<test>"), tf.constant(records[v]), CLASSES)[0] for v in ids}
     shards = {}
     for raw in tf.data.TFRecordDataset(dataset.files("video", [dataset.holdout])).as_numpy_iterator():
         feature = tf.train.Example.FromString(raw).features.feature
@@ -108,8 +109,8 @@ def test_serving_video_features_are_the_transform_means_bit_for_bit(dataset):
             np.testing.assert_array_equal(served["mean"][key][i].numpy(), shards[vid][key], err_msg=f"{vid} {key}")
             np.testing.assert_array_equal(served["standardized"][key][i].numpy(), shards[vid][f"{key}_z"],
                                           err_msg=f"{vid} {key}_z")
-            np.testing.assert_allclose(fallback[key][i].numpy(), shards[vid][key], atol=1e-6, rtol=0,
-                                       err_msg=f"{vid} {key}")
+            np.testing.assert_array_equal(fallback[key][i].numpy(), shards[vid][key], err_msg=f"{vid} {key}")
+            np.testing.assert_array_equal(reader[vid][key].numpy(), shards[vid][key], err_msg=f"{vid} {key}")
     long_video = next(v for v in ids if frames[v] > 300)  # the first 300 frames, not all of them
     all_frames = tf.train.SequenceExample.FromString(records[long_video]).feature_lists.feature_list["rgb"].feature
     q = np.stack([np.frombuffer(f.bytes_list.value[0], np.uint8) for f in all_frames])

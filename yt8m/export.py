@@ -14,8 +14,10 @@ dataset's tensorflow-transform output (``transform_dir``, ``Dataset.transform_pa
 graph applies that transform_fn itself to the raw records (``yt8m.transform``: the first 300 frames,
 ``transform.first_frames`` / ``validation.feature_frames``, and the job's own arithmetic), so a
 video-level member is served exactly the features of the video-level shards it trained on. Without
-it (``yt8m train`` on plain files, ``predict_features``) the in-graph ``readers.frame_means`` applies the
-same frames rule (means of the first 300 dequantized frames, float64 accumulation). A member trained
+it (``yt8m train`` on plain files) the in-graph ``readers.frame_means`` applies the same frames rule and
+the same arithmetic (``schema.dequantized_mean`` of the first 300 frames' integer sums: the trainer's
+reader computes the same bits); ``predict_features`` takes float frames, not necessarily on the
+quantization grid, and averages them in float64. A member trained
 on the standardized means (``training.video_features: standardized``) is fed the z outputs of the
 same transform_fn, so it needs ``transform_dir`` and has no ``predict_features`` signature. A
 frame-level member sees its first ``member_max_frames`` frames, as the trainer's reader does.
@@ -173,12 +175,13 @@ class ServingModule(tf.Module):
         return {"mean": {"mean_rgb": out[transform.MEAN_RGB], "mean_audio": out[transform.MEAN_AUDIO]},
                 "standardized": {"mean_rgb": out[transform.MEAN_RGB_Z], "mean_audio": out[transform.MEAN_AUDIO_Z]}}
 
-    def score(self, rgb, audio, num_frames, video_inputs: dict | None = None):
+    def score(self, rgb, audio, num_frames, video_inputs: dict | None = None, quantized_frames: bool = True):
         frame_inputs: dict = {}
         member_probs = []
         for i, member in enumerate(self._members):
             if member.input_level == "video":
-                video_inputs = video_inputs or {"mean": readers.frame_means(rgb, audio, num_frames)}
+                video_inputs = video_inputs or {"mean": readers.frame_means(rgb, audio, num_frames,
+                                                                            quantized=quantized_frames)}
                 inputs = video_inputs[member_video_features(member)]
             else:
                 inputs = self._frame_inputs(rgb, audio, num_frames, self.member_frames[i], self.member_tta[i],
@@ -206,7 +209,7 @@ class ServingModule(tf.Module):
                                   tf.TensorSpec([None, None, schema.AUDIO_SIZE], tf.float32, name="audio"),
                                   tf.TensorSpec([None], tf.int32, name="num_frames")])
     def predict_features(self, rgb, audio, num_frames):
-        return {"scores": self.score(rgb, audio, num_frames)}
+        return {"scores": self.score(rgb, audio, num_frames, quantized_frames=False)}  # float frames
 
 
 def tta_mean(probs, num_classes: int):

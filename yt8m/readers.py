@@ -169,17 +169,37 @@ def decode_frame_batch(serialized, max_frames: int = schema.MAX_FRAMES, num_clas
     return ids, features["rgb"], features["audio"], num_frames, labels
 
 
-def frame_means(rgb, audio, num_frames) -> dict:
+def video_means(quantized_sums: dict, count) -> dict:
+    """``{"mean_rgb", "mean_audio"}`` float32 from the exact integer sums of the quantized frame values
+    (``quantized_sums``: ``{"rgb": [..., 1024], "audio": [..., 128]}``) over ``count`` frames (``[...]`` or a
+    scalar, broadcast over the last axis): ``schema.dequantized_mean``, rounded once to float32."""
+    n = tf.cast(count, tf.float64)
+    n = n[..., None] if n.shape.rank else n
+    return {f"mean_{name}": tf.cast(schema.dequantized_mean(tf.cast(quantized_sums[name], tf.float64), n),
+                                    tf.float32) for name in schema.FRAME_FEATURES}
+
+
+def frame_means(rgb, audio, num_frames, quantized: bool = True) -> dict:
     """Video-level features of decoded frames ``[B, F, D]``: means of the first ``MAX_FRAMES`` valid frames.
 
-    The same arithmetic as ``yt8m.transform`` (``first_frames`` + ``_video_mean``): float32 dequantized
-    frames summed in float64 (exact for <= 300 frames whatever the order), divided by the frame count in
-    float64, rounded once to float32. Frames beyond ``num_frames`` are masked out. The serving graph
-    without a transform_fn (``yt8m.export``) and the trainer on frame-level data both use it.
+    ``quantized`` (frames decoded from YT8M records, the serving signature on records and the tests): each
+    dequantized value is mapped back to its uint8 level (exact: ``round((x - b) / a)`` recovers every level)
+    and the means are ``video_means`` of the integer sums, the arithmetic of the video-level shards
+    (``yt8m.transform``) and of the trainer's reader (``parse_frame_means``): the same bits. Otherwise
+    (``predict_features``, float frames that need not lie on the quantization grid): the float32 values summed
+    in float64, divided by the count in float64, rounded once to float32. Frames beyond ``num_frames`` are
+    masked out.
     """
     rgb, audio = rgb[:, :schema.MAX_FRAMES], audio[:, :schema.MAX_FRAMES]
     n = tf.minimum(tf.cast(num_frames, tf.int32), schema.MAX_FRAMES)
-    mask = tf.sequence_mask(n, tf.shape(rgb)[1], dtype=tf.float64)[:, :, None]
+    valid = tf.sequence_mask(n, tf.shape(rgb)[1])[:, :, None]
+    if quantized:
+        def level_sum(x):
+            levels = tf.cast(tf.round((x - schema.DEQUANTIZE_BIAS) / schema.QUANTIZE_SCALE), tf.int32)
+            return tf.reduce_sum(tf.where(valid, levels, 0), axis=1)
+
+        return video_means({"rgb": level_sum(rgb), "audio": level_sum(audio)}, tf.maximum(n, 1))
+    mask = tf.cast(valid, tf.float64)
     denom = tf.maximum(tf.cast(n, tf.float64), 1.0)[:, None]
 
     def mean(x):
@@ -249,16 +269,17 @@ def parse_frame_record(source, serialized, num_classes: int, max_frames: int = s
 
 def parse_frame_means(source, serialized, num_classes: int):
     """Parse and validate ONE frame-level record -> (its video-level features with ``video_id``, multi-hot
-    labels): the means of its first ``MAX_FRAMES`` frames, ``frame_means``' arithmetic on the unpadded
-    frames (the float64 sum of <= 300 dequantized float32 values is exact in any order: the same bits)."""
+    labels): the means of its first ``MAX_FRAMES`` frames from the exact integer sums of their uint8 values
+    (``video_means``: the video-level shards' arithmetic, bit for bit; no frame is dequantized)."""
     video_id, labels, rgb, audio, checks = _parse_and_check(source, serialized, num_classes)
     with tf.control_dependencies(checks):
-        count = tf.cast(tf.minimum(tf.shape(rgb)[0], schema.MAX_FRAMES), tf.float64)
-        features = {"video_id": video_id}
-        for name, frames in (("mean_rgb", rgb), ("mean_audio", audio)):
-            x = schema.tf_dequantize(tf.cast(tf.io.decode_raw(frames[:schema.MAX_FRAMES], tf.uint8), tf.float32))
-            features[name] = tf.cast(tf.reduce_sum(tf.cast(x, tf.float64), axis=0) / count, tf.float32)
+        count = tf.minimum(tf.shape(rgb)[0], schema.MAX_FRAMES)
+        sums = {name: tf.reduce_sum(tf.cast(tf.io.decode_raw(frames[:schema.MAX_FRAMES], tf.uint8), tf.int32), axis=0)
+                for name, frames in (("rgb", rgb), ("audio", audio))}
+        features = video_means(sums, count)
+        for name in VIDEO_FEATURE_SIZES:
             features[name].set_shape([VIDEO_FEATURE_SIZES[name]])
+        features["video_id"] = video_id
         return features, _multi_hot_row(tf.identity(labels), num_classes)
 
 

@@ -47,3 +47,12 @@ def quantize(features) -> np.ndarray:
 def tf_dequantize(quantized_float):
     """The same formula on a float32 TensorFlow tensor of uint8 values."""
     return quantized_float * QUANTIZE_SCALE + DEQUANTIZE_BIAS
+
+
+def dequantized_mean(quantized_sum, count):
+    """The ONE video-mean formula: the mean of ``count`` dequantized frame values from the exact sum of their
+    quantized (uint8) values, ``(S / n) * 4/255 + (4/512 - 2)``; both float64 (numpy or TensorFlow), the
+    result float64 (callers round it once to float32). Dequantization is affine, so this is the frames' mean;
+    the preprocessing job's transform (the video-level shards), the serving graph and the trainer's reader of
+    frame-level records all compute it so, and agree bit for bit."""
+    return quantized_sum / count * QUANTIZE_SCALE + DEQUANTIZE_BIAS

@@ -193,8 +193,7 @@ def raw_to_inputs(raw: dict) -> dict:
 
 def _dequantized_mean(sums: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
     """Mean of the dequantized values from the integer sum of the quantized ones (float64 inside)."""
-    mean_q = tf.cast(sums, tf.float64) / tf.cast(count, tf.float64)
-    return mean_q * schema.QUANTIZE_SCALE + schema.DEQUANTIZE_BIAS
+    return schema.dequantized_mean(tf.cast(sums, tf.float64), tf.cast(count, tf.float64))
 
 
 def _frame_mean_var(total: tf.Tensor, total_sq: tf.Tensor, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
