@@ -131,3 +131,11 @@ def test_training_batches_are_a_function_of_seed_and_epoch_and_resume_skips_whol
     assert _video_ids(batches(0, skip=3)) == first[12:]  # a resumed run continues where it stopped
     features, targets = next(iter(batches(0)))
     assert features["rgb"].shape == (4, 5, 1024) and targets["labels"].shape == (4, NUM_CLASSES)
+
+
+def test_dequantize_frames_is_the_starter_formula_for_every_byte():
+    codes = np.arange(256, dtype=np.uint8)
+    for shape in ((256,), (4, 64), (2, 2, 64)):
+        out = readers.dequantize_frames(tf.constant(codes.reshape(shape))).numpy()
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, schema.dequantize(codes).reshape(shape))

@@ -158,8 +158,7 @@ def decode_frame_batch(serialized, max_frames: int = schema.MAX_FRAMES, num_clas
         features = {}
         for name in schema.FRAME_FEATURES:
             raw = lists[name][:, :max_frames]
-            q = tf.io.decode_raw(raw, tf.uint8, fixed_length=schema.FEATURE_SIZES[name])
-            x = schema.tf_dequantize(tf.cast(q, tf.float32))
+            x = dequantize_frames(tf.io.decode_raw(raw, tf.uint8, fixed_length=schema.FEATURE_SIZES[name]))
             mask = tf.sequence_mask(num_frames, tf.shape(x)[1], dtype=tf.float32)[:, :, None]
             pad = max_frames - tf.shape(x)[1]
             features[name] = tf.pad(x * mask, [[0, 0], [0, pad], [0, 0]])
@@ -177,6 +176,16 @@ def video_means(quantized_sums: dict, count) -> dict:
     n = n[..., None] if n.shape.rank else n
     return {f"mean_{name}": tf.cast(schema.dequantized_mean(tf.cast(quantized_sums[name], tf.float64), n),
                                     tf.float32) for name in schema.FRAME_FEATURES}
+
+
+def dequantize_frames(quantized):
+    """uint8 frame values (any shape) -> float32: ``schema.tf_dequantize``'s values bit for bit (a test checks
+    every byte), by TensorFlow's Dequantize kernel (``MIN_COMBINED`` over ``[b, b + 4]``: ``b + q * 4/255``),
+    ~9x faster per value here than the cast, multiply and add it replaces."""
+    low = schema.DEQUANTIZE_BIAS
+    return tf.quantization.dequantize(tf.bitcast(quantized, tf.quint8), low,
+                                      low + (schema.MAX_QUANTIZED_VALUE - schema.MIN_QUANTIZED_VALUE),
+                                      mode="MIN_COMBINED")
 
 
 def frame_means(rgb, audio, num_frames, quantized: bool = True) -> dict:
@@ -259,7 +268,7 @@ def parse_frame_record(source, serialized, num_classes: int, max_frames: int = s
             q = tf.io.decode_raw(frames[:max_frames], tf.uint8)  # the stored bytes, as uint8 [frames, D]
             if idx is not None:  # pick uint8 rows: gathering the bytes strings instead measured ~15% slower
                 q = tf.gather(q, idx)
-            x = schema.tf_dequantize(tf.cast(q, tf.float32))
+            x = dequantize_frames(q)
             x = tf.pad(x, [[0, length - tf.shape(x)[0]], [0, 0]])
             x.set_shape([length, schema.FEATURE_SIZES[name]])
             features[name] = x
