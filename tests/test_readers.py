@@ -139,3 +139,22 @@ def test_dequantize_frames_is_the_starter_formula_for_every_byte():
         out = readers.dequantize_frames(tf.constant(codes.reshape(shape))).numpy()
         assert out.dtype == np.float32
         np.testing.assert_array_equal(out, schema.dequantize(codes).reshape(shape))
+
+
+def test_training_batches_of_sampled_frames_are_the_dequantized_stored_frames_in_order(frame_files):
+    """Sampled frames travel uint8 through the batch and are dequantized per batch: the same float32 frames."""
+    from yt8m import config as config_lib
+
+    paths, videos = frame_files
+    t = config_lib.model_config_from_dict({"name": "r", "family": "dbof", "training": {
+        "batch_size": 6, "num_samples": 32, "seed": 5}}).training
+    (features, _), = list(readers.training_batches(paths, "frame", "frame", NUM_CLASSES, t, batches=1, records=6,
+                                                   include_ids=True))
+    assert features["rgb"].dtype == tf.float32 and features["rgb"].shape == (6, 32, 1024)
+    assert features["audio"].dtype == tf.float32 and features["audio"].shape == (6, 32, 128)
+    for b, vid in enumerate(features["video_id"].numpy()):
+        _, _, rgb, audio = next(v for v in videos if v[0] == vid.decode())
+        stored_rgb, stored_audio = schema.dequantize(rgb[:300]), schema.dequantize(audio[:300])
+        positions = [int(np.flatnonzero((stored_rgb == frame).all(axis=1))[0]) for frame in features["rgb"][b].numpy()]
+        assert positions == sorted(positions)
+        np.testing.assert_array_equal(features["audio"][b].numpy(), stored_audio[positions])

@@ -188,6 +188,12 @@ def dequantize_frames(quantized):
                                       mode="MIN_COMBINED")
 
 
+def dequantize_batch(features: dict, labels):
+    """A batch of ``parse_frame_record(..., dequantize=False)`` examples with its uint8 frames dequantized
+    (one Dequantize kernel per batch: cheaper than per record, and the batch copies uint8, not floats)."""
+    return {**features, **{name: dequantize_frames(features[name]) for name in schema.FRAME_FEATURES}}, labels
+
+
 def frame_means(rgb, audio, num_frames, quantized: bool = True) -> dict:
     """Video-level features of decoded frames ``[B, F, D]``: means of the first ``MAX_FRAMES`` valid frames.
 
@@ -248,13 +254,17 @@ def _parse_and_check(source, serialized, num_classes: int):
 
 def parse_frame_record(source, serialized, num_classes: int, max_frames: int = schema.MAX_FRAMES,
                        num_samples: int = 0, seed: int | None = None, half_prob: float = 0.0,
-                       reverse_prob: float = 0.0):
+                       reverse_prob: float = 0.0, dequantize: bool = True):
     """Parse, validate and decode ONE frame-level record -> (features with ``video_id``, multi-hot labels).
 
     The video's first ``max_frames`` frames are kept (zero-padded to ``max_frames``), or, for training,
     the frames ``augment.frame_indices`` picks (a half, ``num_samples`` samples with replacement, the
     reversed order) as uint8 rows BEFORE dequantization, so only the frames used become floats.
+    ``dequantize=False`` (with ``num_samples``: every example has exactly that many frames, no padding)
+    leaves the frames uint8, for ``dequantize_batch`` after batching.
     """
+    if not dequantize and not num_samples:
+        raise ValueError("dequantize=False needs num_samples (padding frames must dequantize to zeros)")
     video_id, labels, rgb, audio, checks = _parse_and_check(source, serialized, num_classes)
     with tf.control_dependencies(checks):
         num_frames = tf.minimum(tf.shape(rgb)[0], max_frames)
@@ -268,7 +278,7 @@ def parse_frame_record(source, serialized, num_classes: int, max_frames: int = s
             q = tf.io.decode_raw(frames[:max_frames], tf.uint8)  # the stored bytes, as uint8 [frames, D]
             if idx is not None:  # pick uint8 rows: gathering the bytes strings instead measured ~15% slower
                 q = tf.gather(q, idx)
-            x = dequantize_frames(q)
+            x = dequantize_frames(q) if dequantize else q
             x = tf.pad(x, [[0, length - tf.shape(x)[0]], [0, 0]])
             x.set_shape([length, schema.FEATURE_SIZES[name]])
             features[name] = x
@@ -386,7 +396,11 @@ def training_batches(files: list[str], data_format: str, input_level: str, num_c
     if data_format == "frame":
         frame_level = input_level == "frame"
         max_frames = min(t.max_frames, schema.MAX_FRAMES)
-        recipe = (t.num_samples, seed, t.half_video_prob, t.reverse_prob)
+        # Sampled frames (a fixed count per example): uint8 through the batch, dequantized per batch (0.77x ->
+        # 0.92x a plain tf.data parse per thread, measured side by side); every frame: per record (padding
+        # must be zeros; a padded uint8 batch dequantized and masked measured slower, 0.82x -> 0.75x).
+        per_batch = frame_level and t.num_samples > 0
+        recipe = (t.num_samples, seed, t.half_video_prob, t.reverse_prob, not per_batch)
 
         def parse(source, serialized):
             if frame_level:
@@ -394,6 +408,8 @@ def training_batches(files: list[str], data_format: str, input_level: str, num_c
             return parse_frame_means(source, serialized, num_classes)
 
         ds = stream.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(t.batch_size, drop_remainder=True)
+        if per_batch:
+            ds = ds.map(dequantize_batch, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         def decode(sources, serialized):
             ids, features, labels = decode_video_batch(sources, serialized, num_classes, t.video_features)
