@@ -139,3 +139,21 @@ def test_a_plateau_lowers_the_learning_rate_the_optimizer_uses(tmp_path):
             assert summary["validation_best_gap"] > 0.9 and p.improvements >= 2
         else:  # never better after the first evaluation: halved after each of the other five
             assert p.improvements == 1 and summary["lr_scale"] == 0.5 ** 5
+
+
+def test_the_cosine_schedule_decays_to_zero_over_the_planned_run(tmp_path):
+    total = tf.Variable(0, dtype=tf.int64)
+    t = config_lib.TrainingConfig(learning_rate=0.01, lr_schedule="cosine")
+    schedule = model_setup.adam(t, total_steps=total)._learning_rate
+    total.assign(100)
+    rates = [float(schedule(tf.constant(s))) for s in (0, 50, 100, 150)]
+    assert rates == pytest.approx([0.01, 0.005, 0.0, 0.0], abs=1e-9)
+    with pytest.raises(config_lib.ConfigError, match="training.lr_schedule: must be one of staircase, cosine"):
+        config_lib.model_config_from_dict({"name": "m", "family": "moe", "training": {"lr_schedule": "linear"}})
+    # the trainer plans the run (examples_to_see / batch_size steps) and trains to a learning rate of 0
+    data = _records(tmp_path / "a.tfrecord", 240)
+    trainer = _trainer(tmp_path, validation_every=0, lr_schedule="cosine", examples_to_see=480)
+    summary = trainer.fit([data])
+    assert summary["steps"] == summary["total_steps"] == 30 == int(trainer.total_steps.numpy())
+    optimizer = trainer.optimizer
+    assert int(optimizer.iterations.numpy()) == 30 and float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)

@@ -22,6 +22,9 @@ class ConfigError(ValueError):
     """A config that does not match its schema; the message names the file and field."""
 
 
+LR_SCHEDULES = ("staircase", "cosine")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = 5
@@ -29,6 +32,9 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     lr_decay: float = 0.8  # WILLOW: multiply the learning rate by this ...
     lr_decay_examples: int = 4_000_000  # ... every this many examples
+    # "staircase": WILLOW's schedule above; "cosine": from learning_rate down to 0 over the run's planned steps
+    # (train_loop.plan_steps), lr_decay and lr_decay_examples unused.
+    lr_schedule: str = "staircase"
     clip_gradient_norm: float = 1.0  # per-tensor clip by norm; 0 = no clipping
     num_samples: int = 0  # frames sampled with replacement per video at training time (0 = all)
     max_frames: int = 300
@@ -372,6 +378,9 @@ def _check_model(model: ModelConfig, where: str) -> ModelConfig:
                           f"{schema.MAX_FRAMES} frames of a video), got {t.max_frames}")
     _check_range(f"{where}.training.learning_rate", t.learning_rate, 0, low_open=True)
     _check_range(f"{where}.training.lr_decay", t.lr_decay, 0, 1, low_open=True)
+    if t.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"{where}.training.lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, "
+                          f"got {t.lr_schedule!r}")
     _check_recipes(t, registry.get_family(model.family).input_level, model.family, f"{where}.training")
     if not model.name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"{where}.name: use letters, digits, '-' and '_' only, got {model.name!r}")

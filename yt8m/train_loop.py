@@ -80,7 +80,9 @@ class Trainer:
                 self.model = registry.build_model(model_config.family, num_classes, model_config.preset,
                                                   model_config.overrides)
             self.lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale") if t.validation_every else None
-            optimizer = model_setup.adam(t, self.lr_scale)
+            # the cosine schedule's horizon, set by fit() once the run is planned
+            self.total_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="total_steps")
+            optimizer = model_setup.adam(t, self.lr_scale, self.total_steps)
             if self.mixed_precision:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer
@@ -253,6 +255,7 @@ class Trainer:
             checkpoints.check_resumable(self.keeper.read_state(), signature, self.keeper.directory)
         steps_per_epoch, records = self._steps_per_epoch(files, records)
         total, epochs = plan_steps(t, steps_per_epoch, self.num_classes)
+        self.total_steps.assign(total)
         restored = self.keeper.restore() if self.keeper else None
         start = int(self.step.numpy())
         state = self.keeper.read_state() if self.keeper else {}
