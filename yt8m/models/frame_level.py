@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras
 
 from yt8m import schema
-from yt8m.models.heads import check_head, classifier_head
+from yt8m.models.heads import HEAD_SMALL, check_head, classifier_head
 from yt8m.models.inputs import frame_inputs
 from yt8m.models.layers import (KERAS_BN_MOMENTUM, SLIM_BN_MOMENTUM, DBoF, ContextGating, FeatureSlice, FrameBatchNorm,
                                 FrameL2Normalize, FrameMask, GatedSoftDBoF, InferenceFrameSample, MaskedMaxPool,
@@ -37,8 +37,7 @@ from yt8m.models.layers import (KERAS_BN_MOMENTUM, SLIM_BN_MOMENTUM, DBoF, Conte
 from yt8m.models.registry import register
 from yt8m.models.video_level import STARTER_RECIPE, STARTER_SOURCE
 
-# Head parameters shared by the families (see heads.classifier_head).
-HEAD_SMALL = {"head": "moe", "num_mixtures": 2, "l2": 1e-6, "label_dim": 16, "output_gating": False}
+# The published presets' head (see heads.classifier_head).
 HEAD_PUBLISHED = {"head": "moe", "num_mixtures": 2, "l2": 1e-6, "label_dim": 256, "output_gating": False}
 
 INPUT_L2 = ("joint", "per_modality")

@@ -7,6 +7,8 @@ import keras
 from yt8m.models.layers import KERAS_BN_MOMENTUM, ContextGating, LabelEmbeddingHead, MixtureOfExperts, slim_l2
 
 HEADS = ("moe", "logistic", "label_embedding")
+# The small presets' head, shared by every family that has one (see classifier_head).
+HEAD_SMALL = {"head": "moe", "num_mixtures": 2, "l2": 1e-6, "label_dim": 16, "output_gating": False}
 
 
 def check_head(head: str) -> None:

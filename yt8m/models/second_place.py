@@ -36,16 +36,15 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from yt8m.models.heads import check_head, classifier_head
+from yt8m.models.heads import HEAD_SMALL, check_head, classifier_head
 from yt8m.models.inputs import frame_inputs
 from yt8m.models.layers import (KERAS_BN_MOMENTUM, TORCH_BN_MOMENTUM, FrameMask, MaskedMeanPool, batch_norm, frame_mask,
                                 masked_max, window_means)
 from yt8m.models.registry import register
 from yt8m.models.video_level import TEAM_VALIDATION_EVERY, resnet_trunk
 
-# Heads: the small presets as the rest of the zoo; the published ones the team's final nn.Linear
+# Heads: the small presets as the rest of the zoo (heads.HEAD_SMALL); the published ones the team's final nn.Linear
 # (+ sigmoid), without weight decay (their configs leave Adam's weight_decay off).
-HEAD_SMALL = {"head": "moe", "num_mixtures": 2, "l2": 1e-6, "label_dim": 16, "output_gating": False}
 HEAD_TEAM = {"head": "logistic", "num_mixtures": 2, "l2": 0.0, "label_dim": 256, "output_gating": False}
 # BN moving-average momentum: Keras' 0.99 for the small presets' few hundred steps; the team's PyTorch default
 # (nn.BatchNorm1d momentum=0.1, i.e. Keras 0.9) for the published ones. Their BNs: AttentionModel ``self._bn``,
