@@ -305,6 +305,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.screen:
         candidates = json.load(open(args.candidates)) if args.candidates else SCREEN_CANDIDATES
+        for raw in candidates:  # every candidate's config, before any data is generated or model trained
+            try:
+                config.model_config_from_dict(raw)
+            except config.ConfigError as exc:
+                parser.error(f"{args.candidates or 'SCREEN_CANDIDATES'}: candidate {raw.get('name')!r}: {exc}")
         work = args.work_dir or tempfile.mkdtemp(prefix="family_screen_")
         try:
             screen(args.screen, candidates, work, args.out_dir)
