@@ -97,9 +97,6 @@ STUDENTS = {
                                             "full") for n in (120_000, 240_000)},
     "fcm-local-meanskip-w0.5-full": ({**FCM_LOCAL, "overrides": {"mean_skip": True},
                                       "training": {"examples_to_see": 60_000, "distill_weight": 0.5}}, "full"),
-    # ... with the learning rate decayed to 0 over the run (training.lr_schedule: cosine)
-    "fcm-local-240k-w0.5-full-cosine": ({**FCM_LOCAL, "training": {"examples_to_see": 240_000, "distill_weight": 0.5,
-                                                                   "lr_schedule": "cosine"}}, "full"),
 }
 
 
