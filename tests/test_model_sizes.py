@@ -23,6 +23,7 @@ SMALL_PARAMETERS_10_CLASSES = {
     "bilstm_attention": 148_934,
     "frame_conv_max": 252_836,
     "vlad_bow": 252_517,
+    "frame_mil": 18_666,
 }
 
 

@@ -14,7 +14,7 @@ FRAMES = 6
 # The 2018 2nd place's families (yt8m/models/second_place.py).
 SECOND_PLACE_FAMILIES = ["attention_net", "bilstm_attention", "frame_conv_max", "vlad_bow"]
 FAMILIES = sorted(["logistic", "moe", "resnet_like", "dbof", "soft_dbof", "gated_soft_dbof", "netvlad", "netrvlad",
-                   "netfv", "lstm", "gru", "transformer"] + SECOND_PLACE_FAMILIES)
+                   "netfv", "lstm", "gru", "transformer", "frame_mil"] + SECOND_PLACE_FAMILIES)
 FRAME_FAMILIES = [f for f in FAMILIES if f not in ("logistic", "moe", "resnet_like")]
 
 # (family, overrides): every family's small preset plus the options that change the graph.
@@ -36,6 +36,7 @@ CASES = [(f, {}) for f in FAMILIES] + [
     ("bilstm_attention", {"layers": 2, "rgb_projection": 0}),
     ("frame_conv_max", {"kernel_size": 3, "dropout": 0.1}),
     ("vlad_bow", {"learnable_power": False, "power": 1.0, "bow_dropout": 0.1}),
+    ("frame_mil", {"hidden": 0, "frame_pool": 1, "sharpness": 1.0, "dropout": 0.1}),
 ]
 FRAME_CASES = [c for c in CASES if c[0] in FRAME_FAMILIES]
 
@@ -152,7 +153,7 @@ def test_frames_beyond_num_frames_do_not_change_the_prediction(trained, case):
 
 @pytest.mark.parametrize("family,overrides", [("dbof", {}), ("dbof", {"input_bn": True}), ("soft_dbof", {}),
                                               ("gated_soft_dbof", {}), ("netvlad", {}), ("netfv", {}),
-                                              ("frame_conv_max", {})])
+                                              ("frame_conv_max", {}), ("frame_mil", {})])
 def test_padding_does_not_enter_batch_norm_statistics_at_training_time(family, overrides):
     """Per-frame BatchNormalization (input BN, cluster assignments) uses only the real frames' batch statistics."""
     import keras
@@ -378,7 +379,7 @@ PUBLISHED_BN_MOMENTUM = {
     **dict.fromkeys(["netvlad", "netrvlad", "netfv", "soft_dbof", "gated_soft_dbof", "dbof", "lstm", "gru", "moe"],
                     0.999),
     **dict.fromkeys(["resnet_like", "attention_net", "bilstm_attention", "frame_conv_max", "vlad_bow"], 0.9),
-    "transformer": 0.99,
+    "transformer": 0.99, "frame_mil": 0.99,  # no reference code either
 }
 # Every optional BN switched on (where the family has the switch), so that each BN site is checked ...
 BN_SITES_ON = {"input_bn": True, "hidden_bn": True, "context_gating": True, "output_gating": True}
@@ -394,6 +395,7 @@ NARROW = {
     "bilstm_attention": {"rgb_projection": 8, "audio_projection": 4, "rgb_units": 4, "audio_units": 2, "fc_sizes": [8]},
     "frame_conv_max": {"rgb_units": 8, "audio_units": 4, "inner": 8, "branch_blocks": 1, "fused_blocks": 1},
     "vlad_bow": {"clusters": 4, "audio_clusters": 4, "inner": 8, "branch_blocks": 1, "fused_blocks": 1},
+    "frame_mil": {"hidden": 8},
 }
 
 

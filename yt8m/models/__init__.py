@@ -5,5 +5,6 @@ and gru also a "cpu" preset (beats mean pooling on synthetic data in minutes on 
 video level: ``logistic``, ``moe``, ``resnet_like``;
 frame level: ``dbof``, ``soft_dbof``, ``gated_soft_dbof``, ``netvlad``, ``netrvlad``, ``netfv``,
 ``lstm``, ``gru``, ``transformer``; the 2018 2nd place's (``second_place``): ``attention_net``,
-``bilstm_attention``, ``frame_conv_max``, ``vlad_bow``. Every model maps its inputs to probabilities ``[B, C]``.
+``bilstm_attention``, ``frame_conv_max``, ``vlad_bow``; ``frame_mil`` (``mil``: per-window class
+logits pooled over time, not a challenge entry). Every model maps its inputs to probabilities ``[B, C]``.
 """

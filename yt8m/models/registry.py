@@ -83,4 +83,4 @@ def build_model(family: str, num_classes: int, preset: str = "small", overrides:
 
 def _load_families() -> None:
     # Importing the family modules registers them.
-    from yt8m.models import frame_level, second_place, video_level  # noqa: F401
+    from yt8m.models import frame_level, mil, second_place, video_level  # noqa: F401
