@@ -7,7 +7,8 @@
 
 ``--teacher video`` (the default): two video-level members (moe, resnet_like), trainable in seconds.
 ``--teacher default``: the members and combiner of the default local run (``yt8m_pipeline/configs/local.yaml``,
-what ``make run`` trains: the logistic and frame_conv_max), on ``c100-v4000``, the data ``make run`` generates.
+what ``make run`` trains: the logistic and frame_mil; before the eleventh session frame_conv_max), on ``c100-v4000``,
+the data ``make run`` generates.
 
 Per generator setting (``yt8m.synth``): generate, preprocess with the pipeline's Beam job
 (``run_preprocess``, 2 folds + holdout), then the PRODUCTION library calls of the components:

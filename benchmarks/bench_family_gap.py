@@ -165,7 +165,7 @@ SCREEN_CANDIDATES = [
      "training": {"examples_to_see": 30000, "batch_size": 32, "learning_rate": 0.0005, "num_samples": 64}},
     {"name": "moe-lr3e-3", "family": "moe", "preset": "small",
      "training": {"examples_to_see": 100000, "batch_size": 32, "learning_rate": 0.003}},
-    # The fifth session's screen (frame_conv_max, now the default frame-level member, against NetVLAD local):
+    # The fifth session's screen (frame_conv_max, the default frame-level member until frame_mil, against NetVLAD local):
     *[{"name": name, "family": "frame_conv_max", "preset": "small", "overrides": {**_FCM_LOCAL, "frame_pool": pool},
        "training": {"examples_to_see": examples, "batch_size": 32, "learning_rate": lr, "num_samples": 0,
                     "eval_batch_size": 64}}

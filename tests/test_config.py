@@ -6,7 +6,7 @@ from yt8m_pipeline import local_run
 
 def test_packaged_local_config_is_valid_and_round_trips():
     cfg = config.load_run_config(local_run.default_config_path())
-    assert [m.family for m in cfg.models] == ["logistic", "frame_conv_max"]
+    assert [m.family for m in cfg.models] == ["logistic", "frame_mil"]
     assert cfg.models[0].training.video_features == "standardized" and config.needs_standardized_features(cfg)
     assert cfg.models[1].preset == "local" and cfg.models[1].training.examples_to_see > 0  # its registry recipe
     again = config.run_config_from_dict(config.to_dict(cfg))

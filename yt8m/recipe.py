@@ -49,7 +49,7 @@ ASSUMED_EXAMPLES_PER_SECOND = {
     "dbof": 1_500, "soft_dbof": 600, "gated_soft_dbof": 500,
     "netvlad": 400, "netrvlad": 400, "netfv": 350,
     "gru": 300, "lstm": 250, "transformer": 400,
-    "attention_net": 800, "bilstm_attention": 300, "frame_conv_max": 900, "vlad_bow": 600,
+    "attention_net": 800, "bilstm_attention": 300, "frame_conv_max": 900, "vlad_bow": 600, "frame_mil": 3_000,
 }
 ACCELERATOR_SPEED = {"NVIDIA_L4": 1.0, "NVIDIA_TESLA_T4": 0.5, "NVIDIA_TESLA_V100": 1.2, "NVIDIA_TESLA_A100": 2.5,
                      "NVIDIA_A100_80GB": 2.5, "NVIDIA_H100_80GB": 4.0}
