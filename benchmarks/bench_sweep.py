@@ -48,6 +48,11 @@ from yt8m import dataset, metrics, readers, storage, synth  # noqa: E402
 # videos, the size of issue 14's held-out data; "c200-v3750-burst" 3,000 (issue 14's time limit is for 3,000).
 _BURST = {"miss_prob": 0.2, "spurious_prob": 0.2, "long_frames": (301, 400), "segment_fraction": (0.05, 0.15),
           "decoys_per_video": 0.0, "evidence_amplitude": 6.0}
+# Calibrated to issue 14's description of its held-out data (eleventh session): the burst evidence with a flatter
+# class prior (Zipf exponent 0.5: rare classes have more positives) and label noise 0.15 gives the converged logistic
+# 0.517 and the oracle 0.836 on 2,080 training videos (the held-out data: 0.53 and 0.81). Searching for it, label
+# noise 0.15 with decoys (1-2 per video) or shorter segments left the logistic at 0.31-0.38.
+_FLAT_BURST = {**_BURST, "miss_prob": 0.15, "spurious_prob": 0.15, "zipf_exponent": 0.5}
 
 # name -> (videos generated (80% train, 10% validate, 10% test), classes, SynthParams overrides)
 SETTINGS = {
@@ -60,6 +65,7 @@ SETTINGS = {
     "c100-v10000": (10000, 100, {}),
     "c200-v2600-burst": (2600, 200, _BURST),
     "c200-v3750-burst": (3750, 200, _BURST),
+    "c200-v2600-flatburst": (2600, 200, _FLAT_BURST),
 }
 
 
