@@ -14,8 +14,6 @@ Screened against the default local run's frame_conv_max on the generator setting
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 
@@ -28,47 +26,29 @@ from yt8m.models.registry import register
 class MaskedLogMeanExpPool(keras.layers.Layer):
     """``(1 / r) * log(mean_t exp(r * x_t))`` over the first ``num_frames`` frames of ``[B, F, C]`` -> ``[B, C]``
     (``r`` = ``sharpness``): the mean for ``r -> 0``, the max for ``r -> inf``; 0 for an empty video. Padding
-    never enters (it is masked before the exponent). ``learnable``: one sharpness per class, trained from
-    ``sharpness`` (kept in [``MIN_SHARPNESS``, ``MAX_SHARPNESS``]), so a class whose evidence is brief can pool
-    nearer the max and one whose evidence is spread nearer the mean."""
+    never enters (it is masked before the exponent)."""
 
-    MIN_SHARPNESS, MAX_SHARPNESS = 0.25, 64.0
-
-    def __init__(self, sharpness: float, learnable: bool = False, **kwargs):
+    def __init__(self, sharpness: float, **kwargs):
         super().__init__(**kwargs)
         if not sharpness > 0:
             raise ValueError(f"sharpness must be > 0, got {sharpness}")
         self.sharpness = float(sharpness)
-        self.learnable = bool(learnable)
-
-    def build(self, x_shape, num_frames_shape=None):
-        if self.learnable:
-            self.log_sharpness = self.add_weight(
-                name="log_sharpness", shape=(x_shape[-1],),
-                initializer=keras.initializers.Constant(math.log(self.sharpness)))
-
-    def _sharpness(self, dtype):
-        if not self.learnable:
-            return self.sharpness
-        return ops.exp(ops.clip(ops.cast(self.log_sharpness, dtype), math.log(self.MIN_SHARPNESS),
-                                math.log(self.MAX_SHARPNESS)))
 
     def call(self, x, num_frames):
-        sharpness = self._sharpness(x.dtype)
         mask = ops.expand_dims(frame_mask(num_frames, ops.shape(x)[1], "bool"), -1)
-        scaled = ops.where(mask, x * sharpness, ops.full_like(x, -1e9))
+        scaled = ops.where(mask, x * self.sharpness, ops.full_like(x, -1e9))
         count = ops.expand_dims(ops.maximum(ops.cast(num_frames, x.dtype), 1.0), -1)
-        pooled = (ops.logsumexp(scaled, axis=1) - ops.log(count)) / sharpness
+        pooled = (ops.logsumexp(scaled, axis=1) - ops.log(count)) / self.sharpness
         return ops.where(ops.expand_dims(num_frames > 0, -1), pooled, ops.zeros_like(pooled))
 
     def compute_output_spec(self, x, num_frames):
         return keras.KerasTensor((x.shape[0], x.shape[-1]), dtype=x.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "sharpness": self.sharpness, "learnable": self.learnable}
+        return {**super().get_config(), "sharpness": self.sharpness}
 
 
-_BASE = {"frame_pool": 4, "sharpness": 4.0, "learn_sharpness": False, "dropout": 0.0, "l2": 1e-6, "bn_momentum": KERAS_BN_MOMENTUM}
+_BASE = {"frame_pool": 4, "sharpness": 4.0, "dropout": 0.0, "l2": 1e-6, "bn_momentum": KERAS_BN_MOMENTUM}
 FRAME_MIL_PRESETS = {
     # CPU tests: a 16-unit hidden layer, so the tests see every layer the family can build.
     "small": {**_BASE, "hidden": 16},
@@ -88,8 +68,8 @@ FRAME_MIL_LOCAL_TRAINING = {"examples_to_see": 90_000, "examples_per_class": 600
           "hidden layer), pooled over the real windows by a log-mean-exp between mean and max (sharpness)",
           recipes={"local": FRAME_MIL_LOCAL_TRAINING},
           recipe_sources={"local": "benchmarks/bench_family_gap.py --screen"})
-def frame_mil(num_classes: int, hidden: int, frame_pool: int, sharpness: float, learn_sharpness: bool, dropout: float,
-              l2: float, bn_momentum: float):
+def frame_mil(num_classes: int, hidden: int, frame_pool: int, sharpness: float, dropout: float, l2: float,
+              bn_momentum: float):
     if hidden < 0:
         raise ValueError(f"hidden must be >= 0, got {hidden}")
     inputs = frame_inputs()
@@ -101,5 +81,5 @@ def frame_mil(num_classes: int, hidden: int, frame_pool: int, sharpness: float, 
     if dropout:
         x = keras.layers.Dropout(dropout)(x)
     logits = keras.layers.Dense(num_classes, kernel_regularizer=slim_l2(l2), name="frame_logits")(x)
-    pooled = MaskedLogMeanExpPool(sharpness, learn_sharpness, name="time_pool")(logits, num_frames)
+    pooled = MaskedLogMeanExpPool(sharpness, name="time_pool")(logits, num_frames)
     return keras.Model(inputs, keras.layers.Activation("sigmoid", name="probs")(pooled), name="frame_mil")
