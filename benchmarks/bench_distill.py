@@ -228,7 +228,7 @@ def write_markdown(rows: list[dict], path: str) -> None:
              "(kfold.train_member with the teacher; distill_weight w). Holdout GAP@20; 'without' is the same "
              "student config trained without a teacher. Machine: "
              f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs (the seconds are indicative "
-             "only; distill.md: load average 11-19, distill_default.md: 2.8-9.6).", ""]
+             "only; distill.md: load average 11-19, distill_default.md: 2.8-9.6, distill_mil.md: 1.5-7.0).", ""]
     for row in rows:
         t = row["teacher"]
         lines += [f"## {row['setting']} ({row['videos']} videos, {row['classes']} classes, "
