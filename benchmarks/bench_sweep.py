@@ -68,8 +68,8 @@ SETTINGS = {
     "c200-v2600-burst": (2600, 200, _BURST),
     "c200-v3750-burst": (3750, 200, _BURST),
     "c200-v2600-flatburst": (2600, 200, _FLAT_BURST),
-    # Probes (twelfth session): evidence frames more distinct (amplitude 12 / 20 on 3-8% / 2-5% of the frames), to
-    # look for the held-out data's netvlad (0.65 there at the settings, 0.378 on flatburst): 0.446 at a20.
+    # Probes (twelfth session) for the held-out data's netvlad (see _FLAT_BURST): evidence frames more distinct
+    # (amplitude 12 / 20 on 3-8% / 2-5% of the frames); netvlad at the settings 0.446 at a20.
     "c200-v2600-flatburst-a12-s3-8": (2600, 200, {**_FLAT_BURST, "evidence_amplitude": 12.0,
                                                   "segment_fraction": (0.03, 0.08)}),
     "c200-v2600-flatburst-a20-s2-5": (2600, 200, {**_FLAT_BURST, "evidence_amplitude": 20.0,
