@@ -74,6 +74,17 @@ def test_frame_indices_sample_with_replacement_within_the_half_in_temporal_or_re
         assert set(half) <= set(range(5)) or set(half) <= set(range(4, 9))
 
 
+def test_sorted_uniform_indices_have_the_distribution_of_sorted_uniform_draws():
+    k, draws = 9, 3
+    samples = np.array([augment.sorted_uniform_indices(draws, k, seed=seed).numpy() for seed in range(600)])
+    assert (np.diff(samples, axis=1) >= 0).all() and samples.min() >= 0 and samples.max() <= k - 1
+    counts = np.bincount(samples.ravel(), minlength=k) / samples.size
+    np.testing.assert_allclose(counts, 1 / k, atol=0.025)  # every frame equally likely (1,800 draws)
+    # the order statistics: P(largest of 3 draws is the last frame) = 1 - (8/9)^3 = 0.298, P(smallest is 0) alike
+    np.testing.assert_allclose((samples[:, -1] == k - 1).mean(), 1 - (8 / 9) ** 3, atol=0.06)
+    np.testing.assert_allclose((samples[:, 0] == 0).mean(), 1 - (8 / 9) ** 3, atol=0.06)
+
+
 def test_tta_variants_order_and_shapes():
     rgb, audio, n = _indexed_frames(NUM_FRAMES)
     v_rgb, v_audio, v_n = augment.tta_variants(rgb, audio, n)

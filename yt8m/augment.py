@@ -69,11 +69,26 @@ def frame_indices(num_frames, half_prob: float = 0.0, reverse_prob: float = 0.0,
         length = tf.where(use_half, tf.where(second, second_len, first_len), n)
         reverse = u[2] < reverse_prob
     if num_samples:
-        u = tf.random.uniform([num_samples], seed=None if seed is None else seed + 1)
-        offsets = tf.sort(tf.minimum(tf.cast(u * tf.cast(length, tf.float32), tf.int32), length - 1))
+        offsets = sorted_uniform_indices(num_samples, length, seed=None if seed is None else seed + 1)
     else:
         offsets = tf.range(length)
     return start + tf.where(reverse, length - 1 - offsets, offsets)
+
+
+def sorted_uniform_indices(count: int, length, seed: int | None = None):
+    """``count`` indices drawn uniformly with replacement from ``[0, length)``, in ascending order, without a sort.
+
+    The ascending order statistics of ``count`` uniforms are the partial sums of ``count + 1`` standard
+    exponentials divided by their total (Devroye, *Non-Uniform Random Variate Generation*, V.2); flooring them
+    to frame indices keeps the order. Same distribution as sorting ``count`` uniform draws, at a fraction of
+    the cost per record (``tf.sort`` is a top-k over the whole vector: the sampled training path went from
+    ~0.85x to ~0.93x a plain tf.data parse per thread, ``benchmarks/bench_reader.py``).
+    """
+    n = tf.cast(length, tf.int32)
+    spacings = -tf.math.log1p(-tf.random.uniform([count + 1], seed=seed))  # Exp(1); 1 - u lies in (0, 1]
+    sums = tf.cumsum(spacings)
+    positions = sums[:count] / sums[count]  # in [0, 1), ascending
+    return tf.minimum(tf.cast(positions * tf.cast(n, tf.float32), tf.int32), n - 1)
 
 
 def tta_variants(rgb, audio, num_frames):
