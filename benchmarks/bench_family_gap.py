@@ -232,7 +232,10 @@ def write_screen_markdown(out_dir: str) -> None:
     lines = ["# Screening the default local run's members (bench_family_gap.py --screen)", "",
              "Each candidate trains on all 3 folds of a generator setting (bench_sweep.SETTINGS, data seed 11, the "
              "80% of the videos a sweep run trains on; training seed 0) and is scored on the 15% holdout (GAP@20). "
-             "Seconds are indicative: other jobs shared the 2 cores (load average 4-8).", "",
+             "Seconds are indicative: other jobs shared the 2 cores (load average 4-8). Oracle rows before the thirteenth "
+             "session ranked tied scores in the order the holdout's records were read: the same labels gave two values "
+             "up to 0.013 apart (e.g. c100-v4000 0.8901 / 0.8768); synth.oracle_scores now breaks ties by a fixed hash.",
+             "",
              "| setting | model | holdout GAP | train s | training |", "| --- | --- | --- | --- | --- |"]
     for r in rows:
         t = r.get("config", {}).get("training", {})

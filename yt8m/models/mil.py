@@ -58,8 +58,9 @@ FRAME_MIL_PRESETS = {
     "local": {**_BASE, "hidden": 0},
 }
 # The local recipe: the same numbers as frame_conv_max local's, with which both were screened (a number of
-# examples seen, 600 per class when more; every frame; Adam 1e-3 at batch 32). Adam 3e-3 was screened for frame_mil
-# on four settings and did not win across them (benchmarks/results/family_gap_screen.md, twelfth session).
+# examples seen, 600 per class when more; every frame; Adam 1e-3 at batch 32). Adam 3e-3 (four settings, twelfth
+# session) and 180,000 examples (six settings, thirteenth: +0.010-0.025 at 100 classes, +0.000-0.003 at 200,
+# -0.005 at 25) were screened for frame_mil and did not win across them (benchmarks/results/family_gap_screen.md).
 FRAME_MIL_LOCAL_TRAINING = {"examples_to_see": 90_000, "examples_per_class": 600, "batch_size": 32,
                             "learning_rate": 1e-3, "num_samples": 0, "eval_batch_size": 64}
 
