@@ -706,7 +706,11 @@ class WriteBundleFilesFn(beam.DoFn):
         split, data = element
         entry = self._open.get(split)
         if entry is None:
-            path = storage.join(self.temp_dir, f"{self.kind}-{uuid.uuid4().hex}{SHARD_SUFFIX}")
+            # Named by the first record's checksum, then a random suffix: the finalize step numbers a split's files
+            # by name, so a rerun that forms the same bundles numbers them alike (with a uuid alone, reruns swapped
+            # which records landed in part-00000 and part-00001, and with them the order readers see).
+            first = validation.masked_crc32c(data)
+            path = storage.join(self.temp_dir, f"{self.kind}-{first:08x}-{uuid.uuid4().hex}{SHARD_SUFFIX}")
             entry = self._open[split] = [FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED),
                                          path, 0]
         _write_framed(entry[0], data)
@@ -769,7 +773,7 @@ def _finalize_files(results, kind: str, prefixes: Mapping[str, str], num_shards:
 
     Runs once, after every write (a global combine over the small (split, shard, path, n)
     tuples): per split, the files are numbered in a deterministic order (by shard, then by
-    temporary name); the shards that got no record (with a fixed shard count; or a split with
+    temporary name, which starts with the checksum of the file's first record); the shards that got no record (with a fixed shard count; or a split with
     no record at all) are created empty (valid, empty TFRecord files), as WriteToTFRecord does. A rename already done (a retried finalize) is
     skipped. Emits main: (kind, split, final path) per file and ``counts``:
     (("write_records", kind, split), records written into the files) for every split.

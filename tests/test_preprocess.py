@@ -9,6 +9,7 @@ must not depend on the sharding).
 import glob
 import json
 import os
+import types
 from collections import Counter
 
 import numpy as np
@@ -530,6 +531,25 @@ def test_finalize_names_shards_counts_and_is_idempotent(tmp_path):
     assert [len(_records(p)) for p in fold0] == [1, 2]  # ordered by temporary name: a.tfrecord first
     assert all(_records(p) == [] for p in glob.glob(prefixes["holdout"] + "*"))  # empty shards are valid files
     assert sorted(os.listdir(temp)) == []
+
+
+def test_bundle_files_are_numbered_by_their_records_not_their_random_names(tmp_path, monkeypatch):
+    shards = {}
+    for trial, names in (("ascending", iter(range(1, 10))), ("descending", iter(range(9, 0, -1)))):
+        monkeypatch.setattr(preprocess.uuid, "uuid4", lambda names=names: types.SimpleNamespace(hex=f"{next(names):032x}"))
+        temp = tmp_path / trial / "tmp"
+        temp.mkdir(parents=True)
+        write = preprocess.WriteBundleFilesFn(str(temp), "frame")
+        written = []
+        for bundle in ([b"first bundle"], [b"second bundle", b"x"], [b"third"]):
+            write.start_bundle()
+            for record in bundle:
+                write.process(("fold-0", record))
+            written += [w.value for w in write.finish_bundle()]
+        prefixes = {"fold-0": str(tmp_path / trial / "out" / "part")}
+        list(preprocess._finalize_files(written, "frame", prefixes, {"fold-0": 0}))
+        shards[trial] = [_records(p) for p in sorted(glob.glob(prefixes["fold-0"] + "*"))]
+    assert len(shards["ascending"]) == 3 and shards["ascending"] == shards["descending"]
 
 
 @pytest.mark.parametrize("labels", [[], [0], [3, 150, 3861], [2 ** 40]])
