@@ -773,9 +773,10 @@ def _finalize_files(results, kind: str, prefixes: Mapping[str, str], num_shards:
 
     Runs once, after every write (a global combine over the small (split, shard, path, n)
     tuples): per split, the files are numbered in a deterministic order (by shard, then by
-    temporary name, which starts with the checksum of the file's first record); the shards that got no record (with a fixed shard count; or a split with
-    no record at all) are created empty (valid, empty TFRecord files), as WriteToTFRecord does. A rename already done (a retried finalize) is
-    skipped. Emits main: (kind, split, final path) per file and ``counts``:
+    temporary name, which starts with the checksum of the file's first record); the shards that
+    got no record (with a fixed shard count; or a split with no record at all) are created empty
+    (valid, empty TFRecord files), as WriteToTFRecord does. A rename already done (a retried
+    finalize) is skipped. Emits main: (kind, split, final path) per file and ``counts``:
     (("write_records", kind, split), records written into the files) for every split.
     """
     by_split: dict[str, list] = {split: [] for split in prefixes}

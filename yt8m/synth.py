@@ -594,7 +594,8 @@ def read_clean_labels(path: str) -> dict[str, list[int]]:
 def _pair_uniforms(video_ids: list[str], num_classes: int) -> np.ndarray:
     """``[N, C]`` float64 in ``[0, 1)``: a fixed pseudo-random number per (video id, class), whatever the row order."""
     video = np.array([zlib.crc32(v.encode()) for v in video_ids], dtype=np.uint64)[:, None]
-    x = video * np.uint64(0x9E3779B97F4A7C15) + np.arange(num_classes, dtype=np.uint64)[None, :] * np.uint64(0xBF58476D1CE4E5B9)
+    classes = np.arange(num_classes, dtype=np.uint64)[None, :]
+    x = video * np.uint64(0x9E3779B97F4A7C15) + classes * np.uint64(0xBF58476D1CE4E5B9)
     for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):  # splitmix64's finalizer
         x = (x ^ (x >> np.uint64(shift))) * np.uint64(mult)
     x ^= x >> np.uint64(31)
