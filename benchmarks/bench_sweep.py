@@ -52,8 +52,7 @@ _BURST = {"miss_prob": 0.2, "spurious_prob": 0.2, "long_frames": (301, 400), "se
 # class prior (Zipf exponent 0.5: rare classes have more positives) and label noise 0.15 gives the converged logistic
 # 0.517 and the oracle 0.836 on 2,080 training videos in the screen (bench_family_gap --screen, fresh work
 # directory, eleventh and thirteenth sessions; the twelfth's 0.513 / 0.815: the same data read in another order,
-# see synth.oracle_scores; the pipeline's sweep
-# run: 0.512 and 0.826), against 0.53 and 0.81 on the held-out data. Not calibrated on a third figure: the zoo's
+# see synth.oracle_scores; the pipeline's sweep run: 0.512 and 0.826), against 0.53 and 0.81 on the held-out data. Not calibrated on a third figure: the zoo's
 # netvlad at the issue's settings (64 + 32 clusters, hidden 256, 15 epochs) scores 0.378 here, 0.65 there. Searching
 # for it, label noise 0.15 with decoys (1-2 per video) or shorter segments left the logistic at 0.31-0.38.
 _FLAT_BURST = {**_BURST, "miss_prob": 0.15, "spurious_prob": 0.15, "zipf_exponent": 0.5}
