@@ -292,12 +292,14 @@ def _ridge(x, y, lam):
     return w, y_mean - mu @ w
 
 
-def test_data_is_learnable_and_frame_level_structure_beats_mean_pooling(dataset):
-    def features(records):
-        frames = [schema.dequantize(np.concatenate([r["rgb"], r["audio"]], 1)[: schema.MAX_FRAMES]) for r in records]
-        means = np.stack([f.mean(0) for f in frames])
-        return frames, means / np.linalg.norm(means, axis=1, keepdims=True)
+def features(records):
+    """Per record: the dequantized frames (first MAX_FRAMES), and the L2-normalised frame means."""
+    frames = [schema.dequantize(np.concatenate([r["rgb"], r["audio"]], 1)[: schema.MAX_FRAMES]) for r in records]
+    means = np.stack([f.mean(0) for f in frames])
+    return frames, means / np.linalg.norm(means, axis=1, keepdims=True)
 
+
+def test_data_is_learnable_and_frame_level_structure_beats_mean_pooling(dataset):
     train = dataset["splits"]["train"]
     held_out = dataset["splits"]["validate"] + dataset["splits"]["test"]
     _, x_train = features(train)
@@ -327,3 +329,47 @@ def test_data_is_learnable_and_frame_level_structure_beats_mean_pooling(dataset)
     assert mean_gap > prior_gap + 0.25
     assert frame_gap > mean_gap + 0.04
     assert oracle_gap > mean_gap + 0.15
+
+
+# ------------------------------------------------------------------ concept mode
+
+
+def test_concept_world_gives_each_class_a_distinct_combination_of_its_modality_and_keeps_the_rest():
+    params = synth.SynthParams(concept_pool=24, concepts_per_class=2)
+    world, plain = synth.build_world(3, 60, params), synth.build_world(3, 60)
+    np.testing.assert_array_equal(world.u, plain.u)  # concepts draw from their own stream
+    np.testing.assert_array_equal(world.prior, plain.prior)
+    assert plain.concepts is None and world.concepts.shape == (24 + 4, synth.FEATURE_DIM)
+    np.testing.assert_allclose(np.linalg.norm(world.concepts, axis=1), 1, rtol=1e-5)
+    combos = {tuple(c) for c in world.class_concepts.tolist()}
+    assert len(combos) == 60 and all(len(set(c)) == 2 for c in combos)
+    audio_concept = np.abs(world.concepts[:, : schema.RGB_SIZE]).sum(1) == 0
+    for c in range(60):
+        assert audio_concept[world.class_concepts[c]].tolist() == [bool(world.audio_only[c])] * 2
+    with pytest.raises(ValueError, match="too few audio combinations"):
+        synth.build_world(3, 60, synth.SynthParams(concept_pool=24, concepts_per_class=4, audio_only_fraction=0.9))
+
+
+def test_concept_classes_are_co_occurrences_that_neither_the_mean_nor_a_frame_detector_sees(tmp_path):
+    """Concept mode: a class is two shared concepts in separate segments. Scoring each class by the weaker of
+    its two concepts' strongest frames (a co-occurrence detector) beats the mean-pooled ridge and the ridge's
+    weights applied per frame (the best frame decides): the structure is the combination over time."""
+    classes = 200  # bench_sweep's c200-v2600-concepts, with its 2,080 training videos
+    params = synth.SynthParams(concept_pool=128, segment_fraction=(0.05, 0.15), evidence_amplitude=6.0,
+                               decoys_per_video=0.0, zipf_exponent=0.5)
+    synth.generate(str(tmp_path), 2600, classes, seed=5, params=params, progress=False)
+    world = synth.build_world(5, classes, params)
+    train, held_out = _read_split(str(tmp_path), "train"), _read_split(str(tmp_path), "validate") + _read_split(
+        str(tmp_path), "test")
+    _, x_train = features(train)
+    eval_frames, x_eval = features(held_out)
+    y_train = _dense([r["labels"] for r in train], classes)
+    y_eval = _dense([r["labels"] for r in held_out], classes)
+    w, b = _ridge(x_train, y_train, lam=0.5)
+    mean_gap = gap_at_k(x_eval @ w + b, y_eval)
+    frame_gap = gap_at_k(np.stack([(f @ w).max(0) for f in eval_frames]), y_eval)
+    strongest = [np.sort((f - f.mean(0)) @ world.concepts.T, axis=0)[-3:].mean(0) for f in eval_frames]
+    co_occurrence_gap = gap_at_k(np.stack([s[world.class_concepts].min(1) for s in strongest]), y_eval)
+    print(f"GAP@20 mean-pool {mean_gap:.3f} frame {frame_gap:.3f} co-occurrence {co_occurrence_gap:.3f}")
+    assert co_occurrence_gap > mean_gap + 0.1
+    assert co_occurrence_gap > frame_gap + 0.1

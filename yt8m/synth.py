@@ -22,6 +22,15 @@ What a video contains (``SynthParams`` holds the numbers):
   mean-pooled vector looks like a positive's, but no single frame holds both halves.
   Mean pooling therefore learns the class only up to its decoys; a frame-level model
   that looks for the conjunction inside a frame does clearly better.
+* **Concepts** (``concept_pool`` > 0, off by default). Classes are combinations of shared
+  concepts instead: ``concept_pool`` unit directions in the rgb dimensions (an eighth as many in
+  the audio dimensions, for the audio-only classes) and each class a distinct set of
+  ``concepts_per_class`` of them. A positive shows each of its class's concepts in a segment of
+  its own (placed independently, so they rarely share frames), a decoy one of its concepts only.
+  A concept alone says little (it belongs to several classes); a class is the co-occurrence of its
+  concepts somewhere in the video: evidence that neither the frame mean (a linear model sees a
+  sum of concepts) nor a per-frame detector (no frame holds the combination) captures, and that a
+  model over the video's mixture of frame clusters (NetVLAD and its head) can.
 * **Nuisance.** A per-video style offset (low-rank + isotropic), per-shot offsets,
   class-free "distractor" segments and i.i.d. per-frame Gaussian noise; values stay
   mostly inside [-2, 2] and are quantized exactly like ``schema.quantize``.
@@ -84,6 +93,8 @@ class SynthParams:
     evidence_amplitude: float = 2.5  # along each unit direction (per-frame noise std is noise_std)
     amplitude_jitter: float = 0.25  # per video and class: amplitude * U(1 - j, 1 + j)
     decoys_per_video: float = 1.0  # Poisson mean; decoy classes drawn from the prior
+    concept_pool: int = 0  # > 0: classes are combinations of shared concepts (see the module docstring)
+    concepts_per_class: int = 2
     distractor_pool: int = 64  # class-free directions
     distractors_per_video: float = 2.0  # Poisson mean
     # Nuisance.
@@ -122,6 +133,8 @@ class World:
     v: np.ndarray  # float32 [C, 1152], unit rows, orthogonal to u
     style_basis: np.ndarray  # float32 [R, 1152]
     distractors: np.ndarray  # float32 [P, 1152], unit rows
+    concepts: np.ndarray = dataclasses.field(repr=False, default=None)  # float32 [K, 1152], unit rows (concept mode)
+    class_concepts: np.ndarray = dataclasses.field(repr=False, default=None)  # int64 [C, concepts_per_class]
     cdf: np.ndarray = dataclasses.field(repr=False, default=None)
     members: list = dataclasses.field(repr=False, default=None)  # per cluster: class ids
     member_cdfs: list = dataclasses.field(repr=False, default=None)
@@ -167,6 +180,7 @@ def build_world(seed: int, classes: int, params: SynthParams = DEFAULT_PARAMS) -
 
     members = [np.flatnonzero(cluster == k) for k in range(n_clusters)]
     member_cdfs = [np.cumsum(prior[m]) / prior[m].sum() for m in members]
+    concepts, class_concepts = _concepts(seed, classes, audio_only, params) if params.concept_pool else (None, None)
     return World(
         classes=classes,
         prior=prior,
@@ -179,7 +193,38 @@ def build_world(seed: int, classes: int, params: SynthParams = DEFAULT_PARAMS) -
         cdf=np.cumsum(prior),
         members=members,
         member_cdfs=member_cdfs,
+        concepts=concepts,
+        class_concepts=class_concepts,
     )
+
+
+def _concepts(seed: int, classes: int, audio_only: np.ndarray, params: SynthParams) -> tuple[np.ndarray, np.ndarray]:
+    """Concept mode: ``concept_pool`` rgb concepts and an eighth as many (>= 4) audio ones (unit rows), and
+    for each class a distinct sorted combination of ``concepts_per_class`` concepts of its modality. Its own
+    RNG stream, so the rest of the world is the same as without concepts."""
+    k = params.concepts_per_class
+    pools = {False: params.concept_pool, True: max(4, params.concept_pool // 8)}
+    for is_audio, size in pools.items():
+        if k < 1 or k > size or math.comb(size, k) < int((audio_only == is_audio).sum()):
+            raise ValueError(f"concept_pool {params.concept_pool} with concepts_per_class {k} has too few "
+                             f"{'audio' if is_audio else 'rgb'} combinations for the classes")
+    rng = np.random.default_rng([seed, 2, classes])
+    rgb = rng.standard_normal((pools[False], schema.RGB_SIZE))
+    aud = rng.standard_normal((pools[True], schema.AUDIO_SIZE))
+    concepts = np.zeros((pools[False] + pools[True], FEATURE_DIM), np.float64)
+    concepts[: pools[False], : schema.RGB_SIZE] = rgb / np.linalg.norm(rgb, axis=1, keepdims=True)
+    concepts[pools[False] :, schema.RGB_SIZE :] = aud / np.linalg.norm(aud, axis=1, keepdims=True)
+    class_concepts = np.zeros((classes, k), np.int64)
+    taken: set[tuple[int, ...]] = set()
+    for c in range(classes):
+        size, offset = (pools[True], pools[False]) if audio_only[c] else (pools[False], 0)
+        while True:
+            combo = tuple(sorted(int(i) + offset for i in rng.choice(size, k, replace=False)))
+            if combo not in taken:
+                taken.add(combo)
+                break
+        class_concepts[c] = combo
+    return concepts.astype(np.float32), class_concepts
 
 
 # ---------------------------------------------------------------------- video ids
@@ -370,27 +415,8 @@ class Renderer:
         j = self.params.amplitude_jitter
         return self.params.evidence_amplitude * rng.uniform(1.0 - j, 1.0 + j)
 
-    # -- one video ----------------------------------------------------------------
-
-    def render(self, index: int, video_id: str) -> Video:
+    def _render_directions(self, rng, x: np.ndarray, t: int, clean: list[int]) -> None:
         p, w = self.params, self.world
-        rng = np.random.default_rng([self.seed, 1, w.classes, index])
-        t = self._length(rng)
-        clean, observed = self._labels(rng)
-
-        x = self._x[:t]
-        np.take(self._noise, rng.integers(0, _NOISE_TABLE_SIZE, t * FEATURE_DIM, dtype=np.uint16), out=x.reshape(-1))
-
-        # Style: one offset per video, plus one per shot.
-        style = rng.standard_normal(p.style_rank).astype(np.float32) @ w.style_basis
-        style += rng.standard_normal(FEATURE_DIM).astype(np.float32) * np.float32(p.style_iso_std)
-        n_shots = max(1, min(t, int(rng.poisson(t / p.mean_shot_frames))))
-        cuts = np.concatenate([[0], np.sort(rng.choice(np.arange(1, t), n_shots - 1, replace=False)), [t]])
-        shots = rng.standard_normal((n_shots, FEATURE_DIM)).astype(np.float32) * np.float32(p.shot_std)
-        shots += style
-        for k in range(n_shots):
-            x[cuts[k] : cuts[k + 1]] += shots[k]
-
         # Positives: u_c + v_c in the same frames of one segment.
         for c in clean:
             s, e = self._segment(rng, t)
@@ -416,6 +442,51 @@ class Renderer:
             a = np.float32(self._amplitude(rng))
             x[s1 : s1 + l1] += a * first
             x[s2 : s2 + l2] += a * second
+
+    def _render_concepts(self, rng, x: np.ndarray, t: int, clean: list[int]) -> None:
+        p, w = self.params, self.world
+        # Positives: each of the class's concepts in a segment of its own.
+        for c in clean:
+            for concept in w.class_concepts[c]:
+                s, e = self._segment(rng, t)
+                x[s:e] += np.float32(self._amplitude(rng)) * w.concepts[concept]
+        # Decoys: one concept of a non-label class.
+        n_decoys = int(rng.poisson(p.decoys_per_video))
+        excluded = set(clean)
+        for _ in range(n_decoys):
+            c = self._draw_prior(rng, excluded)
+            if c is None:
+                break
+            excluded.add(c)
+            concept = w.class_concepts[c][int(rng.integers(w.class_concepts.shape[1]))]
+            s, e = self._segment(rng, t)
+            x[s:e] += np.float32(self._amplitude(rng)) * w.concepts[concept]
+
+    # -- one video ----------------------------------------------------------------
+
+    def render(self, index: int, video_id: str) -> Video:
+        p, w = self.params, self.world
+        rng = np.random.default_rng([self.seed, 1, w.classes, index])
+        t = self._length(rng)
+        clean, observed = self._labels(rng)
+
+        x = self._x[:t]
+        np.take(self._noise, rng.integers(0, _NOISE_TABLE_SIZE, t * FEATURE_DIM, dtype=np.uint16), out=x.reshape(-1))
+
+        # Style: one offset per video, plus one per shot.
+        style = rng.standard_normal(p.style_rank).astype(np.float32) @ w.style_basis
+        style += rng.standard_normal(FEATURE_DIM).astype(np.float32) * np.float32(p.style_iso_std)
+        n_shots = max(1, min(t, int(rng.poisson(t / p.mean_shot_frames))))
+        cuts = np.concatenate([[0], np.sort(rng.choice(np.arange(1, t), n_shots - 1, replace=False)), [t]])
+        shots = rng.standard_normal((n_shots, FEATURE_DIM)).astype(np.float32) * np.float32(p.shot_std)
+        shots += style
+        for k in range(n_shots):
+            x[cuts[k] : cuts[k + 1]] += shots[k]
+
+        if w.concepts is not None:
+            self._render_concepts(rng, x, t, clean)
+        else:
+            self._render_directions(rng, x, t, clean)
 
         # Class-free distractors.
         for _ in range(int(rng.poisson(p.distractors_per_video))):
