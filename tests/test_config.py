@@ -6,9 +6,13 @@ from yt8m_pipeline import local_run
 
 def test_packaged_local_config_is_valid_and_round_trips():
     cfg = config.load_run_config(local_run.default_config_path())
-    assert [m.family for m in cfg.models] == ["logistic", "frame_mil"]
+    assert [m.family for m in cfg.models] == ["logistic", "frame_mil", "frame_conv_max"]
     assert cfg.models[0].training.video_features == "standardized" and config.needs_standardized_features(cfg)
     assert cfg.models[1].preset == "local" and cfg.models[1].training.examples_to_see > 0  # its registry recipe
+    # the third member: its recipe (every frame, Adam 1e-3, batch 32) with a fixed, shorter length on top
+    fcm = cfg.models[2].training
+    assert (fcm.examples_to_see, fcm.examples_per_class) == (45_000, 0)
+    assert (fcm.num_samples, fcm.learning_rate, fcm.batch_size) == (0, 1e-3, 32)
     again = config.run_config_from_dict(config.to_dict(cfg))
     assert again == cfg
 
