@@ -415,6 +415,17 @@ class Renderer:
         j = self.params.amplitude_jitter
         return self.params.evidence_amplitude * rng.uniform(1.0 - j, 1.0 + j)
 
+    def _decoy_classes(self, rng, t: int, clean: list[int]) -> Iterator[int]:
+        """Poisson(decoys_per_video) distinct prior-drawn non-label classes, drawn one at a time (the caller
+        renders each before the next is drawn, so the RNG stream is unchanged)."""
+        excluded = set(clean)
+        for _ in range(int(rng.poisson(self.params.decoys_per_video)) if t >= 2 else 0):
+            c = self._draw_prior(rng, excluded)
+            if c is None:
+                return
+            excluded.add(c)
+            yield c
+
     def _render_directions(self, rng, x: np.ndarray, t: int, clean: list[int]) -> None:
         p, w = self.params, self.world
         # Positives: u_c + v_c in the same frames of one segment.
@@ -425,13 +436,7 @@ class Renderer:
             x[s:e] += a * w.v[c]
 
         # Decoys: u_c and v_c in two non-overlapping segments.
-        n_decoys = int(rng.poisson(p.decoys_per_video)) if t >= 2 else 0
-        excluded = set(clean)
-        for _ in range(n_decoys):
-            c = self._draw_prior(rng, excluded)
-            if c is None:
-                break
-            excluded.add(c)
+        for c in self._decoy_classes(rng, t, clean):
             lo, hi = p.segment_fraction
             l1 = max(1, min(t // 2, int(round(rng.uniform(lo, hi) * t))))
             l2 = max(1, min(t - l1, int(round(rng.uniform(lo, hi) * t))))
@@ -444,20 +449,14 @@ class Renderer:
             x[s2 : s2 + l2] += a * second
 
     def _render_concepts(self, rng, x: np.ndarray, t: int, clean: list[int]) -> None:
-        p, w = self.params, self.world
+        w = self.world
         # Positives: each of the class's concepts in a segment of its own.
         for c in clean:
             for concept in w.class_concepts[c]:
                 s, e = self._segment(rng, t)
                 x[s:e] += np.float32(self._amplitude(rng)) * w.concepts[concept]
         # Decoys: one concept of a non-label class.
-        n_decoys = int(rng.poisson(p.decoys_per_video))
-        excluded = set(clean)
-        for _ in range(n_decoys):
-            c = self._draw_prior(rng, excluded)
-            if c is None:
-                break
-            excluded.add(c)
+        for c in self._decoy_classes(rng, t, clean):
             concept = w.class_concepts[c][int(rng.integers(w.class_concepts.shape[1]))]
             s, e = self._segment(rng, t)
             x[s:e] += np.float32(self._amplitude(rng)) * w.concepts[concept]
