@@ -29,8 +29,9 @@ What a video contains (``SynthParams`` holds the numbers):
   its own (placed independently, so they rarely share frames), a decoy one of its concepts only.
   A concept alone says little (it belongs to several classes); a class is the co-occurrence of its
   concepts somewhere in the video: evidence that neither the frame mean (a linear model sees a
-  sum of concepts) nor a per-frame detector (no frame holds the combination) captures, and that a
-  model over the video's mixture of frame clusters (NetVLAD and its head) can.
+  sum of concepts) nor a per-frame detector (no frame holds the combination) captures, and that
+  per-frame detectors pooled over time and then combined non-linearly can (frame_conv_max; the
+  zoo's NetVLAD did not learn it in the screen, README "A third member").
 * **Nuisance.** A per-video style offset (low-rank + isotropic), per-shot offsets,
   class-free "distractor" segments and i.i.d. per-frame Gaussian noise; values stay
   mostly inside [-2, 2] and are quantized exactly like ``schema.quantize``.
