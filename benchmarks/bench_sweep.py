@@ -16,7 +16,11 @@ with the default run config (or ``--config``), as a user would, and reads what t
   ``yt8m.baseline``, trained on the same folds);
 - the oracle: the clean labels (before label noise) scored against the noisy holdout labels, the
   ceiling any model can reach; and each GAP as a fraction of it;
-- the wall time of the run.
+- the wall time of the run;
+- with ``--distillation YAML`` (a file whose ``distillation:`` section is added to the run config): the last
+  round's record (``ensemble.json``: which ensemble it kept, the teacher's and the students' served holdout
+  GAP@20), each student's own holdout GAP@20, and the test-split GAP@20 of the teacher's graph and of the round's
+  graph (``yt8m predict`` + ``yt8m evaluate`` of each merged model).
 
 Writes ``sweep.json`` and ``sweep.md`` into ``--out-dir``. About 4-8 minutes per setting on 2 cores.
 """
@@ -93,6 +97,61 @@ def _run(cmd: list[str], log_path: str) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
 
 
+def _test_gap(model_dir: str, data: str, classes: int, out_csv: str) -> float | None:
+    """A merged model's GAP@20 on the generated test split, through ``yt8m predict`` and ``yt8m evaluate``."""
+    test = os.path.join(data, "test", "*.tfrecord")
+    pred = subprocess.run(yt8m_cli() + ["predict", "--model", model_dir, "--data", test, "--out", out_csv],
+                          capture_output=True, text=True, cwd=ROOT)
+    if pred.returncode != 0:
+        return None
+    out = subprocess.run(yt8m_cli() + ["evaluate", "--predictions", out_csv, "--data", test, "--num-classes",
+                                       str(classes), "--json"], capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout)["gap"] if out.returncode == 0 else None
+
+
+def _distillation(workdir: str, data: str, classes: int) -> dict | None:
+    """The last distillation round of a run: its ``distillation`` record, its students' own holdout GAP@20 and the
+    test-split GAP@20 of the teacher's graph and of the round's graph (None for a run without rounds)."""
+    root = os.path.join(workdir, "pipeline_root", "*", "*")
+    rounds = sorted(glob.glob(os.path.join(root, "ensemble-op-*", "merged_model")),
+                    key=lambda d: int(d.split(os.sep)[-2].rsplit("-", 1)[1]))
+    if not rounds:
+        return None
+    last, [teacher] = rounds[-1], glob.glob(os.path.join(root, "ensemble-op", "merged_model"))
+    ens = storage.read_json(os.path.join(last, "ensemble.json"))
+    record = ens.get("distillation", {})
+    students_report = os.path.join(last, "students_ensemble.json")
+    students = storage.read_json(students_report) if os.path.exists(students_report) else ens
+    out = {"round": record.get("round"), "kept": record.get("kept"),
+           "teacher_holdout_gap": record.get("teacher_holdout_gap"),
+           "students_holdout_gap": record.get("students_holdout_gap"),
+           "students": {m["name"]: m.get("holdout_gap") for m in students.get("members", [])},
+           "teacher_test_gap": _test_gap(teacher, data, classes, os.path.join(workdir, "teacher_test.csv"))}
+    if record.get("kept") == "students":  # a kept teacher's folder is the teacher's graph (the students' is gone)
+        out["students_test_gap"] = _test_gap(last, data, classes, os.path.join(workdir, "students_test.csv"))
+    return out
+
+
+def with_distillation(config: str | None, distillation: str, out_path: str) -> str:
+    """Write the run config ``config`` (default: the packaged local.yaml) with ``distillation``'s ``distillation:``
+    section to ``out_path``, checked by the run config's own validation; return ``out_path``."""
+    import yaml
+
+    from yt8m import config as config_lib
+    from yt8m_pipeline import local_run
+
+    merged = config_lib.load_yaml(config or local_run.default_config_path())
+    extra = config_lib.load_yaml(distillation)
+    if set(extra) != {"distillation"}:
+        raise SystemExit(f"--distillation {distillation}: expected only a 'distillation:' section, got {sorted(extra)}")
+    merged["distillation"] = extra["distillation"]
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    with open(out_path, "w") as f:
+        yaml.safe_dump(merged, f, sort_keys=False)
+    config_lib.load_run_config(out_path)
+    return out_path
+
+
 def _one(name: str, work: str, config: str | None) -> dict:
     videos, classes, overrides = SETTINGS[name]
     params = dataclasses.replace(synth.DEFAULT_PARAMS, **overrides)
@@ -146,6 +205,9 @@ def _one(name: str, work: str, config: str | None) -> dict:
             if row.get(key) is not None:
                 row[key.replace("_gap", "_fraction_of_oracle")] = row[key] / oracle
         row["members_fraction_of_oracle"] = {m: g / oracle for m, g in row.get("members", {}).items() if g is not None}
+    distilled = _distillation(workdir, data, classes) if proc.returncode == 0 else None
+    if distilled:
+        row["distillation"] = distilled
     row["load_average_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(row), flush=True)
     return row
@@ -185,6 +247,26 @@ def markdown(rows: list[dict], config: str | None) -> str:
                   r["run_seconds"], _cell(r.get("load_average_1min")),
                   "passed" if r.get("gate_passed") else f"refused / exit {r['exit_status']}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    distilled = [r for r in rows if r.get("distillation")]
+    if distilled:
+        lines += ["", "## The last distillation round\n",
+                  "Teacher = the members' ensemble as served; student = one student network's own GAP@20; students' "
+                  "graph = the round's served graph (the students and the combiner fitted on their OOF scores); "
+                  "difference = students' graph - teacher. Test = the generated test split.\n",
+                  "| setting | teacher (holdout) | students (holdout) | students' graph (holdout) | difference | "
+                  "teacher (test) | students' graph (test) | difference (test) | kept |", "|" + "---|" * 9]
+        for r in distilled:
+            d = r["distillation"]
+            own = ", ".join(f"{m} {_cell(g)}" for m, g in d.get("students", {}).items())
+            diff = (None if d.get("students_holdout_gap") is None or d.get("teacher_holdout_gap") is None
+                    else d["students_holdout_gap"] - d["teacher_holdout_gap"])
+            test_diff = (None if d.get("students_test_gap") is None or d.get("teacher_test_gap") is None
+                         else d["students_test_gap"] - d["teacher_test_gap"])
+            cells = [r["setting"], _cell(d.get("teacher_holdout_gap")), own, _cell(d.get("students_holdout_gap")),
+                     f"{diff:+.4f}" if diff is not None else "", _cell(d.get("teacher_test_gap")),
+                     _cell(d.get("students_test_gap")), f"{test_diff:+.4f}" if test_diff is not None else "",
+                     d.get("kept", "")]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -211,6 +293,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
     p.add_argument("--config", help="run config (default: the packaged local config)")
+    p.add_argument("--distillation", help="a YAML file with a 'distillation:' section to add to the run config")
     p.add_argument("--work-dir", help="where data and runs go (default: a temporary folder, removed)")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
     p.add_argument("--name", default="sweep", help="result file name (NAME.json, NAME.md)")
@@ -224,19 +307,24 @@ def main(argv=None) -> int:
     work = args.work_dir or tempfile.mkdtemp(prefix="yt8m-sweep-")
     os.makedirs(args.out_dir, exist_ok=True)
     out_json = os.path.join(args.out_dir, f"{args.name}.json")
-    kept = previous_rows(out_json, args.config) if args.merge else []
+    label = args.config
+    if args.distillation:
+        label = f"{args.config or 'local.yaml'} + {os.path.relpath(args.distillation, ROOT)}"
+    kept = previous_rows(out_json, label) if args.merge else []
+    config = (with_distillation(args.config, args.distillation, os.path.join(work, "run_config.yaml"))
+              if args.distillation else args.config)
     rows = []
     try:
         for n in names:  # the files are rewritten after every setting, so a partial sweep is kept
-            rows = merge_rows(kept, rows + [_one(n, work, args.config)])
+            rows = merge_rows(kept, rows + [_one(n, work, config)])
             with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:
-                json.dump({"config": args.config, "rows": rows}, f, indent=2)
+                json.dump({"config": label, "rows": rows}, f, indent=2)
             with open(os.path.join(args.out_dir, f"{args.name}.md"), "w") as f:
-                f.write(markdown(rows, args.config))
+                f.write(markdown(rows, label))
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    print(markdown(rows, args.config))
+    print(markdown(rows, label))
     return 0
 
 
