@@ -97,9 +97,13 @@ def _run(cmd: list[str], log_path: str) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
 
 
-def _test_gap(model_dir: str, data: str, classes: int, out_csv: str) -> float | None:
-    """A merged model's GAP@20 on the generated test split, through ``yt8m predict`` and ``yt8m evaluate``."""
-    test = os.path.join(data, "test", "*.tfrecord")
+EXTRA_TEST = "extra_test"  # the --extra-test split's folder in the generated data
+
+
+def _test_gap(model_dir: str, data: str, classes: int, out_csv: str, split: str = "test") -> float | None:
+    """A merged model's GAP@20 on a generated split (``test``, or the ``--extra-test`` one), through ``yt8m predict``
+    and ``yt8m evaluate``."""
+    test = os.path.join(data, split, "*.tfrecord")
     pred = subprocess.run(yt8m_cli() + ["predict", "--model", model_dir, "--data", test, "--out", out_csv],
                           capture_output=True, text=True, cwd=ROOT)
     if pred.returncode != 0:
@@ -109,7 +113,7 @@ def _test_gap(model_dir: str, data: str, classes: int, out_csv: str) -> float | 
     return json.loads(out.stdout)["gap"] if out.returncode == 0 else None
 
 
-def _distillation(workdir: str, data: str, classes: int) -> dict | None:
+def _distillation(workdir: str, data: str, classes: int, extra_test: bool = False) -> dict | None:
     """The last distillation round of a run: its ``distillation`` record, its students' own holdout GAP@20 and the
     test-split GAP@20 of the teacher's graph and of the round's graph (None for a run without rounds)."""
     root = os.path.join(workdir, "pipeline_root", "*", "*")
@@ -129,6 +133,12 @@ def _distillation(workdir: str, data: str, classes: int) -> dict | None:
            "teacher_test_gap": _test_gap(teacher, data, classes, os.path.join(workdir, "teacher_test.csv"))}
     if record.get("kept") == "students":  # a kept teacher's folder is the teacher's graph (the students' is gone)
         out["students_test_gap"] = _test_gap(last, data, classes, os.path.join(workdir, "students_test.csv"))
+    if extra_test:
+        out["teacher_extra_test_gap"] = _test_gap(teacher, data, classes, os.path.join(workdir, "teacher_extra.csv"),
+                                                  EXTRA_TEST)
+        if record.get("kept") == "students":
+            out["students_extra_test_gap"] = _test_gap(last, data, classes,
+                                                       os.path.join(workdir, "students_extra.csv"), EXTRA_TEST)
     return out
 
 
@@ -152,11 +162,20 @@ def with_distillation(config: str | None, distillation: str, out_path: str) -> s
     return out_path
 
 
-def _one(name: str, work: str, config: str | None) -> dict:
+def generate(data: str, videos: int, classes: int, params, extra_test: int = 0) -> None:
+    """The setting's data (seed 11; train, validate and test as ``synth.DEFAULT_SPLITS`` cut ``videos``), plus
+    ``extra_test`` more videos of the same world in ``EXTRA_TEST``: the generator renders video i from its own
+    seeded stream, so the first three splits are the same files with or without it."""
+    splits = synth.split_counts(videos, synth.DEFAULT_SPLITS) + ([(EXTRA_TEST, extra_test)] if extra_test else [])
+    synth.generate(data, videos=videos + extra_test, classes=classes, seed=11, splits=splits, params=params,
+                   progress=False)
+
+
+def _one(name: str, work: str, config: str | None, extra_test: int = 0) -> dict:
     videos, classes, overrides = SETTINGS[name]
     params = dataclasses.replace(synth.DEFAULT_PARAMS, **overrides)
     data = os.path.join(work, name, "data")
-    synth.generate(data, videos=videos, classes=classes, seed=11, params=params, progress=False)
+    generate(data, videos, classes, params, extra_test)
     workdir = os.path.join(work, name, "run")
     cmd = yt8m_cli() + ["run", "--local", "--data", os.path.join(data, "train", "*.tfrecord"),
                         "--test-data", os.path.join(data, "test", "*.tfrecord"), "--num-classes", str(classes),
@@ -199,13 +218,17 @@ def _one(name: str, work: str, config: str | None) -> dict:
                                            "--json"], capture_output=True, text=True, cwd=ROOT)
         if out.returncode == 0:
             row["published_test_gap"] = json.loads(out.stdout)["gap"]
+        if extra_test:
+            row["extra_test_videos"] = extra_test
+            row["published_extra_test_gap"] = _test_gap(published, data, classes,
+                                                        os.path.join(workdir, "published_extra.csv"), EXTRA_TEST)
     oracle = row.get("oracle_holdout_gap")
     if oracle:
         for key in ("published_holdout_gap", "logistic_holdout_gap"):
             if row.get(key) is not None:
                 row[key.replace("_gap", "_fraction_of_oracle")] = row[key] / oracle
         row["members_fraction_of_oracle"] = {m: g / oracle for m, g in row.get("members", {}).items() if g is not None}
-    distilled = _distillation(workdir, data, classes) if proc.returncode == 0 else None
+    distilled = _distillation(workdir, data, classes, bool(extra_test)) if proc.returncode == 0 else None
     if distilled:
         row["distillation"] = distilled
     row["load_average_1min"] = round(os.getloadavg()[0], 2)
@@ -224,12 +247,20 @@ def _gap_cell(gap, oracle) -> str:
     return f"{gap:.3f} ({gap / oracle:.2f})" if oracle else f"{gap:.3f}"
 
 
+def _difference(distilled: dict, split: str) -> str:
+    """The students' graph minus the teacher on ``split`` (holdout, test, extra_test), or blank."""
+    students, teacher = distilled.get(f"students_{split}_gap"), distilled.get(f"teacher_{split}_gap")
+    return "" if students is None or teacher is None else f"{students - teacher:+.4f}"
+
+
 def markdown(rows: list[dict], config: str | None) -> str:
     members = sorted({m for r in rows for m in r.get("members", {})})
     combiners = [c for c in ("average", "weighted", "stacking") if any(c in r.get("combiners", {}) for r in rows)]
+    extra = any(r.get("extra_test_videos") for r in rows)
     head = (["setting", "classes", "videos", "oracle", "logistic"] + [f"member {m}" for m in members]
             + [f"{c} (holdout)" for c in combiners]
-            + ["published (holdout)", "published (test)", "run s", "load", "gate"])
+            + ["published (holdout)", "published (test)"] + (["published (extra test)"] if extra else [])
+            + ["run s", "load", "gate"])
     lines = [f"# The default local run across generator settings (benchmarks/bench_sweep.py)\n",
              f"Run config: {config or 'the default (yt8m_pipeline/configs/local.yaml)'}; "
              f"`yt8m run --local --data ... --num-classes C` per setting on {platform.machine()} "
@@ -243,8 +274,9 @@ def markdown(rows: list[dict], config: str | None) -> str:
         cells = [r["setting"], r["classes"], r["videos"], _cell(oracle), _gap_cell(r.get("logistic_holdout_gap"), oracle)]
         cells += [_gap_cell(r.get("members", {}).get(m), oracle) for m in members]
         cells += [_gap_cell(r.get("combiners", {}).get(c, {}).get("holdout_gap"), oracle) for c in combiners]
-        cells += [_gap_cell(r.get("published_holdout_gap"), oracle), _cell(r.get("published_test_gap")),
-                  r["run_seconds"], _cell(r.get("load_average_1min")),
+        cells += [_gap_cell(r.get("published_holdout_gap"), oracle), _cell(r.get("published_test_gap"))]
+        cells += [_cell(r.get("published_extra_test_gap"))] if extra else []
+        cells += [r["run_seconds"], _cell(r.get("load_average_1min")),
                   "passed" if r.get("gate_passed") else f"refused / exit {r['exit_status']}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     distilled = [r for r in rows if r.get("distillation")]
@@ -252,20 +284,18 @@ def markdown(rows: list[dict], config: str | None) -> str:
         lines += ["", "## The last distillation round\n",
                   "Teacher = the members' ensemble as served; student = one student network's own GAP@20; students' "
                   "graph = the round's served graph (the students and the combiner fitted on their OOF scores); "
-                  "difference = students' graph - teacher. Test = the generated test split.\n",
+                  "difference = students' graph - teacher. Test = the generated test split; extra test = the "
+                  "--extra-test videos of the same world (a larger, independent sample).\n",
                   "| setting | teacher (holdout) | students (holdout) | students' graph (holdout) | difference | "
-                  "teacher (test) | students' graph (test) | difference (test) | kept |", "|" + "---|" * 9]
+                  "teacher (test) | students' graph (test) | difference (test) | teacher (extra test) | "
+                  "students' graph (extra test) | difference (extra test) | kept |", "|" + "---|" * 12]
         for r in distilled:
             d = r["distillation"]
             own = ", ".join(f"{m} {_cell(g)}" for m, g in d.get("students", {}).items())
-            diff = (None if d.get("students_holdout_gap") is None or d.get("teacher_holdout_gap") is None
-                    else d["students_holdout_gap"] - d["teacher_holdout_gap"])
-            test_diff = (None if d.get("students_test_gap") is None or d.get("teacher_test_gap") is None
-                         else d["students_test_gap"] - d["teacher_test_gap"])
             cells = [r["setting"], _cell(d.get("teacher_holdout_gap")), own, _cell(d.get("students_holdout_gap")),
-                     f"{diff:+.4f}" if diff is not None else "", _cell(d.get("teacher_test_gap")),
-                     _cell(d.get("students_test_gap")), f"{test_diff:+.4f}" if test_diff is not None else "",
-                     d.get("kept", "")]
+                     _difference(d, "holdout"), _cell(d.get("teacher_test_gap")), _cell(d.get("students_test_gap")),
+                     _difference(d, "test"), _cell(d.get("teacher_extra_test_gap")),
+                     _cell(d.get("students_extra_test_gap")), _difference(d, "extra_test"), d.get("kept", "")]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -294,6 +324,9 @@ def main(argv=None) -> int:
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
     p.add_argument("--config", help="run config (default: the packaged local config)")
     p.add_argument("--distillation", help="a YAML file with a 'distillation:' section to add to the run config")
+    p.add_argument("--extra-test", type=int, default=0, metavar="N",
+                   help="also generate N more test videos of the same world and score the published model (and a "
+                        "distillation round's teacher and students' graphs) on them: less noise than the 10%% test")
     p.add_argument("--work-dir", help="where data and runs go (default: a temporary folder, removed)")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
     p.add_argument("--name", default="sweep", help="result file name (NAME.json, NAME.md)")
@@ -316,7 +349,7 @@ def main(argv=None) -> int:
     rows = []
     try:
         for n in names:  # the files are rewritten after every setting, so a partial sweep is kept
-            rows = merge_rows(kept, rows + [_one(n, work, config)])
+            rows = merge_rows(kept, rows + [_one(n, work, config, args.extra_test)])
             with open(os.path.join(args.out_dir, f"{args.name}.json"), "w") as f:
                 json.dump({"config": label, "rows": rows}, f, indent=2)
             with open(os.path.join(args.out_dir, f"{args.name}.md"), "w") as f:

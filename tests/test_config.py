@@ -102,32 +102,3 @@ def test_max_frames_beyond_the_300_frame_rule_is_refused():
     with pytest.raises(config.ConfigError, match=r"training.max_frames: must be <= 300"):
         config.model_config_from_dict({"name": "m", "family": "dbof", "training": {"max_frames": 400}})
 
-
-def _bench_sweep():
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench_sweep.py")
-    spec = importlib.util.spec_from_file_location("bench_sweep", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_sweep_adds_the_distillation_section_to_the_default_run_config(tmp_path):
-    """The distillation benchmark's config is the default run config plus one round: the members stay local.yaml's
-    (one owner), the round is the benchmark file's, and the result is checked like any run config."""
-    bench = _bench_sweep()
-    path = bench.with_distillation(None, f"{bench.ROOT}/benchmarks/configs/distill_one_student.yaml",
-                                   str(tmp_path / "run.yaml"))
-    cfg = config.load_run_config(path)
-    default = config.load_run_config(local_run.default_config_path()).models
-    assert [(m.name, m.preset, m.training.examples_to_see) for m in cfg.models] == [
-        (m.name, m.preset, m.training.examples_to_see) for m in default]
-    assert all(m.training.full_predictions for m in cfg.models)  # full soft labels: the members write every class
-    d = cfg.distillation
-    assert (d.rounds, d.soft_labels, d.distill_weight, d.keep) == (1, "full", 0.5, "students")
-    assert [(s.family, s.training.examples_to_see) for s in d.students] == [("frame_mil", 180_000)]
-    (tmp_path / "extra.yaml").write_text("distillation: {rounds: 1}\nmodels: []\n")
-    with pytest.raises(SystemExit, match="expected only a 'distillation:' section"):
-        bench.with_distillation(None, str(tmp_path / "extra.yaml"), str(tmp_path / "run2.yaml"))
