@@ -133,6 +133,17 @@ def _distillation(workdir: str, data: str, classes: int, extra_test: bool = Fals
            "teacher_test_gap": _test_gap(teacher, data, classes, os.path.join(workdir, "teacher_test.csv"))}
     if record.get("kept") == "students":  # a kept teacher's folder is the teacher's graph (the students' is gone)
         out["students_test_gap"] = _test_gap(last, data, classes, os.path.join(workdir, "students_test.csv"))
+    # each student network alone (its final model's own SavedModel), on the test split(s)
+    names = set(out["students"])
+    for model in glob.glob(os.path.join(root, "*", "train-final-op-*", "model")):
+        name = storage.read_json(os.path.join(model, "metrics.json"))["name"]
+        if name in names:
+            saved = os.path.join(model, "saved_model")
+            out.setdefault("students_test", {})[name] = _test_gap(saved, data, classes,
+                                                                  os.path.join(workdir, f"{name}_test.csv"))
+            if extra_test:
+                out.setdefault("students_extra_test", {})[name] = _test_gap(
+                    saved, data, classes, os.path.join(workdir, f"{name}_extra.csv"), EXTRA_TEST)
     if extra_test:
         out["teacher_extra_test_gap"] = _test_gap(teacher, data, classes, os.path.join(workdir, "teacher_extra.csv"),
                                                   EXTRA_TEST)
@@ -282,16 +293,18 @@ def markdown(rows: list[dict], config: str | None) -> str:
     distilled = [r for r in rows if r.get("distillation")]
     if distilled:
         lines += ["", "## The last distillation round\n",
-                  "Teacher = the members' ensemble as served; student = one student network's own GAP@20; students' "
+                  "Teacher = the members' ensemble as served; students = each student network's own GAP@20 (its final "
+                  "model's SavedModel alone); students' "
                   "graph = the round's served graph (the students and the combiner fitted on their OOF scores); "
                   "difference = students' graph - teacher. Test = the generated test split; extra test = the "
                   "--extra-test videos of the same world (a larger, independent sample).\n",
-                  "| setting | teacher (holdout) | students (holdout) | students' graph (holdout) | difference | "
+                  "| setting | teacher (holdout) | students (holdout / test / extra test) | students' graph (holdout) | difference | "
                   "teacher (test) | students' graph (test) | difference (test) | teacher (extra test) | "
                   "students' graph (extra test) | difference (extra test) | kept |", "|" + "---|" * 12]
         for r in distilled:
             d = r["distillation"]
-            own = ", ".join(f"{m} {_cell(g)}" for m, g in d.get("students", {}).items())
+            own = ", ".join(f"{m} {' / '.join(_cell(g) for g in (h, d.get('students_test', {}).get(m), d.get('students_extra_test', {}).get(m)) if g is not None)}"
+                            for m, h in d.get("students", {}).items())
             cells = [r["setting"], _cell(d.get("teacher_holdout_gap")), own, _cell(d.get("students_holdout_gap")),
                      _difference(d, "holdout"), _cell(d.get("teacher_test_gap")), _cell(d.get("students_test_gap")),
                      _difference(d, "test"), _cell(d.get("teacher_extra_test_gap")),

@@ -62,8 +62,8 @@ def test_the_distillation_table_reports_each_split_difference(bench):
     row = {"setting": "s", "classes": 3, "videos": 10, "run_seconds": 1.0, "exit_status": 0, "extra_test_videos": 5,
            "published_extra_test_gap": 0.7,
            "distillation": {"kept": "students", "teacher_holdout_gap": 0.80, "students_holdout_gap": 0.81,
-                            "students": {"st": 0.78}, "teacher_test_gap": 0.70, "students_test_gap": 0.68,
+                            "students": {"st": 0.78}, "students_test": {"st": 0.69}, "teacher_test_gap": 0.70, "students_test_gap": 0.68,
                             "teacher_extra_test_gap": 0.75, "students_extra_test_gap": 0.752}}
     md = bench.markdown([row], "c")
-    assert "| s | 0.800 | st 0.780 | 0.810 | +0.0100 | 0.700 | 0.680 | -0.0200 | 0.750 | 0.752 | +0.0020 | students |" in md
+    assert "| s | 0.800 | st 0.780 / 0.690 | 0.810 | +0.0100 | 0.700 | 0.680 | -0.0200 | 0.750 | 0.752 | +0.0020 | students |" in md
     assert "published (extra test)" in md
