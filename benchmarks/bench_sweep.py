@@ -19,8 +19,8 @@ with the default run config (or ``--config``), as a user would, and reads what t
 - the wall time of the run;
 - with ``--distillation YAML`` (a file whose ``distillation:`` section is added to the run config): the last
   round's record (``ensemble.json``: which ensemble it kept, the teacher's and the students' served holdout
-  GAP@20), each student's own holdout GAP@20, and the test-split GAP@20 of the teacher's graph and of the round's
-  graph (``yt8m predict`` + ``yt8m evaluate`` of each merged model).
+  GAP@20), each student network's own GAP@20, and the test-split GAP@20 of the teacher's graph, of the round's
+  graph and of each student network alone (``yt8m predict`` + ``yt8m evaluate``).
 
 Writes ``sweep.json`` and ``sweep.md`` into ``--out-dir``. About 4-8 minutes per setting on 2 cores.
 """
@@ -100,22 +100,27 @@ def _run(cmd: list[str], log_path: str) -> subprocess.CompletedProcess:
 EXTRA_TEST = "extra_test"  # the --extra-test split's folder in the generated data
 
 
-def _test_gap(model_dir: str, data: str, classes: int, out_csv: str, split: str = "test") -> float | None:
-    """A merged model's GAP@20 on a generated split (``test``, or the ``--extra-test`` one), through ``yt8m predict``
-    and ``yt8m evaluate``."""
-    test = os.path.join(data, split, "*.tfrecord")
-    pred = subprocess.run(yt8m_cli() + ["predict", "--model", model_dir, "--data", test, "--out", out_csv],
-                          capture_output=True, text=True, cwd=ROOT)
-    if pred.returncode != 0:
-        return None
-    out = subprocess.run(yt8m_cli() + ["evaluate", "--predictions", out_csv, "--data", test, "--num-classes",
-                                       str(classes), "--json"], capture_output=True, text=True, cwd=ROOT)
+def _evaluate(csv: str, data: str, classes: int, split: str = "test") -> float | None:
+    """GAP@20 of a Kaggle predictions CSV on a generated split, through ``yt8m evaluate``."""
+    pattern = os.path.join(data, split, "*.tfrecord")
+    out = subprocess.run(yt8m_cli() + ["evaluate", "--predictions", csv, "--data", pattern,
+                                       "--num-classes", str(classes), "--json"], capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout)["gap"] if out.returncode == 0 else None
 
 
+def _test_gap(model_dir: str, data: str, classes: int, out_csv: str, split: str = "test") -> float | None:
+    """A model's GAP@20 on a generated split (``test``, or the ``--extra-test`` one), through ``yt8m predict``
+    and ``yt8m evaluate``."""
+    pattern = os.path.join(data, split, "*.tfrecord")
+    pred = subprocess.run(yt8m_cli() + ["predict", "--model", model_dir, "--data", pattern, "--out", out_csv],
+                          capture_output=True, text=True, cwd=ROOT)
+    return _evaluate(out_csv, data, classes, split) if pred.returncode == 0 else None
+
+
 def _distillation(workdir: str, data: str, classes: int, extra_test: bool = False) -> dict | None:
-    """The last distillation round of a run: its ``distillation`` record, its students' own holdout GAP@20 and the
-    test-split GAP@20 of the teacher's graph and of the round's graph (None for a run without rounds)."""
+    """The last distillation round of a run: its ``distillation`` record, each student network's holdout GAP@20 and
+    the test-split (and extra-test) GAP@20 of the teacher's graph, the round's graph and each student network alone
+    (None for a run without rounds)."""
     root = os.path.join(workdir, "pipeline_root", "*", "*")
     rounds = sorted(glob.glob(os.path.join(root, "ensemble-op-*", "merged_model")),
                     key=lambda d: int(d.split(os.sep)[-2].rsplit("-", 1)[1]))
@@ -129,27 +134,21 @@ def _distillation(workdir: str, data: str, classes: int, extra_test: bool = Fals
     out = {"round": record.get("round"), "kept": record.get("kept"),
            "teacher_holdout_gap": record.get("teacher_holdout_gap"),
            "students_holdout_gap": record.get("students_holdout_gap"),
-           "students": {m["name"]: m.get("holdout_gap") for m in students.get("members", [])},
-           "teacher_test_gap": _test_gap(teacher, data, classes, os.path.join(workdir, "teacher_test.csv"))}
-    if record.get("kept") == "students":  # a kept teacher's folder is the teacher's graph (the students' is gone)
-        out["students_test_gap"] = _test_gap(last, data, classes, os.path.join(workdir, "students_test.csv"))
-    # each student network alone (its final model's own SavedModel), on the test split(s)
-    names = set(out["students"])
+           "students": {m["name"]: m.get("holdout_gap") for m in students.get("members", [])}}
+    # each student network alone: its final model's own SavedModel
+    alone = {}
     for model in glob.glob(os.path.join(root, "*", "train-final-op-*", "model")):
         name = storage.read_json(os.path.join(model, "metrics.json"))["name"]
-        if name in names:
-            saved = os.path.join(model, "saved_model")
-            out.setdefault("students_test", {})[name] = _test_gap(saved, data, classes,
-                                                                  os.path.join(workdir, f"{name}_test.csv"))
-            if extra_test:
-                out.setdefault("students_extra_test", {})[name] = _test_gap(
-                    saved, data, classes, os.path.join(workdir, f"{name}_extra.csv"), EXTRA_TEST)
-    if extra_test:
-        out["teacher_extra_test_gap"] = _test_gap(teacher, data, classes, os.path.join(workdir, "teacher_extra.csv"),
-                                                  EXTRA_TEST)
-        if record.get("kept") == "students":
-            out["students_extra_test_gap"] = _test_gap(last, data, classes,
-                                                       os.path.join(workdir, "students_extra.csv"), EXTRA_TEST)
+        if name in out["students"]:
+            alone[name] = os.path.join(model, "saved_model")
+    for split in ["test"] + ([EXTRA_TEST] if extra_test else []):
+        out[f"teacher_{split}_gap"] = _test_gap(teacher, data, classes, os.path.join(workdir, f"teacher_{split}.csv"),
+                                                split)
+        if record.get("kept") == "students":  # a kept teacher's folder is the teacher's graph (the students' is gone)
+            out[f"students_{split}_gap"] = _test_gap(last, data, classes,
+                                                     os.path.join(workdir, f"students_{split}.csv"), split)
+        out[f"students_{split}"] = {name: _test_gap(saved, data, classes, os.path.join(workdir, f"{name}_{split}.csv"),
+                                                    split) for name, saved in alone.items()}
     return out
 
 
@@ -224,11 +223,9 @@ def _one(name: str, work: str, config: str | None, extra_test: int = 0) -> dict:
     published = proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 and proc.stdout.strip() else ""
     csv = os.path.join(published, "test_predictions.csv")
     if published and os.path.exists(csv):
-        out = subprocess.run(yt8m_cli() + ["evaluate", "--predictions", csv, "--data",
-                                           os.path.join(data, "test", "*.tfrecord"), "--num-classes", str(classes),
-                                           "--json"], capture_output=True, text=True, cwd=ROOT)
-        if out.returncode == 0:
-            row["published_test_gap"] = json.loads(out.stdout)["gap"]
+        test_gap = _evaluate(csv, data, classes)
+        if test_gap is not None:
+            row["published_test_gap"] = test_gap
         if extra_test:
             row["extra_test_videos"] = extra_test
             row["published_extra_test_gap"] = _test_gap(published, data, classes,
@@ -262,6 +259,13 @@ def _difference(distilled: dict, split: str) -> str:
     """The students' graph minus the teacher on ``split`` (holdout, test, extra_test), or blank."""
     students, teacher = distilled.get(f"students_{split}_gap"), distilled.get(f"teacher_{split}_gap")
     return "" if students is None or teacher is None else f"{students - teacher:+.4f}"
+
+
+def _student_cell(distilled: dict, name: str) -> str:
+    """``name holdout / test / extra test`` of one student network alone (the splits it was scored on)."""
+    gaps = (distilled["students"][name], distilled.get("students_test", {}).get(name),
+            distilled.get(f"students_{EXTRA_TEST}", {}).get(name))
+    return f"{name} " + " / ".join(_cell(g) for g in gaps if g is not None)
 
 
 def markdown(rows: list[dict], config: str | None) -> str:
@@ -298,13 +302,12 @@ def markdown(rows: list[dict], config: str | None) -> str:
                   "graph = the round's served graph (the students and the combiner fitted on their OOF scores); "
                   "difference = students' graph - teacher. Test = the generated test split; extra test = the "
                   "--extra-test videos of the same world (a larger, independent sample).\n",
-                  "| setting | teacher (holdout) | students (holdout / test / extra test) | students' graph (holdout) | difference | "
-                  "teacher (test) | students' graph (test) | difference (test) | teacher (extra test) | "
+                  "| setting | teacher (holdout) | students (holdout / test / extra test) | students' graph (holdout) | "
+                  "difference | teacher (test) | students' graph (test) | difference (test) | teacher (extra test) | "
                   "students' graph (extra test) | difference (extra test) | kept |", "|" + "---|" * 12]
         for r in distilled:
             d = r["distillation"]
-            own = ", ".join(f"{m} {' / '.join(_cell(g) for g in (h, d.get('students_test', {}).get(m), d.get('students_extra_test', {}).get(m)) if g is not None)}"
-                            for m, h in d.get("students", {}).items())
+            own = ", ".join(_student_cell(d, m) for m in d.get("students", {}))
             cells = [r["setting"], _cell(d.get("teacher_holdout_gap")), own, _cell(d.get("students_holdout_gap")),
                      _difference(d, "holdout"), _cell(d.get("teacher_test_gap")), _cell(d.get("students_test_gap")),
                      _difference(d, "test"), _cell(d.get("teacher_extra_test_gap")),
