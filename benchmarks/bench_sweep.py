@@ -160,15 +160,19 @@ def with_distillation(config: str | None, distillation: str, out_path: str) -> s
     from yt8m import config as config_lib
     from yt8m_pipeline import local_run
 
-    merged = config_lib.load_yaml(config or local_run.default_config_path())
-    extra = config_lib.load_yaml(distillation)
-    if set(extra) != {"distillation"}:
-        raise SystemExit(f"--distillation {distillation}: expected only a 'distillation:' section, got {sorted(extra)}")
-    merged["distillation"] = extra["distillation"]
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    with open(out_path, "w") as f:
-        yaml.safe_dump(merged, f, sort_keys=False)
-    config_lib.load_run_config(out_path)
+    try:
+        merged = config_lib.load_yaml(config or local_run.default_config_path())
+        extra = config_lib.load_yaml(distillation)
+        if not isinstance(extra, dict) or set(extra) != {"distillation"}:
+            found = sorted(extra) if isinstance(extra, dict) else type(extra).__name__
+            raise SystemExit(f"--distillation {distillation}: expected only a 'distillation:' section, got {found}")
+        merged["distillation"] = extra["distillation"]
+        os.makedirs(os.path.dirname(out_path), exist_ok=True)
+        with open(out_path, "w") as f:
+            yaml.safe_dump(merged, f, sort_keys=False)
+        config_lib.load_run_config(out_path)
+    except config_lib.ConfigError as exc:
+        raise SystemExit(f"--distillation {distillation}: {exc}") from None
     return out_path
 
 

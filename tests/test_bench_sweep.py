@@ -38,6 +38,11 @@ def test_the_distillation_section_is_added_to_the_default_run_config(bench, tmp_
     (tmp_path / "extra.yaml").write_text("distillation: {rounds: 1}\nmodels: []\n")
     with pytest.raises(SystemExit, match="expected only a 'distillation:' section"):
         bench.with_distillation(None, str(tmp_path / "extra.yaml"), str(tmp_path / "run2.yaml"))
+    with pytest.raises(SystemExit, match="missing.yaml: config file not found"):
+        bench.with_distillation(None, str(tmp_path / "missing.yaml"), str(tmp_path / "run3.yaml"))
+    (tmp_path / "bad.yaml").write_text("distillation: {rounds: -1}\n")
+    with pytest.raises(SystemExit, match=r"--distillation .*bad.yaml: .*rounds"):
+        bench.with_distillation(None, str(tmp_path / "bad.yaml"), str(tmp_path / "run4.yaml"))
 
 
 def _files(root: str, split: str) -> dict[str, bytes]:
