@@ -65,6 +65,12 @@ _FLAT_BURST = {**_BURST, "miss_prob": 0.15, "spurious_prob": 0.15, "zipf_exponen
 # frame mean nor a per-frame detector sees a class here; frame_conv_max's detectors, max over frames and trunk can
 # (screen: logistic 0.393, frame_mil 0.352, frame_conv_max 0.478, netvlad 0.29-0.30).
 _CONCEPTS = {**_FLAT_BURST, "concept_pool": 128}
+# A class looks different in different scenes (sixteenth session; synth "Scenes"): two modes per class, each an object
+# in a scene (32 rgb scenes and 64 objects, shared by the classes' modes), one cross-pair decoy per video on average
+# (a mode's scene with another mode's object), two class-free background scenes; flatburst otherwise. A union of
+# conjunctions inside frames: the frame mean and a per-frame linear score rate a cross pair like a mode; a residual
+# per scene (NetVLAD's encoding) or a per-frame non-linear detector does not.
+_SCENES = {**_FLAT_BURST, "scene_pool": 32, "decoys_per_video": 1.0}
 
 # name -> (videos generated (80% train, 10% validate, 10% test), classes, SynthParams overrides)
 SETTINGS = {
@@ -79,6 +85,7 @@ SETTINGS = {
     "c200-v3750-burst": (3750, 200, _BURST),
     "c200-v2600-flatburst": (2600, 200, _FLAT_BURST),
     "c200-v2600-concepts": (2600, 200, _CONCEPTS),
+    "c200-v2600-scenes": (2600, 200, _SCENES),
     # Probes (twelfth session) for the held-out data's netvlad (see _FLAT_BURST): evidence frames more distinct
     # (amplitude 12 / 20 on 3-8% / 2-5% of the frames); netvlad at the issue's settings 0.446 at a20.
     "c200-v2600-flatburst-a12-s3-8": (2600, 200, {**_FLAT_BURST, "evidence_amplitude": 12.0,

@@ -32,6 +32,17 @@ What a video contains (``SynthParams`` holds the numbers):
   sum of concepts) nor a per-frame detector (no frame holds the combination) captures, and that
   per-frame detectors pooled over time and then combined non-linearly can (frame_conv_max; the
   zoo's NetVLAD did not learn it in the screen, README "A third member").
+* **Scenes** (``scene_pool`` > 0, off by default). A class looks different in different places: it
+  has ``modes_per_class`` appearance modes, each an OBJECT shown in a SCENE (``scene_pool`` scene
+  and ``object_pool`` object unit directions in the rgb dimensions, a quarter as many (>= 8 / 16) in
+  the audio dimensions for the audio-only classes; every (scene, object) pair is the mode of at
+  most one class, and a class's modes have distinct scenes and distinct objects). A positive shows
+  one of its modes, scene and object in the same frames of one segment; a decoy shows a CROSS pair
+  of a non-label class (the scene of one of its modes with the object of another), and every video
+  has class-free segments of random scenes (``background_scenes_per_video``). Scenes and objects
+  are shared, so a class is a union of conjunctions: the frame mean and a per-frame linear score
+  both rate a cross pair like a mode; a per-frame non-linear detector (or a residual per scene
+  cluster, NetVLAD's encoding) does not.
 * **Nuisance.** A per-video style offset (low-rank + isotropic), per-shot offsets,
   class-free "distractor" segments and i.i.d. per-frame Gaussian noise; values stay
   mostly inside [-2, 2] and are quantized exactly like ``schema.quantize``.
@@ -96,6 +107,10 @@ class SynthParams:
     decoys_per_video: float = 1.0  # Poisson mean; decoy classes drawn from the prior
     concept_pool: int = 0  # > 0: classes are combinations of shared concepts (see the module docstring)
     concepts_per_class: int = 2
+    scene_pool: int = 0  # > 0: classes are appearance modes, objects in scenes (see the module docstring)
+    object_pool: int = 64
+    modes_per_class: int = 2
+    background_scenes_per_video: float = 2.0  # Poisson mean, scene mode only
     distractor_pool: int = 64  # class-free directions
     distractors_per_video: float = 2.0  # Poisson mean
     # Nuisance.
@@ -136,6 +151,9 @@ class World:
     distractors: np.ndarray  # float32 [P, 1152], unit rows
     concepts: np.ndarray = dataclasses.field(repr=False, default=None)  # float32 [K, 1152], unit rows (concept mode)
     class_concepts: np.ndarray = dataclasses.field(repr=False, default=None)  # int64 [C, concepts_per_class]
+    scenes: np.ndarray = dataclasses.field(repr=False, default=None)  # float32 [S, 1152], unit rows (scene mode)
+    objects: np.ndarray = dataclasses.field(repr=False, default=None)  # float32 [O, 1152], unit rows (scene mode)
+    class_modes: np.ndarray = dataclasses.field(repr=False, default=None)  # int64 [C, modes_per_class, 2]
     cdf: np.ndarray = dataclasses.field(repr=False, default=None)
     members: list = dataclasses.field(repr=False, default=None)  # per cluster: class ids
     member_cdfs: list = dataclasses.field(repr=False, default=None)
@@ -181,7 +199,10 @@ def build_world(seed: int, classes: int, params: SynthParams = DEFAULT_PARAMS) -
 
     members = [np.flatnonzero(cluster == k) for k in range(n_clusters)]
     member_cdfs = [np.cumsum(prior[m]) / prior[m].sum() for m in members]
+    if params.concept_pool and params.scene_pool:
+        raise ValueError("concept_pool and scene_pool are two evidence modes: set at most one of them")
     concepts, class_concepts = _concepts(seed, classes, audio_only, params) if params.concept_pool else (None, None)
+    scenes, objects, class_modes = _scene_modes(seed, classes, audio_only, params) if params.scene_pool else (None,) * 3
     return World(
         classes=classes,
         prior=prior,
@@ -196,6 +217,9 @@ def build_world(seed: int, classes: int, params: SynthParams = DEFAULT_PARAMS) -
         member_cdfs=member_cdfs,
         concepts=concepts,
         class_concepts=class_concepts,
+        scenes=scenes,
+        objects=objects,
+        class_modes=class_modes,
     )
 
 
@@ -226,6 +250,47 @@ def _concepts(seed: int, classes: int, audio_only: np.ndarray, params: SynthPara
                 break
         class_concepts[c] = combo
     return concepts.astype(np.float32), class_concepts
+
+
+def _unit_rows(rng, rows: int, span: slice) -> np.ndarray:
+    """``rows`` random unit directions inside the ``span`` dimensions of the 1,152 (float64)."""
+    out = np.zeros((rows, FEATURE_DIM), np.float64)
+    draws = rng.standard_normal((rows, span.stop - span.start))
+    out[:, span] = draws / np.linalg.norm(draws, axis=1, keepdims=True)
+    return out
+
+
+def _scene_modes(seed: int, classes: int, audio_only: np.ndarray, params: SynthParams):
+    """Scene mode: the scene and object directions (rgb pools first, then the audio ones) and, for each class,
+    ``modes_per_class`` (scene, object) pairs of its modality with distinct scenes and distinct objects, no pair
+    used twice in the world. Its own RNG stream, so the rest of the world is the same as without scenes."""
+    m = params.modes_per_class
+    scene_pools = {False: params.scene_pool, True: max(8, params.scene_pool // 4)}
+    object_pools = {False: params.object_pool, True: max(16, params.object_pool // 4)}
+    for is_audio in (False, True):
+        needed = int((audio_only == is_audio).sum()) * m
+        s, o = scene_pools[is_audio], object_pools[is_audio]
+        if m < 1 or (needed and (m > s or m > o or s * o < 2 * needed)):
+            raise ValueError(f"scene_pool {params.scene_pool} / object_pool {params.object_pool} with "
+                             f"modes_per_class {m} has too few {'audio' if is_audio else 'rgb'} (scene, object) "
+                             f"pairs for the classes ({s} x {o} for {needed} modes; at most half may be used)")
+    rng = np.random.default_rng([seed, 3, classes])
+    rgb, aud = slice(0, schema.RGB_SIZE), slice(schema.RGB_SIZE, FEATURE_DIM)
+    scenes = np.concatenate([_unit_rows(rng, scene_pools[False], rgb), _unit_rows(rng, scene_pools[True], aud)])
+    objects = np.concatenate([_unit_rows(rng, object_pools[False], rgb), _unit_rows(rng, object_pools[True], aud)])
+    class_modes = np.zeros((classes, m, 2), np.int64)
+    taken: set[tuple[int, int]] = set()
+    for c in range(classes):
+        is_audio = bool(audio_only[c])
+        scene_offset, object_offset = (scene_pools[False], object_pools[False]) if is_audio else (0, 0)
+        while True:
+            pairs = list(zip((rng.choice(scene_pools[is_audio], m, replace=False) + scene_offset).tolist(),
+                             (rng.choice(object_pools[is_audio], m, replace=False) + object_offset).tolist()))
+            if not taken.intersection(pairs):
+                taken.update(pairs)
+                break
+        class_modes[c] = pairs
+    return scenes.astype(np.float32), objects.astype(np.float32), class_modes
 
 
 # ---------------------------------------------------------------------- video ids
@@ -462,6 +527,36 @@ class Renderer:
             s, e = self._segment(rng, t)
             x[s:e] += np.float32(self._amplitude(rng)) * w.concepts[concept]
 
+    def _render_scenes(self, rng, x: np.ndarray, t: int, clean: list[int]) -> None:
+        w, m = self.world, self.world.class_modes.shape[1]
+        # Positives: one of the class's modes, scene and object in the same frames of one segment.
+        for c in clean:
+            scene, obj = w.class_modes[c, int(rng.integers(m))]
+            s, e = self._segment(rng, t)
+            x[s:e] += np.float32(self._amplitude(rng)) * w.scenes[scene]
+            x[s:e] += np.float32(self._amplitude(rng)) * w.objects[obj]
+        # Decoys: a cross pair of a non-label class (a mode's scene with another mode's object), unless that pair
+        # is some class's mode.
+        for c in self._decoy_classes(rng, t, clean):
+            if m < 2:
+                continue
+            i, j = (int(k) for k in rng.choice(m, 2, replace=False))
+            scene, obj = int(w.class_modes[c, i, 0]), int(w.class_modes[c, j, 1])
+            s, e = self._segment(rng, t)
+            if (scene, obj) in self._modes:
+                continue
+            x[s:e] += np.float32(self._amplitude(rng)) * w.scenes[scene]
+            x[s:e] += np.float32(self._amplitude(rng)) * w.objects[obj]
+        # Class-free background: a random scene of either modality, no object.
+        for _ in range(int(rng.poisson(self.params.background_scenes_per_video))):
+            scene = int(rng.integers(w.scenes.shape[0]))
+            s, e = self._segment(rng, t)
+            x[s:e] += np.float32(self._amplitude(rng)) * w.scenes[scene]
+
+    @functools.cached_property
+    def _modes(self) -> frozenset:
+        return frozenset(map(tuple, self.world.class_modes.reshape(-1, 2).tolist()))
+
     # -- one video ----------------------------------------------------------------
 
     def render(self, index: int, video_id: str) -> Video:
@@ -485,6 +580,8 @@ class Renderer:
 
         if w.concepts is not None:
             self._render_concepts(rng, x, t, clean)
+        elif w.scenes is not None:
+            self._render_scenes(rng, x, t, clean)
         else:
             self._render_directions(rng, x, t, clean)
 
