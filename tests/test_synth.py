@@ -350,6 +350,19 @@ def test_concept_world_gives_each_class_a_distinct_combination_of_its_modality_a
         synth.build_world(3, 60, synth.SynthParams(concept_pool=24, concepts_per_class=4, audio_only_fraction=0.9))
 
 
+def _mean_pool_ridge_probe(out_dir: str, videos: int, classes: int, params: synth.SynthParams):
+    """Generates ``videos`` (seed 5) and fits a ridge on the train split's frame means. Returns the world, the
+    held-out (validate + test) frames and labels, the ridge weights and the ridge's held-out GAP@20."""
+    synth.generate(out_dir, videos, classes, seed=5, params=params, progress=False)
+    train = _read_split(out_dir, "train")
+    held_out = _read_split(out_dir, "validate") + _read_split(out_dir, "test")
+    _, x_train = features(train)
+    eval_frames, x_eval = features(held_out)
+    y_eval = _dense([r["labels"] for r in held_out], classes)
+    w, b = _ridge(x_train, _dense([r["labels"] for r in train], classes), lam=0.5)
+    return synth.build_world(5, classes, params), eval_frames, y_eval, w, gap_at_k(x_eval @ w + b, y_eval)
+
+
 def test_concept_classes_are_co_occurrences_that_neither_the_mean_nor_a_frame_detector_sees(tmp_path):
     """Concept mode: a class is two shared concepts in separate segments. Scoring each class by the weaker of
     its two concepts' strongest frames (a co-occurrence detector) beats the mean-pooled ridge and the ridge's
@@ -357,16 +370,7 @@ def test_concept_classes_are_co_occurrences_that_neither_the_mean_nor_a_frame_de
     classes = 200  # bench_sweep's c200-v2600-concepts, with its 2,080 training videos
     params = synth.SynthParams(concept_pool=128, segment_fraction=(0.05, 0.15), evidence_amplitude=6.0,
                                decoys_per_video=0.0, zipf_exponent=0.5)
-    synth.generate(str(tmp_path), 2600, classes, seed=5, params=params, progress=False)
-    world = synth.build_world(5, classes, params)
-    train, held_out = _read_split(str(tmp_path), "train"), _read_split(str(tmp_path), "validate") + _read_split(
-        str(tmp_path), "test")
-    _, x_train = features(train)
-    eval_frames, x_eval = features(held_out)
-    y_train = _dense([r["labels"] for r in train], classes)
-    y_eval = _dense([r["labels"] for r in held_out], classes)
-    w, b = _ridge(x_train, y_train, lam=0.5)
-    mean_gap = gap_at_k(x_eval @ w + b, y_eval)
+    world, eval_frames, y_eval, w, mean_gap = _mean_pool_ridge_probe(str(tmp_path), 2600, classes, params)
     frame_gap = gap_at_k(np.stack([(f @ w).max(0) for f in eval_frames]), y_eval)
     strongest = [np.sort((f - f.mean(0)) @ world.concepts.T, axis=0)[-3:].mean(0) for f in eval_frames]
     co_occurrence_gap = gap_at_k(np.stack([s[world.class_concepts].min(1) for s in strongest]), y_eval)
@@ -410,16 +414,7 @@ def test_scene_classes_are_unions_of_conjunctions_that_neither_the_mean_nor_a_li
     classes = 60
     params = synth.SynthParams(scene_pool=16, object_pool=32, segment_fraction=(0.05, 0.15), evidence_amplitude=6.0,
                                zipf_exponent=0.5)
-    synth.generate(str(tmp_path), 1500, classes, seed=5, params=params, progress=False)
-    world = synth.build_world(5, classes, params)
-    train, held_out = _read_split(str(tmp_path), "train"), _read_split(str(tmp_path), "validate") + _read_split(
-        str(tmp_path), "test")
-    _, x_train = features(train)
-    eval_frames, x_eval = features(held_out)
-    y_train = _dense([r["labels"] for r in train], classes)
-    y_eval = _dense([r["labels"] for r in held_out], classes)
-    w, b = _ridge(x_train, y_train, lam=0.5)
-    mean_gap = gap_at_k(x_eval @ w + b, y_eval)
+    world, eval_frames, y_eval, w, mean_gap = _mean_pool_ridge_probe(str(tmp_path), 1500, classes, params)
     frame_gap = gap_at_k(np.stack([np.sort(f @ w, axis=0)[-3:].mean(0) for f in eval_frames]), y_eval)
     scenes, objects = world.scenes[world.class_modes[..., 0]], world.objects[world.class_modes[..., 1]]
 
