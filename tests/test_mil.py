@@ -82,3 +82,24 @@ def test_late_pooling_learns_a_within_frame_conjunction_that_mean_pooling_cannot
     pairs = (y_test[:, 0] > 0.5) | decoy
     mean_correct = ((means(test) @ w > 0) == (y_test[:, 0] > 0.5))[pairs]
     assert mean_correct.mean() < 0.7, mean_correct.mean()
+
+
+def test_mean_skip_adds_a_linear_score_of_the_frame_means_to_the_pooled_logits():
+    """With the per-window logits zeroed, a mean_skip model scores sigmoid(W . BN(frame means) + b): the frame means
+    over each video's real frames only; without mean_skip there is no such layer."""
+    rng = np.random.default_rng(1)
+    model = registry.build_model("frame_mil", 3, "local", {"mean_skip": True})
+    assert "mean_logits" not in [layer.name for layer in registry.build_model("frame_mil", 3, "local").layers]
+    frame_logits = model.get_layer("frame_logits")
+    frame_logits.set_weights([np.zeros_like(w) for w in frame_logits.get_weights()])
+    dense = model.get_layer("mean_logits")
+    dense.set_weights([rng.normal(size=w.shape).astype(np.float32) * 0.05 for w in dense.get_weights()])
+    frames, num_frames = rng.normal(size=(2, 12, 1152)).astype(np.float32), np.array([12, 5], np.int32)
+    frames[1, 5:] = 9.0  # padding: never in the mean
+    inputs = {"rgb": frames[..., :1024], "audio": frames[..., 1024:], "num_frames": num_frames}
+    means = np.stack([frames[i, :n].mean(0) for i, n in enumerate(num_frames)])
+    gamma, beta, moving_mean, moving_var = model.get_layer("means_norm").get_weights()
+    normed = (means - moving_mean) / np.sqrt(moving_var + 1e-3) * gamma + beta
+    kernel, bias = dense.get_weights()
+    expected = 1.0 / (1.0 + np.exp(-(normed @ kernel + bias)))
+    np.testing.assert_allclose(np.asarray(model(inputs, training=False)), expected, rtol=1e-4, atol=1e-5)

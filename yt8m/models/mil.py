@@ -18,7 +18,8 @@ import keras
 from keras import ops
 
 from yt8m.models.inputs import frame_inputs
-from yt8m.models.layers import KERAS_BN_MOMENTUM, FrameBatchNorm, frame_mask, slim_l2, window_means
+from yt8m.models.layers import (KERAS_BN_MOMENTUM, FrameBatchNorm, MaskedMeanPool, batch_norm, frame_mask, slim_l2,
+                                window_means)
 from yt8m.models.registry import register
 
 
@@ -48,7 +49,11 @@ class MaskedLogMeanExpPool(keras.layers.Layer):
         return {**super().get_config(), "sharpness": self.sharpness}
 
 
-_BASE = {"frame_pool": 4, "sharpness": 4.0, "dropout": 0.0, "l2": 1e-6, "bn_momentum": KERAS_BN_MOMENTUM}
+# mean_skip adds the video-level logistic's logits (a linear layer on the batch-normalized frame means) to the pooled
+# ones. Screened in the sixteenth session (benchmarks/results/family_gap_screen.md, README "Objects in scenes"); off
+# in every preset.
+_BASE = {"frame_pool": 4, "sharpness": 4.0, "dropout": 0.0, "l2": 1e-6, "bn_momentum": KERAS_BN_MOMENTUM,
+         "mean_skip": False}
 FRAME_MIL_PRESETS = {
     # CPU tests: a 16-unit hidden layer, so the tests see every layer the family can build.
     "small": {**_BASE, "hidden": 16},
@@ -67,11 +72,12 @@ FRAME_MIL_LOCAL_TRAINING = {"examples_to_see": 90_000, "examples_per_class": 600
 
 @register("frame_mil", "frame", FRAME_MIL_PRESETS,
           "multiple-instance learning: class logits per window of frame_pool frames (linear, or after one "
-          "hidden layer), pooled over the real windows by a log-mean-exp between mean and max (sharpness)",
+          "hidden layer), pooled over the real windows by a log-mean-exp between mean and max (sharpness); "
+          "mean_skip adds a linear layer's logits on the frame means",
           recipes={"local": FRAME_MIL_LOCAL_TRAINING},
           recipe_sources={"local": "benchmarks/bench_family_gap.py --screen"})
 def frame_mil(num_classes: int, hidden: int, frame_pool: int, sharpness: float, dropout: float, l2: float,
-              bn_momentum: float):
+              bn_momentum: float, mean_skip: bool):
     if hidden < 0:
         raise ValueError(f"hidden must be >= 0, got {hidden}")
     inputs = frame_inputs()
@@ -84,4 +90,11 @@ def frame_mil(num_classes: int, hidden: int, frame_pool: int, sharpness: float, 
         x = keras.layers.Dropout(dropout)(x)
     logits = keras.layers.Dense(num_classes, kernel_regularizer=slim_l2(l2), name="frame_logits")(x)
     pooled = MaskedLogMeanExpPool(sharpness, name="time_pool")(logits, num_frames)
+    if mean_skip:
+        means = keras.layers.Concatenate(name="frame_means")([
+            MaskedMeanPool(name="rgb_mean")(inputs["rgb"], inputs["num_frames"]),
+            MaskedMeanPool(name="audio_mean")(inputs["audio"], inputs["num_frames"])])
+        mean_logits = keras.layers.Dense(num_classes, kernel_regularizer=slim_l2(l2), name="mean_logits")(
+            batch_norm(bn_momentum, name="means_norm")(means))
+        pooled = keras.layers.Add(name="pooled_and_mean_logits")([pooled, mean_logits])
     return keras.Model(inputs, keras.layers.Activation("sigmoid", name="probs")(pooled), name="frame_mil")
