@@ -50,7 +50,7 @@ class MaskedLogMeanExpPool(keras.layers.Layer):
 
 
 # mean_skip adds the video-level logistic's logits (a linear layer on the batch-normalized frame means) to the pooled
-# ones. Screened in the sixteenth session (benchmarks/results/family_gap_screen.md, README "Objects in scenes"); off
+# ones. Screened in the sixteenth session (benchmarks/results/family_gap_screen.md, README "A mean-pooled skip"); off
 # in every preset.
 _BASE = {"frame_pool": 4, "sharpness": 4.0, "dropout": 0.0, "l2": 1e-6, "bn_momentum": KERAS_BN_MOMENTUM,
          "mean_skip": False}
