@@ -85,6 +85,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 FEATURE_DIM = schema.RGB_SIZE + schema.AUDIO_SIZE  # 1152
+_RGB_DIMS, _AUDIO_DIMS = slice(0, schema.RGB_SIZE), slice(schema.RGB_SIZE, FEATURE_DIM)
 DEFAULT_SPLITS = (("train", 0.8), ("validate", 0.1), ("test", 0.1))
 
 
@@ -179,8 +180,7 @@ def build_world(seed: int, classes: int, params: SynthParams = DEFAULT_PARAMS) -
 
     u = np.zeros((classes, FEATURE_DIM), dtype=np.float64)
     v = np.zeros((classes, FEATURE_DIM), dtype=np.float64)
-    rgb, aud = slice(0, schema.RGB_SIZE), slice(schema.RGB_SIZE, FEATURE_DIM)
-    for span, mask in ((rgb, ~audio_only), (aud, audio_only)):
+    for span, mask in ((_RGB_DIMS, ~audio_only), (_AUDIO_DIMS, audio_only)):
         n, width = int(mask.sum()), span.stop - span.start
         a = rng.standard_normal((n, width))
         b = rng.standard_normal((n, width))
@@ -223,6 +223,14 @@ def build_world(seed: int, classes: int, params: SynthParams = DEFAULT_PARAMS) -
     )
 
 
+def _unit_rows(rng, rows: int, span: slice) -> np.ndarray:
+    """``rows`` random unit directions inside the ``span`` dimensions of the 1,152 (float64)."""
+    out = np.zeros((rows, FEATURE_DIM), np.float64)
+    draws = rng.standard_normal((rows, span.stop - span.start))
+    out[:, span] = draws / np.linalg.norm(draws, axis=1, keepdims=True)
+    return out
+
+
 def _concepts(seed: int, classes: int, audio_only: np.ndarray, params: SynthParams) -> tuple[np.ndarray, np.ndarray]:
     """Concept mode: ``concept_pool`` rgb concepts and an eighth as many (>= 4) audio ones (unit rows), and
     for each class a distinct sorted combination of ``concepts_per_class`` concepts of its modality. Its own
@@ -234,11 +242,7 @@ def _concepts(seed: int, classes: int, audio_only: np.ndarray, params: SynthPara
             raise ValueError(f"concept_pool {params.concept_pool} with concepts_per_class {k} has too few "
                              f"{'audio' if is_audio else 'rgb'} combinations for the classes")
     rng = np.random.default_rng([seed, 2, classes])
-    rgb = rng.standard_normal((pools[False], schema.RGB_SIZE))
-    aud = rng.standard_normal((pools[True], schema.AUDIO_SIZE))
-    concepts = np.zeros((pools[False] + pools[True], FEATURE_DIM), np.float64)
-    concepts[: pools[False], : schema.RGB_SIZE] = rgb / np.linalg.norm(rgb, axis=1, keepdims=True)
-    concepts[pools[False] :, schema.RGB_SIZE :] = aud / np.linalg.norm(aud, axis=1, keepdims=True)
+    concepts = np.concatenate([_unit_rows(rng, pools[False], _RGB_DIMS), _unit_rows(rng, pools[True], _AUDIO_DIMS)])
     class_concepts = np.zeros((classes, k), np.int64)
     taken: set[tuple[int, ...]] = set()
     for c in range(classes):
@@ -250,14 +254,6 @@ def _concepts(seed: int, classes: int, audio_only: np.ndarray, params: SynthPara
                 break
         class_concepts[c] = combo
     return concepts.astype(np.float32), class_concepts
-
-
-def _unit_rows(rng, rows: int, span: slice) -> np.ndarray:
-    """``rows`` random unit directions inside the ``span`` dimensions of the 1,152 (float64)."""
-    out = np.zeros((rows, FEATURE_DIM), np.float64)
-    draws = rng.standard_normal((rows, span.stop - span.start))
-    out[:, span] = draws / np.linalg.norm(draws, axis=1, keepdims=True)
-    return out
 
 
 def _scene_modes(seed: int, classes: int, audio_only: np.ndarray, params: SynthParams):
@@ -275,9 +271,10 @@ def _scene_modes(seed: int, classes: int, audio_only: np.ndarray, params: SynthP
                              f"modes_per_class {m} has too few {'audio' if is_audio else 'rgb'} (scene, object) "
                              f"pairs for the classes ({s} x {o} for {needed} modes; at most half may be used)")
     rng = np.random.default_rng([seed, 3, classes])
-    rgb, aud = slice(0, schema.RGB_SIZE), slice(schema.RGB_SIZE, FEATURE_DIM)
-    scenes = np.concatenate([_unit_rows(rng, scene_pools[False], rgb), _unit_rows(rng, scene_pools[True], aud)])
-    objects = np.concatenate([_unit_rows(rng, object_pools[False], rgb), _unit_rows(rng, object_pools[True], aud)])
+    scenes = np.concatenate([_unit_rows(rng, scene_pools[False], _RGB_DIMS),
+                             _unit_rows(rng, scene_pools[True], _AUDIO_DIMS)])
+    objects = np.concatenate([_unit_rows(rng, object_pools[False], _RGB_DIMS),
+                              _unit_rows(rng, object_pools[True], _AUDIO_DIMS)])
     class_modes = np.zeros((classes, m, 2), np.int64)
     taken: set[tuple[int, int]] = set()
     for c in range(classes):
