@@ -639,6 +639,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.verbose:
         _import_tensorflow_quietly()
+        # TensorFlow's and absl's INFO lines (SavedModel assets written, input names renamed, sharding
+        # callbacks) are not the verb's progress; --verbose shows them.
+        for library in ("absl", "tensorflow"):
+            logging.getLogger(library).setLevel(logging.WARNING)
     from yt8m import fast_exit
     from yt8m.config import ConfigError
 
